@@ -1,0 +1,84 @@
+"""Time, injected: the worker reads ``now`` once per pass and hands it down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; a test clock moves instead of waiting."""
+
+
+class SystemClock:
+    """The machine's clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that moves only when told (or when something sleeps on it)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(timedelta(seconds=max(seconds, 0)))
+
+    def advance(self, delta: timedelta) -> datetime:
+        with self._lock:
+            self._now += delta
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+
+class ScaledClock:
+    """Simulated time that runs ``speed`` times faster than the wall clock.
+
+    ``advance`` jumps ahead at once; ``sleep`` waits the scaled-down wall time.
+    Used by the sandbox and the demo so a 30-minute lifecycle plays in seconds.
+    """
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.speed = speed
+        self._start = start or datetime.now(UTC).replace(microsecond=0)
+        self._wall_start = time.monotonic()
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        elapsed = (time.monotonic() - self._wall_start) * self.speed
+        with self._lock:
+            return self._start + self._offset + timedelta(seconds=elapsed)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
+
+    def advance(self, delta: timedelta) -> datetime:
+        with self._lock:
+            self._offset += delta
+        return self.now()

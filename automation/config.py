@@ -1,0 +1,189 @@
+"""config.toml: loaded and validated whole before anything runs; secrets come from env."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from automation.errors import ConfigError
+from automation.workflow import Policy
+
+DEFAULT_PATH = "config.toml"
+CONFIG_ENV = "EMERGENCY_CONFIG"
+ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
+DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
+
+
+@dataclass(frozen=True)
+class ZendeskConfig:
+    url: str
+    email: str
+    search: str = ""  # extra search terms, e.g. "tags:premium brand:123"
+    view_id: int | None = None
+    timeout_seconds: float = 10.0
+    max_retry_seconds: float = 60.0
+
+    @property
+    def query(self) -> str:
+        return f"{DEFAULT_QUERY} {self.search}".strip()
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    bridge_url: str
+    signature: str = "The Support Team"
+    follow_up_after_minutes: float = 15
+    close_after_minutes: float = 15
+    poll_interval_seconds: float = 60
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            follow_up_after=timedelta(minutes=self.follow_up_after_minutes),
+            close_after=timedelta(minutes=self.close_after_minutes),
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    zendesk: ZendeskConfig
+    workflow: WorkflowConfig
+    state_path: Path
+    templates_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_path(cli_value: str | None) -> Path:
+    """`--config`, else `$EMERGENCY_CONFIG`, else ./config.toml."""
+    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    token = environ.get(ZENDESK_TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(
+            f"{ZENDESK_TOKEN_ENV} is not set: export the API token of the [zendesk] email user"
+        )
+    return token
+
+
+class _Section:
+    """Reads one table of the file, naming file, section and key in every complaint."""
+
+    def __init__(self, source: Path, name: str, data: object, known: set[str]) -> None:
+        self.source, self.name = source, name
+        if not isinstance(data, dict):
+            self.fail(None, "a table", data)
+        self.data: dict[str, Any] = data  # type: ignore[assignment]
+        unknown = sorted(set(self.data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: [{name}] {unknown[0]}: unknown key; expected one of "
+                f"{', '.join(sorted(known))}"
+            )
+
+    def fail(self, key: str | None, expected: str, got: object) -> None:
+        where = f"[{self.name}]" + (f" {key}" if key else "")
+        raise ConfigError(f"{self.source}: {where}: expected {expected}, got {got!r}")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        if key not in self.data:
+            if default is None:
+                raise ConfigError(f"{self.source}: [{self.name}] {key}: missing (required)")
+            return default
+        value = self.data[key]
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, "a non-empty string", value)
+        return str(value).strip()
+
+    def number(self, key: str, default: float, minimum: float = 0) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            self.fail(key, f"a number >= {minimum:g}", value)
+        return float(value)
+
+    def url(self, key: str, default: str | None = None) -> str:
+        value = self.text(key, default)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.fail(key, "an http:// or https:// URL", value)
+        return value.rstrip("/")
+
+
+def load(path: Path) -> Config:
+    """Read and validate the whole file; raise ConfigError naming file, key and expectation."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file; pass --config PATH or set {CONFIG_ENV} "
+            "(see config.toml in the project for every key)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], source: Path) -> Config:
+    known_sections = {"zendesk", "workflow", "state", "templates"}
+    unknown = sorted(set(data) - known_sections)
+    if unknown:
+        raise ConfigError(
+            f"{source}: [{unknown[0]}]: unknown section; expected "
+            f"{', '.join(sorted(known_sections))}"
+        )
+    if "zendesk" not in data:
+        raise ConfigError(f"{source}: [zendesk]: missing section (url and email are required)")
+    base = source.resolve().parent
+
+    zd = _Section(source, "zendesk", data["zendesk"],
+                  {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds"})
+    email = zd.text("email")
+    if "@" not in email:
+        zd.fail("email", "the API user's email address", email)
+    view_id = zd.data.get("view_id")
+    if view_id is not None and (isinstance(view_id, bool) or not isinstance(view_id, int)
+                                or view_id <= 0):
+        zd.fail("view_id", "a positive integer (a Zendesk view id)", view_id)
+    if view_id is not None and "search" in zd.data:
+        raise ConfigError(f"{source}: [zendesk] view_id and search: expected one of them, not both")
+    zendesk = ZendeskConfig(
+        url=zd.url("url"),
+        email=email,
+        search=zd.text("search", "") if "search" in zd.data else "",
+        view_id=view_id,
+        timeout_seconds=zd.number("timeout_seconds", 10, minimum=1),
+        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0),
+    )
+
+    wf = _Section(source, "workflow", data.get("workflow", {}),
+                  {"bridge_url", "signature", "follow_up_after_minutes", "close_after_minutes",
+                   "poll_interval_seconds"})
+    workflow = WorkflowConfig(
+        bridge_url=wf.url("bridge_url"),
+        signature=wf.text("signature", "The Support Team"),
+        follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1),
+        close_after_minutes=wf.number("close_after_minutes", 15, minimum=1),
+        poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1),
+    )
+
+    st = _Section(source, "state", data.get("state", {}), {"path"})
+    state_path = base / st.text("path", "emergency-state.sqlite3")
+
+    tp = _Section(source, "templates", data.get("templates", {}), {"path"})
+    templates_path = base / tp.text("path") if "path" in tp.data else None
+    if templates_path is not None and not templates_path.is_dir():
+        tp.fail("path", "an existing folder of *.j2 templates", str(templates_path))
+
+    return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
+                  templates_path=templates_path)

@@ -1,0 +1,108 @@
+"""Frozen facts read from Zendesk, and the decisions the workflow makes from them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    email: str
+    role: str  # "end-user", "agent" or "admin", as Zendesk names them
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role in ("agent", "admin")
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: int
+    name: str
+    fields: dict[str, object] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author_id: int
+    public: bool
+    created_at: datetime
+    body: str
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: int
+    subject: str
+    status: str
+    priority: str | None
+    tags: tuple[str, ...]
+    requester_id: int
+    organization_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    # The raw `updated_at` string, sent back verbatim as `updated_stamp`.
+    updated_stamp: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the workflow needs to know about one ticket, read in one go."""
+
+    ticket: Ticket
+    comments: tuple[Comment, ...]
+    people: dict[int, Person]
+    organization: Organization | None = None
+
+    def author(self, comment: Comment) -> Person | None:
+        return self.people.get(comment.author_id)
+
+
+class State(enum.StrEnum):
+    NEW = "new"  # urgent, nobody has made contact yet
+    AWAITING_CUSTOMER = "awaiting-customer"  # contact made, no reply, no follow-up yet
+    FOLLOWED_UP = "followed-up"  # follow-up sent, still no reply
+    CLOSED_TO_HIGH = "closed-to-high"  # bridge closed, priority stepped down to high
+    ENGAGED = "engaged"  # the customer answered: timers stopped
+    NOT_URGENT = "not-an-emergency"  # priority is not urgent (and we did not step it down)
+    SOLVED = "solved"  # solved or closed: never touched
+
+
+class Step(enum.StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    FOLLOW_UP = "follow-up"
+    CLOSE = "close"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The workflow's reading of one ticket at one instant."""
+
+    ticket_id: int
+    state: State
+    next_step: Step | None
+    due_at: datetime | None
+    contact_at: datetime | None = None
+    contact_by: int | None = None
+    replied_at: datetime | None = None
+
+    def is_due(self, now: datetime) -> bool:
+        return self.next_step is not None and self.due_at is not None and self.due_at <= now
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write due on a ticket: which template to post and the field changes that go with it."""
+
+    ticket_id: int
+    step: Step
+    template: str
+    tags_to_add: tuple[str, ...] = ()
+    priority: str | None = None

@@ -1,0 +1,159 @@
+"""SQLite: the audit journal and the discovery cache. A cache and a log, never a source of truth.
+
+Deleting the file loses history and costs one re-read per ticket, nothing a customer sees:
+every decision is made again from the ticket itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from automation.errors import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT '',
+    public INTEGER,
+    comment_id INTEGER,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS journal_ticket ON journal (ticket_id, id);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    next_step TEXT,
+    due_at TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    seen_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the audit journal."""
+
+    at: datetime
+    ticket_id: int
+    step: str
+    outcome: str  # "posted", "skipped", "conflict", "failed", ...
+    actor: str = ""
+    public: bool | None = None
+    comment_id: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TrackedTicket:
+    """What the last pass learnt of a ticket: enough to skip re-reading it when nothing moved."""
+
+    ticket_id: int
+    subject: str
+    updated_at: str
+    state: str
+    next_step: str | None
+    due_at: datetime | None
+    active: bool
+    seen_at: datetime
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"[state] path {path}: cannot open the state file: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def record(self, entry: Entry) -> None:
+        self.db.execute(
+            "INSERT INTO journal (at, ticket_id, step, outcome, actor, public, comment_id, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.at.isoformat(), entry.ticket_id, entry.step, entry.outcome, entry.actor,
+             None if entry.public is None else int(entry.public), entry.comment_id, entry.detail),
+        )
+
+    def journal(self, ticket_id: int | None = None) -> list[Entry]:
+        query = ("SELECT at, ticket_id, step, outcome, actor, public, comment_id, detail"
+                 " FROM journal")
+        args: tuple[int, ...] = ()
+        if ticket_id is not None:
+            query += " WHERE ticket_id = ?"
+            args = (ticket_id,)
+        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            Entry(at=datetime.fromisoformat(at), ticket_id=tid, step=step, outcome=outcome,
+                  actor=actor, public=None if public is None else bool(public),
+                  comment_id=comment_id, detail=detail)
+            for at, tid, step, outcome, actor, public, comment_id, detail in rows
+        ]
+
+    def track(self, ticket: TrackedTicket) -> None:
+        self.db.execute(
+            "INSERT INTO tickets (ticket_id, subject, updated_at, state, next_step, due_at,"
+            " active, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (ticket_id) DO UPDATE SET subject = excluded.subject,"
+            " updated_at = excluded.updated_at, state = excluded.state,"
+            " next_step = excluded.next_step, due_at = excluded.due_at,"
+            " active = excluded.active, seen_at = excluded.seen_at",
+            (ticket.ticket_id, ticket.subject, ticket.updated_at, ticket.state, ticket.next_step,
+             ticket.due_at.isoformat() if ticket.due_at else None, int(ticket.active),
+             ticket.seen_at.isoformat()),
+        )
+
+    def deactivate_except(self, ticket_ids: set[int]) -> list[int]:
+        """Mark tickets no longer listed as inactive; return the ids that just dropped out."""
+        rows = self.db.execute("SELECT ticket_id FROM tickets WHERE active = 1").fetchall()
+        gone = [tid for (tid,) in rows if tid not in ticket_ids]
+        self.db.executemany("UPDATE tickets SET active = 0 WHERE ticket_id = ?",
+                            [(tid,) for tid in gone])
+        return gone
+
+    def tracked(self, active_only: bool = False) -> dict[int, TrackedTicket]:
+        query = ("SELECT ticket_id, subject, updated_at, state, next_step, due_at, active,"
+                 " seen_at FROM tickets")
+        if active_only:
+            query += " WHERE active = 1"
+        result = {}
+        for tid, subject, updated_at, state, next_step, due_at, active, seen_at in \
+                self.db.execute(query + " ORDER BY ticket_id"):
+            result[tid] = TrackedTicket(
+                ticket_id=tid, subject=subject, updated_at=updated_at, state=state,
+                next_step=next_step, due_at=_time(due_at), active=bool(active),
+                seen_at=datetime.fromisoformat(seen_at),
+            )
+        return result

@@ -1,0 +1,130 @@
+"""Message templates: Jinja2, sandboxed, strict. Customer text is data, never template source.
+
+Each template's visibility is fixed here, not chosen by the caller: a comment's ``public`` flag
+comes only from this registry, so an internal template can never be posted publicly.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.resources
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from automation.errors import TemplateError
+
+
+class Visibility(enum.Enum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
+# Every template the product ships, and who may read what it renders.
+REGISTRY: dict[str, Visibility] = {
+    "acknowledgement": Visibility.PUBLIC,
+    "follow_up": Visibility.PUBLIC,
+    "bridge_closed": Visibility.PUBLIC,
+    "not_emergency": Visibility.INTERNAL,
+}
+
+SUFFIX = ".j2"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered comment; ``public`` is the template's registered visibility."""
+
+    template: str
+    body: str
+    public: bool
+
+    @property
+    def first_line(self) -> str:
+        """The first line that says something (a salutation like "Hello Dana," is skipped)."""
+        lines = [line.strip() for line in self.body.splitlines() if line.strip()]
+        return next((line for line in lines if not line.endswith(",")), lines[0] if lines else "")
+
+
+def default_template_dir() -> Path:
+    """The templates shipped with the package (or the repo's `templates/` when run from source)."""
+    try:
+        shipped = Path(str(importlib.resources.files("automation.default_templates")))
+        if (shipped / ("acknowledgement" + SUFFIX)).is_file():
+            return shipped
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_minutes(value: timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes} minute" + ("" if minutes == 1 else "s")
+
+
+class Templates:
+    """Loads templates from an override folder first, then the shipped defaults."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        searchpath = [str(default_template_dir())]
+        if override_dir is not None:
+            searchpath.insert(0, str(override_dir))
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(searchpath),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # plain-text comment bodies, not HTML
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["time"] = format_time
+        self.env.filters["minutes"] = format_minutes
+
+    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        """Render ``name`` with ``context``; the result's visibility is the registry's."""
+        visibility = REGISTRY.get(name)
+        if visibility is None:
+            raise TemplateError(f"unknown template {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        filename = name + SUFFIX
+        try:
+            template = self.env.get_template(filename)
+            body = template.render(**context).strip()
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {exc.filename or filename} line {exc.lineno}: {exc.message}"
+            ) from None
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"template {filename} not found in {self.env.loader.searchpath}"  # type: ignore[union-attr]
+                                ) from None
+        except (jinja2.UndefinedError, jinja2.exceptions.SecurityError, TypeError,
+                ValueError) as exc:
+            line = _template_line(exc, filename)
+            where = f"template {filename}" + (f" line {line}" if line else "")
+            raise TemplateError(f"{where}: {exc}") from None
+        if not body:
+            raise TemplateError(f"template {filename} rendered an empty comment")
+        return Rendered(template=name, body=body, public=visibility is Visibility.PUBLIC)
+
+    def check_all(self, context: dict[str, Any]) -> list[Rendered]:
+        """Render every registered template with ``context`` (for `emergency check`)."""
+        return [self.render(name, context) for name in sorted(REGISTRY)]
+
+
+def _template_line(exc: BaseException, filename: str) -> int | None:
+    """Jinja rewrites tracebacks so template frames carry the template's own line numbers."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(filename):
+            line = frame.lineno
+    return line

@@ -1,0 +1,130 @@
+"""The runbook as pure functions: given a ticket's facts and ``now``, what state and what is due.
+
+No I/O and no clock here. Every timer is computed from Zendesk's own timestamps, so a restart,
+a lost state file or a second worker reaches the same decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from automation.model import Action, Assessment, Comment, Snapshot, State, Step
+
+# Written in the same update as the step's comment: the ticket itself records what was done.
+ACKNOWLEDGED_TAG = "emergency_acknowledged"
+FOLLOWED_UP_TAG = "emergency_followed_up"
+CLOSED_TAG = "emergency_closed_to_high"
+MARKER_TAGS = {Step.ACKNOWLEDGE: ACKNOWLEDGED_TAG, Step.FOLLOW_UP: FOLLOWED_UP_TAG,
+               Step.CLOSE: CLOSED_TAG}
+
+TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
+             Step.CLOSE: "bridge_closed"}
+
+EMERGENCY_PRIORITY = "urgent"
+STEPPED_DOWN_PRIORITY = "high"
+FINISHED_STATUSES = ("solved", "closed")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The runbook's timings (from `[workflow]` in config.toml)."""
+
+    follow_up_after: timedelta = timedelta(minutes=15)
+    close_after: timedelta = timedelta(minutes=15)
+
+
+def is_finished(snapshot: Snapshot) -> bool:
+    """Solved and closed tickets are never touched."""
+    return snapshot.ticket.status in FINISHED_STATUSES
+
+
+def find_contact(snapshot: Snapshot) -> Comment | None:
+    """Contact is the first public comment by an agent after the ticket's description."""
+    for comment in snapshot.comments[1:]:
+        author = snapshot.author(comment)
+        if comment.public and author is not None and author.is_agent:
+            return comment
+    return None
+
+
+def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:
+    """A reply is a public comment by an end-user (requester or a CC) after contact.
+
+    An author we could not look up counts as the customer: stopping the timers is the safe side.
+    """
+    comments = list(snapshot.comments)
+    for comment in comments[comments.index(contact) + 1:]:
+        author = snapshot.author(comment)
+        if comment.public and (author is None or not author.is_agent):
+            return comment
+    return None
+
+
+def last_public_agent_comment(snapshot: Snapshot) -> Comment | None:
+    for comment in reversed(snapshot.comments[1:]):
+        author = snapshot.author(comment)
+        if comment.public and author is not None and author.is_agent:
+            return comment
+    return None
+
+
+def assess(snapshot: Snapshot, now: datetime, policy: Policy) -> Assessment:
+    """Derive the emergency's state and its next step (with due time) from the ticket alone."""
+    ticket = snapshot.ticket
+    tags = set(ticket.tags)
+
+    def result(state: State, step: Step | None = None, due: datetime | None = None,
+               contact: Comment | None = None, reply: Comment | None = None) -> Assessment:
+        return Assessment(
+            ticket_id=ticket.id, state=state, next_step=step, due_at=due,
+            contact_at=contact.created_at if contact else None,
+            contact_by=contact.author_id if contact else None,
+            replied_at=reply.created_at if reply else None,
+        )
+
+    if is_finished(snapshot):
+        return result(State.SOLVED)
+    contact = find_contact(snapshot)
+    if CLOSED_TAG in tags:
+        # Stepped down once already; if a person raised it again, the timers are theirs.
+        return result(State.CLOSED_TO_HIGH, contact=contact)
+    if ticket.priority != EMERGENCY_PRIORITY:
+        return result(State.NOT_URGENT, contact=contact)
+    if contact is None:
+        if ACKNOWLEDGED_TAG in tags:
+            # Our acknowledgement is recorded but its author is not visible as an agent:
+            # never acknowledge twice; wait for a person.
+            return result(State.NEW)
+        return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at)
+    reply = find_customer_reply(snapshot, contact)
+    if reply is not None:
+        return result(State.ENGAGED, contact=contact, reply=reply)
+    if FOLLOWED_UP_TAG not in tags:
+        return result(State.AWAITING_CUSTOMER, Step.FOLLOW_UP,
+                      contact.created_at + policy.follow_up_after, contact=contact)
+    # The bridge closes a full interval after our last public word (normally the follow-up).
+    last_word = last_public_agent_comment(snapshot) or contact
+    return result(State.FOLLOWED_UP, Step.CLOSE, last_word.created_at + policy.close_after,
+                  contact=contact)
+
+
+def plan(assessment: Assessment, now: datetime) -> Action | None:
+    """The write that is due now, if any."""
+    if not assessment.is_due(now) or assessment.next_step is None:
+        return None
+    step = assessment.next_step
+    return Action(
+        ticket_id=assessment.ticket_id,
+        step=step,
+        template=TEMPLATES[step],
+        tags_to_add=(MARKER_TAGS[step],),
+        priority=STEPPED_DOWN_PRIORITY if step is Step.CLOSE else None,
+    )
+
+
+def step_done(snapshot: Snapshot, step: Step) -> bool:
+    """Whether the ticket already carries the marker of ``step`` (or contact, for the ack)."""
+    if step is Step.ACKNOWLEDGE and find_contact(snapshot) is not None:
+        return True
+    return MARKER_TAGS[step] in snapshot.ticket.tags

@@ -1,0 +1,420 @@
+"""Zendesk adapter on zenpy: reads retried with care, writes sent exactly once.
+
+- Our own `requests.Session`: zenpy's default one retries a PUT by itself, which could post
+  a customer-visible comment twice.
+- Reads (GET) are retried with tenacity: 429 waits `Retry-After`, 5xx and connection errors
+  back off with jitter, all within a bounded total wait. A 429 pauses every request.
+- A write is one `PUT /api/v2/tickets/{id}` with `safe_update` and the `updated_stamp` just read;
+  it is never retried here. Its outcome is reported so the worker can re-read and decide again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+from zenpy import Zenpy
+from zenpy.lib.api import BaseApi
+from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
+
+from automation.clock import Clock
+from automation.errors import (
+    Conflict,
+    CredentialsRejected,
+    NotFound,
+    Rejected,
+    Unreachable,
+    WriteUncertain,
+)
+from automation.model import Comment, Organization, Person, Snapshot, Ticket
+from automation.templates import Rendered
+
+log = logging.getLogger(__name__)
+
+SERVICE = "Zendesk"
+RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
+SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
+MAX_READ_ATTEMPTS = 8
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def excerpt(response: requests.Response, limit: int = 160) -> str:
+    text = " ".join(response.text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+class _RetryableResponse(Exception):
+    """A GET answered with 429 or 5xx: worth another try."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class Gate:
+    """After a 429, no request to the service leaves before `Retry-After` has passed."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._until: datetime | None = None
+        self._lock = threading.Lock()
+
+    def pause(self, seconds: float) -> None:
+        until = self.clock.now() + timedelta(seconds=seconds)
+        with self._lock:
+            if self._until is None or until > self._until:
+                self._until = until
+
+    @property
+    def until(self) -> datetime | None:
+        with self._lock:
+            return self._until
+
+    def wait(self) -> None:
+        until = self.until
+        if until is not None:
+            remaining = (until - self.clock.now()).total_seconds()
+            if remaining > 0:
+                log.info("Zendesk rate limit: waiting %.0f s before the next request", remaining)
+                self.clock.sleep(remaining)
+
+
+def retry_after_seconds(response: requests.Response, default: float = 1.0) -> float:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return default
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        return max((moment - datetime.now(moment.tzinfo)).total_seconds(), 0.0)
+
+
+class ZendeskSession(requests.Session):
+    """A session that retries only reads, honours 429 for everyone, and keeps server time."""
+
+    def __init__(self, clock: Clock, timeout: float, max_retry_seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.timeout = timeout
+        self.max_retry_seconds = max_retry_seconds
+        self.gate = Gate(clock)
+        self.server_time: datetime | None = None
+        # No urllib3 retries at all: every retry here is a decision made in this module.
+        adapter = requests.adapters.HTTPAdapter(max_retries=0)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,  # type: ignore[override]
+                **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        method = method.decode() if isinstance(method, bytes) else method
+        url = url.decode() if isinstance(url, bytes) else url
+        path = urlsplit(url).path
+        if method.upper() != "GET":
+            self.gate.wait()
+            response = super().request(method, url, *args, **kwargs)
+            self._observe(response, method, path)
+            return response
+
+        def attempt() -> requests.Response:
+            self.gate.wait()
+            response = super(ZendeskSession, self).request(method, url, *args, **kwargs)
+            self._observe(response, method, path)
+            if response.status_code in RETRYABLE_STATUSES:
+                raise _RetryableResponse(response)
+            return response
+
+        deadline = self.clock.now() + timedelta(seconds=self.max_retry_seconds)
+
+        def out_of_time(state: tenacity.RetryCallState) -> bool:
+            # Measured on our clock (tenacity's own stop_after_delay reads the monotonic one),
+            # and counting a Retry-After that would carry us past the deadline.
+            next_start = max(self.clock.now(), self.gate.until or self.clock.now())
+            return next_start >= deadline or state.attempt_number >= MAX_READ_ATTEMPTS
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(
+                (_RetryableResponse, requests.ConnectionError, requests.Timeout)),
+            wait=self._wait,
+            stop=out_of_time,
+            sleep=self.clock.sleep,
+            reraise=True,
+            before_sleep=lambda state: log.info(
+                "Zendesk GET %s: %s; retrying", path, _outcome_text(state)),
+        )
+        try:
+            return retrying(attempt)
+        except _RetryableResponse as exc:
+            raise Unreachable(SERVICE, method, path, exc.response.status_code,
+                              excerpt(exc.response), "gave up after retrying") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Unreachable(SERVICE, method, path, None, _connection_text(exc),
+                              "check [zendesk] url and the network") from None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableResponse) and exc.response.status_code == 429:
+            return 0.0  # the gate already holds every request until Retry-After has passed
+        return tenacity.wait_random_exponential(multiplier=0.5, max=20)(state)
+
+    def _observe(self, response: requests.Response, method: str, path: str) -> None:
+        date = response.headers.get("Date")
+        if date:
+            try:
+                self.server_time = parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                pass
+        if response.status_code == 429:
+            self.gate.pause(retry_after_seconds(response))
+        if response.status_code in (401, 403):
+            raise CredentialsRejected(
+                SERVICE, method, path, response.status_code, excerpt(response),
+                "check [zendesk] email and the ZENDESK_API_TOKEN environment variable",
+            )
+
+
+def _outcome_text(state: tenacity.RetryCallState) -> str:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _RetryableResponse):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__ if exc else "unknown"
+
+
+def _connection_text(exc: BaseException) -> str:
+    return "connection failed" if isinstance(exc, requests.ConnectionError) else "timed out"
+
+
+def point_zenpy_at(client: Zenpy, base_url: str) -> None:
+    """zenpy builds https://{subdomain}.{domain} itself; send it to any base URL instead."""
+    parts = urlsplit(base_url)
+    netloc = parts.netloc
+    for api in vars(client).values():
+        if isinstance(api, BaseApi):
+            api.protocol = parts.scheme
+            api.__class__ = type(api.__class__.__name__, (api.__class__,),
+                                 {"base_url": property(lambda self: netloc)})
+
+
+@dataclass(frozen=True)
+class Update:
+    """What Zendesk answered to a successful write."""
+
+    ticket: Ticket
+    comment_id: int | None
+
+
+class Zendesk:
+    """The slice of Zendesk the worker needs, in the project's own types and errors."""
+
+    def __init__(self, base_url: str, email: str, token: str, clock: Clock,
+                 timeout: float = 10.0, max_retry_seconds: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.email = email
+        self.session = ZendeskSession(clock, timeout, max_retry_seconds)
+        self.client = Zenpy(subdomain="account", email=email, token=token,
+                            session=self.session, disable_cache=True, timeout=timeout)
+        point_zenpy_at(self.client, self.base_url)
+        self._people: dict[int, Person] = {}
+        self._organizations: dict[int, Organization] = {}
+
+    @property
+    def server_time(self) -> datetime | None:
+        """The `Date` of Zendesk's latest answer: the worker's `now` runs on Zendesk's time."""
+        return self.session.server_time
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _read(self, method: str, path: str, call: Any) -> Any:
+        try:
+            return call()
+        except RecordNotFoundException as exc:
+            raise NotFound(SERVICE, method, path, 404, _zenpy_text(exc)) from None
+        except APIException as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            raise Rejected(SERVICE, method, path, status, _zenpy_text(exc)) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Unreachable(SERVICE, method, path, None, _connection_text(exc)) from None
+        except ZenpyException as exc:
+            raise Rejected(SERVICE, method, path, None, str(exc)[:160]) from None
+
+    def find_emergencies(self, query: str, view_id: int | None = None) -> list[Ticket]:
+        """One listing per pass: the search query, or the view's tickets (all pages)."""
+        if view_id is not None:
+            path = f"/api/v2/views/{view_id}/tickets"
+            return self._read("GET", path, lambda: [
+                ticket_from(t) for t in self.client.views.tickets(view=view_id)])
+        return self._read("GET", "/api/v2/search.json", lambda: [
+            ticket_from(t) for t in self.client.search(query)
+            if getattr(t, "id", None) is not None])
+
+    def ticket(self, ticket_id: int) -> Ticket:
+        path = f"/api/v2/tickets/{ticket_id}.json"
+        return self._read("GET", path, lambda: ticket_from(self.client.tickets(id=ticket_id)))
+
+    def comments(self, ticket_id: int) -> tuple[Comment, ...]:
+        path = f"/api/v2/tickets/{ticket_id}/comments.json"
+        return self._read("GET", path, lambda: tuple(
+            comment_from(c) for c in self.client.tickets.comments(ticket=ticket_id)))
+
+    def people(self, ids: Iterable[int]) -> dict[int, Person]:
+        """Users by id; roles and names change rarely, so they are kept for the process."""
+        wanted = {i for i in ids if i is not None}
+        missing = sorted(wanted - set(self._people))
+        for start in range(0, len(missing), SHOW_MANY_LIMIT):
+            chunk = missing[start:start + SHOW_MANY_LIMIT]
+            found = self._read("GET", "/api/v2/users/show_many.json",
+                               lambda chunk=chunk: list(self.client.users(ids=chunk)))
+            for user in found:
+                person = person_from(user)
+                self._people[person.id] = person
+        return {i: self._people[i] for i in wanted if i in self._people}
+
+    def organization(self, organization_id: int | None) -> Organization | None:
+        if organization_id is None:
+            return None
+        if organization_id not in self._organizations:
+            path = f"/api/v2/organizations/{organization_id}.json"
+            org = self._read("GET", path, lambda: self.client.organizations(id=organization_id))
+            self._organizations[organization_id] = organization_from(org)
+        return self._organizations[organization_id]
+
+    def snapshot(self, ticket_id: int) -> Snapshot:
+        """The ticket, its comments and everyone who wrote them, read fresh."""
+        ticket = self.ticket(ticket_id)
+        comments = self.comments(ticket_id)
+        people = self.people([ticket.requester_id, *(c.author_id for c in comments)])
+        return Snapshot(ticket=ticket, comments=comments, people=people)
+
+    def me(self) -> Person:
+        return self._read("GET", "/api/v2/users/me.json",
+                          lambda: person_from(self.client.users.me()))
+
+    # --- the one write -------------------------------------------------------------------------
+
+    def update(self, ticket: Ticket, comment: Rendered, tags_to_add: Iterable[str] = (),
+               priority: str | None = None, author_id: int | None = None) -> Update:
+        """One safe update: the comment and its field changes land together or not at all.
+
+        Raises Conflict on 409 (the ticket moved since it was read) and WriteUncertain when
+        the answer was lost or a 5xx/429: the caller re-reads before deciding anything.
+        """
+        path = f"/api/v2/tickets/{ticket.id}.json"
+        body = build_update(ticket, comment, tags_to_add, priority, author_id)
+        try:
+            response = self.session.request("PUT", self.base_url + path, json=body)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise WriteUncertain(SERVICE, "PUT", path, None, _connection_text(exc)) from None
+        status = response.status_code
+        if status == 409:
+            raise Conflict(SERVICE, "PUT", path, status, excerpt(response))
+        if status in RETRYABLE_STATUSES:
+            raise WriteUncertain(SERVICE, "PUT", path, status, excerpt(response))
+        if status == 404:
+            raise NotFound(SERVICE, "PUT", path, status, excerpt(response))
+        if not 200 <= status < 300:
+            raise Rejected(SERVICE, "PUT", path, status, excerpt(response))
+        try:
+            data = response.json()
+            updated = ticket_from_json(data["ticket"])
+        except (ValueError, KeyError, TypeError):
+            raise WriteUncertain(SERVICE, "PUT", path, status, "unreadable answer") from None
+        return Update(ticket=updated, comment_id=comment_id_from_audit(data.get("audit")))
+
+
+def build_update(ticket: Ticket, comment: Rendered, tags_to_add: Iterable[str] = (),
+                 priority: str | None = None, author_id: int | None = None) -> dict[str, Any]:
+    """The PUT body. `public` comes from the template's registered visibility, always explicit."""
+    payload: dict[str, Any] = {
+        "comment": {"body": comment.body, "public": bool(comment.public)},
+        "safe_update": True,
+        "updated_stamp": ticket.updated_stamp,
+    }
+    if author_id is not None:
+        payload["comment"]["author_id"] = author_id
+    new_tags = [t for t in tags_to_add if t not in ticket.tags]
+    if new_tags:
+        # `tags` replaces the list; safe_update guarantees nobody changed it since our read.
+        payload["tags"] = [*ticket.tags, *new_tags]
+    if priority is not None:
+        payload["priority"] = priority
+    return {"ticket": payload}
+
+
+def comment_id_from_audit(audit: Any) -> int | None:
+    if not isinstance(audit, dict):
+        return None
+    for event in audit.get("events") or ():
+        if isinstance(event, dict) and event.get("type") == "Comment":
+            return event.get("id")
+    return None
+
+
+def _zenpy_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:160]
+
+
+def _value(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def ticket_from_json(data: dict[str, Any]) -> Ticket:
+    return ticket_from(data)
+
+
+def ticket_from(obj: Any) -> Ticket:
+    updated = _value(obj, "updated_at")
+    created = _value(obj, "created_at")
+    return Ticket(
+        id=int(_value(obj, "id")),
+        subject=_value(obj, "subject") or "",
+        status=_value(obj, "status") or "new",
+        priority=_value(obj, "priority"),
+        tags=tuple(_value(obj, "tags") or ()),
+        requester_id=int(_value(obj, "requester_id")),
+        organization_id=_value(obj, "organization_id"),
+        created_at=parse_time(created),
+        updated_at=parse_time(updated),
+        updated_stamp=updated,
+        url=_value(obj, "url") or "",
+    )
+
+
+def comment_from(obj: Any) -> Comment:
+    return Comment(
+        id=int(_value(obj, "id")),
+        author_id=int(_value(obj, "author_id")),
+        public=bool(_value(obj, "public")),
+        created_at=parse_time(_value(obj, "created_at")),
+        body=_value(obj, "body") or "",
+    )
+
+
+def person_from(obj: Any) -> Person:
+    return Person(id=int(_value(obj, "id")), name=_value(obj, "name") or "",
+                  email=_value(obj, "email") or "", role=_value(obj, "role") or "end-user")
+
+
+def organization_from(obj: Any) -> Organization:
+    fields = _value(obj, "organization_fields") or {}
+    if not isinstance(fields, dict):
+        fields = dict(getattr(fields, "to_dict", lambda: {})())
+    return Organization(id=int(_value(obj, "id")), name=_value(obj, "name") or "",
+                        fields=fields, tags=tuple(_value(obj, "tags") or ()))
