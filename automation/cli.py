@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from automation import __version__, config
 from automation.clock import Clock, SystemClock
@@ -52,6 +52,17 @@ class Context:
     clock: Clock
 
 
+class UsageError(ConfigError):
+    """Raised when the command line itself is wrong (a flag, an argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on our stderr, not a usage dump on sys.stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def ticket_number(value: str) -> int:
     try:
         number = int(value.strip().lstrip("#"))
@@ -63,7 +74,7 @@ def ticket_number(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="emergency",
         description="Runs the customer-emergency workflow on Zendesk: acknowledge, follow up, "
                     "step down to high, exactly once.",
@@ -72,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default: $EMERGENCY_CONFIG, else ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request decision")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step and retry")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -101,9 +112,15 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage and the one-line error
+    except UsageError as exc:
+        print(f"error: {exc}", file=ctx.err)
+        return EXIT_CONFIG
+    except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
-    _configure_logging(ctx.err, args.verbose)
+    # A service logs each step; a one-shot command prints its result and only warnings.
+    level = logging.DEBUG if args.verbose else (
+        logging.INFO if args.command == "run" else logging.WARNING)
+    _configure_logging(ctx.err, level)
     handler = COMMANDS[args.command]
     try:
         return handler(args, ctx)
@@ -124,14 +141,14 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
         return EXIT_STEP_FAILED
 
 
-def _configure_logging(stream: TextIO, verbose: bool) -> None:
+def _configure_logging(stream: TextIO, level: int) -> None:
     root = logging.getLogger("automation")
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level)
     root.propagate = False
 
 

@@ -152,7 +152,7 @@ class ZendeskSession(requests.Session):
                 (_RetryableResponse, requests.ConnectionError, requests.Timeout)),
             wait=self._wait,
             stop=out_of_time,
-            sleep=self.clock.sleep,
+            sleep=self._sleep,
             reraise=True,
             before_sleep=lambda state: log.info(
                 "Zendesk GET %s: %s; retrying", path, _outcome_text(state)),
@@ -165,6 +165,10 @@ class ZendeskSession(requests.Session):
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise Unreachable(SERVICE, method, path, None, _connection_text(exc),
                               "check [zendesk] url and the network") from None
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.clock.sleep(seconds)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import responses
+
+from automation.clock import FakeClock
+from automation.config import DEFAULT_QUERY, WorkflowConfig
+from automation.store import Store
+from automation.templates import Templates
+from automation.worker import Worker
+from automation.zendesk import Zendesk
+from tests.zendesk_double import BASE, ZendeskDouble
+
+TOKEN = "s3cr3t-zendesk-token-1234"
+BRIDGE = "https://zoom.example.com/j/123"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def double(rsps: responses.RequestsMock, clock: FakeClock) -> ZendeskDouble:
+    return ZendeskDouble(rsps, clock)
+
+
+def make_worker(clock: FakeClock, state: Path) -> Worker:
+    zendesk = Zendesk(BASE, "bot@example.com", TOKEN, clock, timeout=5, max_retry_seconds=60)
+    return Worker(zendesk, Store(state), Templates(), WorkflowConfig(bridge_url=BRIDGE), clock,
+                  DEFAULT_QUERY)
+
+
+@pytest.fixture
+def worker(clock: FakeClock, tmp_path: Path, double: ZendeskDouble) -> Worker:
+    return make_worker(clock, tmp_path / "state.sqlite3")

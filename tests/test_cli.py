@@ -1,0 +1,178 @@
+"""The command line as an operator meets it: exit codes, one-line errors, status and timeline."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from automation import cli
+from automation.clock import FakeClock
+from tests.conftest import BRIDGE, TOKEN
+from tests.zendesk_double import AGENT, BASE, ZendeskDouble
+
+
+def write_config(tmp_path: Path, url: str = BASE, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[zendesk]\nurl = "{url}"\nemail = "bot@example.com"\nmax_retry_seconds = 5\n\n'
+        f'[workflow]\nbridge_url = "{BRIDGE}"\n\n[state]\npath = "state.sqlite3"\n{extra}'
+    )
+    return path
+
+
+def emergency(*argv: str, clock: FakeClock | None = None,
+              environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    env = {"ZENDESK_API_TOKEN": TOKEN} if environ is None else environ
+    code = cli.run(list(argv), out=out, err=err, environ=env, clock=clock or FakeClock())
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_tick_posts_due_steps_and_exits_zero(
+        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
+    double.create(1)
+    config = write_config(tmp_path)
+
+    code, out, _ = emergency("--config", str(config), "tick", clock=clock)
+
+    assert code == cli.EXIT_OK
+    assert "#1 acknowledge: posted" in out
+    assert "1 emergencies listed, 1 read, 1 posted, 0 failed" in out
+
+
+def test_tick_exits_one_when_a_step_failed(
+        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
+    double.create(1)
+    double.before_put.append(lambda ticket_id, body: (422, {"error": "RecordInvalid"}))
+
+    code, out, _ = emergency("--config", str(write_config(tmp_path)), "tick", clock=clock)
+
+    assert code == cli.EXIT_STEP_FAILED
+    assert "#1 acknowledge: FAILED" in out
+
+
+def test_wrong_token_exits_three_with_one_line_and_no_secret(
+        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
+    double.rsps.replace("GET", double.rsps.registered()[0].url, status=401,
+                        json={"error": "Couldn't authenticate you"})
+
+    code, out, err = emergency("--config", str(write_config(tmp_path)), "tick", clock=clock)
+
+    assert code == cli.EXIT_UNREACHABLE
+    assert err.count("\n") == 1 and err.startswith("error: Zendesk GET /api/v2/search.json")
+    assert "HTTP 401" in err
+    assert TOKEN not in out + err and "Traceback" not in err
+
+
+def test_unreachable_zendesk_exits_three_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, url=f"http://127.0.0.1:{port}")
+
+    code, out, err = emergency("--config", str(config), "tick")
+
+    assert code == cli.EXIT_UNREACHABLE
+    assert err.count("\n") == 1 and "connection failed" in err
+    assert TOKEN not in out + err
+
+
+def test_missing_token_is_a_configuration_error(tmp_path: Path) -> None:
+    code, _, err = emergency("--config", str(write_config(tmp_path)), "tick", environ={})
+
+    assert code == cli.EXIT_CONFIG
+    assert err == "error: ZENDESK_API_TOKEN is not set: export the API token of the " \
+                  "[zendesk] email user\n"
+
+
+def test_bad_config_names_file_key_and_expectation(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace('bridge_url = "', 'bridge_url = "ftp://'))
+
+    code, _, err = emergency("--config", str(config), "tick")
+
+    assert code == cli.EXIT_CONFIG
+    assert str(config) in err and "[workflow]" in err
+    assert err.count("\n") == 1
+
+
+def test_config_from_environment_variable(tmp_path: Path, double: ZendeskDouble) -> None:
+    config = write_config(tmp_path)
+
+    code, out, _ = emergency("status", environ={"EMERGENCY_CONFIG": str(config)})
+
+    assert code == cli.EXIT_OK
+    assert "no emergencies tracked" in out
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-4", "12a"])
+def test_bad_ticket_number_is_refused(tmp_path: Path, bad: str) -> None:
+    code, _, err = emergency("--config", str(write_config(tmp_path)), "timeline", bad)
+
+    assert code == cli.EXIT_CONFIG
+    assert "expected a ticket number like 12345" in err
+
+
+def test_unknown_ticket_exits_four(tmp_path: Path, double: ZendeskDouble) -> None:
+    code, _, err = emergency("--config", str(write_config(tmp_path)), "timeline", "999")
+
+    assert code == cli.EXIT_NOT_FOUND
+    assert "HTTP 404" in err and err.count("\n") == 1
+
+
+def test_status_json_and_timeline_follow_a_whole_lifecycle(
+        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
+    config = str(write_config(tmp_path))
+    double.create(1, subject="Gitaly timeouts on every push")
+    double.create(2, subject="Database failover loop")
+    double.comment(2, AGENT, "On it, calling you now.")
+    emergency("--config", config, "tick", clock=clock)
+
+    _, out, _ = emergency("--config", config, "status", "--json", clock=clock)
+    rows = {row["ticket_id"]: row for row in json.loads(out)}
+    assert rows[1]["state"] == "awaiting-customer" and rows[1]["next_step"] == "follow-up"
+    assert rows[1]["due_at"] == (clock.now() + timedelta(minutes=15)).isoformat()
+    assert rows[2]["state"] == "awaiting-customer"
+
+    for _ in range(2):
+        clock.advance(timedelta(minutes=15))
+        emergency("--config", config, "tick", clock=clock)
+
+    _, out, _ = emergency("--config", config, "status", "--json", "--all", clock=clock)
+    rows = {row["ticket_id"]: row for row in json.loads(out)}
+    assert rows[1]["state"] == "closed-to-high" and rows[1]["next_step"] is None
+    assert set(rows[1]) >= {"ticket_id", "state", "next_step", "due_at"}
+
+    code, out, _ = emergency("--config", config, "timeline", "1", clock=clock)
+    assert code == cli.EXIT_OK
+    steps = [line for line in out.splitlines() if "journal" in line and "posted" in line]
+    assert [s.split()[4] for s in steps] == ["acknowledge", "follow-up", "close"]
+    comment_lines = [line for line in out.splitlines() if "zendesk" in line]
+    assert len(comment_lines) == 4  # the description and three public steps
+    times = [line[:19] for line in out.splitlines()[1:]]
+    assert times == sorted(times)
+
+
+def test_check_renders_every_template_offline(tmp_path: Path) -> None:
+    code, out, _ = emergency("--config", str(write_config(tmp_path)), "check")
+
+    assert code == cli.EXIT_OK
+    assert "template follow_up (public): ok" in out
+    assert "template not_emergency (internal): ok" in out
+
+
+def test_check_names_a_broken_template_and_its_line(tmp_path: Path) -> None:
+    overrides = tmp_path / "my-templates"
+    overrides.mkdir()
+    (overrides / "follow_up.j2").write_text("Hello {{ requester.name }}\n{{ no_such_thing }}\n")
+    config = write_config(tmp_path, extra='\n[templates]\npath = "my-templates"\n')
+
+    code, out, _ = emergency("--config", str(config), "check")
+
+    assert code == cli.EXIT_CONFIG
+    assert "follow_up.j2 line 2" in out and "no_such_thing" in out

@@ -1,0 +1,161 @@
+"""The Zendesk adapter: what it sends, how it waits, and how it fails."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import requests
+import responses
+from responses import matchers
+from responses.registries import OrderedRegistry
+
+from automation.clock import FakeClock
+from automation.errors import Conflict, CredentialsRejected, Unreachable, WriteUncertain
+from automation.templates import Rendered
+from automation.zendesk import Zendesk, build_update
+from tests.conftest import TOKEN
+from tests.zendesk_double import BASE
+
+TICKET_JSON = {"id": 7, "subject": "Down", "status": "open", "priority": "urgent",
+               "tags": ["vip"], "requester_id": 100, "organization_id": None,
+               "created_at": "2026-01-05T09:00:00Z", "updated_at": "2026-01-05T09:01:00Z"}
+SEARCH = re.compile(rf"{BASE}/api/v2/search\.json.*")
+
+
+def client(clock: FakeClock, max_retry_seconds: float = 60) -> Zendesk:
+    return Zendesk(BASE, "bot@example.com", TOKEN, clock, timeout=5,
+                   max_retry_seconds=max_retry_seconds)
+
+
+def search_page(*tickets: dict) -> dict:
+    return {"results": [dict(t, result_type="ticket") for t in tickets],
+            "count": len(tickets), "next_page": None}
+
+
+@responses.activate
+def test_update_sends_one_safe_put_with_explicit_public_flag_and_marker_tag() -> None:
+    zendesk = client(FakeClock())
+    ticket = _ticket()
+    expected = {"ticket": {
+        "comment": {"body": "We are on it", "public": True},
+        "safe_update": True, "updated_stamp": "2026-01-05T09:01:00Z",
+        "tags": ["vip", "emergency_acknowledged"],
+    }}
+    responses.put(f"{BASE}/api/v2/tickets/7.json",
+                  match=[matchers.json_params_matcher(expected)],
+                  json={"ticket": TICKET_JSON, "audit": {"events": [
+                      {"type": "Comment", "id": 555}]}})
+
+    update = zendesk.update(ticket, Rendered("acknowledgement", "We are on it", True),
+                            ["emergency_acknowledged"])
+
+    assert update.comment_id == 555
+    assert len(responses.calls) == 1
+
+
+def test_internal_comment_is_sent_with_public_false() -> None:
+    body = build_update(_ticket(), Rendered("not_emergency", "internal detail", False))
+
+    assert body["ticket"]["comment"]["public"] is False
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_read_waits_out_429_retry_after_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    responses.get(SEARCH, status=429, headers={"Retry-After": "7"}, json={})
+    responses.get(SEARCH, json=search_page(TICKET_JSON))
+
+    tickets = client(clock).find_emergencies("type:ticket")
+
+    assert [t.id for t in tickets] == [7]
+    assert clock.slept == [7.0]
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_429_pauses_every_request_not_only_the_one_that_got_it() -> None:
+    clock = FakeClock()
+    zendesk = client(clock)
+    responses.get(SEARCH, status=429, headers={"Retry-After": "30"}, json={})
+    responses.get(SEARCH, json=search_page(TICKET_JSON))
+    responses.put(f"{BASE}/api/v2/tickets/7.json", json={"ticket": TICKET_JSON})
+    started = clock.now()
+    zendesk.find_emergencies("type:ticket")
+    clock.set(started + timedelta(seconds=10))  # as if a write came 10 s after the 429
+
+    zendesk.update(_ticket(), Rendered("acknowledgement", "x", True))
+
+    assert clock.now() >= started + timedelta(seconds=30)
+
+
+@responses.activate
+def test_5xx_reads_back_off_and_give_up_within_the_bound() -> None:
+    clock = FakeClock()
+    responses.get(SEARCH, status=503, json={"error": "unavailable"})
+    started = clock.now()
+
+    with pytest.raises(Unreachable) as caught:
+        client(clock, max_retry_seconds=30).find_emergencies("type:ticket")
+
+    assert "HTTP 503" in str(caught.value)
+    assert len(responses.calls) > 1
+    assert clock.now() - started <= timedelta(seconds=30 + 20)
+    assert len(set(clock.slept)) > 1  # backoff, not a fixed beat
+
+
+@responses.activate
+def test_writes_are_never_retried_by_the_client() -> None:
+    responses.put(f"{BASE}/api/v2/tickets/7.json", status=503, json={})
+
+    with pytest.raises(WriteUncertain):
+        client(FakeClock()).update(_ticket(), Rendered("acknowledgement", "x", True))
+
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_dropped_connection_on_write_is_uncertain_not_retried() -> None:
+    responses.put(f"{BASE}/api/v2/tickets/7.json", body=requests.ConnectionError("reset"))
+
+    with pytest.raises(WriteUncertain):
+        client(FakeClock()).update(_ticket(), Rendered("acknowledgement", "x", True))
+
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_409_is_a_conflict() -> None:
+    responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
+
+    with pytest.raises(Conflict):
+        client(FakeClock()).update(_ticket(), Rendered("acknowledgement", "x", True))
+
+
+@responses.activate
+def test_wrong_token_is_rejected_at_once_and_never_named() -> None:
+    responses.get(SEARCH, status=401, json={"error": "Couldn't authenticate you"})
+
+    with pytest.raises(CredentialsRejected) as caught:
+        client(FakeClock()).find_emergencies("type:ticket")
+
+    assert len(responses.calls) == 1
+    assert TOKEN not in str(caught.value)
+    assert "ZENDESK_API_TOKEN" in str(caught.value)
+
+
+@responses.activate
+def test_timers_use_zendesk_date_header_as_now() -> None:
+    responses.get(SEARCH, json=search_page(), headers={"Date": "Mon, 05 Jan 2026 10:30:00 GMT"})
+    zendesk = client(FakeClock())
+
+    zendesk.find_emergencies("type:ticket")
+
+    assert zendesk.server_time is not None
+    assert zendesk.server_time.isoformat() == "2026-01-05T10:30:00+00:00"
+
+
+def _ticket():
+    from automation.zendesk import ticket_from
+
+    return ticket_from(TICKET_JSON)
