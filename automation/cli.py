@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from automation import __version__, config
 from automation.clock import Clock, SystemClock
+from automation.commands import BRIEF_FIELDS, Commands, Plan, Refused, parse_brief_file, preview
 from automation.errors import (
     AutomationError,
     ConfigError,
@@ -28,6 +29,7 @@ from automation.errors import (
     TemplateError,
     Unreachable,
 )
+from automation.model import Step
 from automation.store import Store
 from automation.templates import REGISTRY, Templates
 from automation.worker import Worker, template_context
@@ -38,6 +40,7 @@ EXIT_STEP_FAILED = 1  # a step failed on some ticket; the others went ahead
 EXIT_CONFIG = 2  # configuration, flag or template error: nothing was sent
 EXIT_UNREACHABLE = 3  # Zendesk unreachable, or it rejected the credentials
 EXIT_NOT_FOUND = 4  # the ticket named on the command line does not exist
+EXIT_REFUSED = 5  # the ticket's state forbids it (solved, already done, not urgent): nothing sent
 
 log = logging.getLogger("automation")
 
@@ -50,6 +53,7 @@ class Context:
     err: TextIO
     environ: dict[str, str]
     clock: Clock
+    stdin: TextIO
 
 
 class UsageError(ConfigError):
@@ -79,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the customer-emergency workflow on Zendesk: acknowledge, follow up, "
                     "step down to high, exactly once.",
         epilog="Exit codes: 0 ok, 1 a step failed, 2 configuration or usage error, "
-               "3 Zendesk unreachable or credentials rejected, 4 ticket not found.",
+               "3 Zendesk unreachable or credentials rejected, 4 ticket not found, "
+               "5 refused (solved ticket, already done, not urgent): nothing was sent.",
     )
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default: $EMERGENCY_CONFIG, else ./config.toml)")
@@ -99,16 +104,66 @@ def build_parser() -> argparse.ArgumentParser:
         "timeline", help="a ticket's comments and the journal's steps, oldest first")
     timeline.add_argument("ticket", type=ticket_number, metavar="TICKET")
     commands.add_parser("check", help="validate the config and render every template offline")
+
+    def writing(name: str, help_text: str, force: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("ticket", type=ticket_number, metavar="TICKET")
+        sub.add_argument("--dry-run", action="store_true",
+                         help="print exactly what would be sent, and send nothing")
+        sub.add_argument("--yes", "-y", action="store_true",
+                         help="send without asking (required when not on a terminal)")
+        sub.add_argument("--as", dest="as_email", metavar="EMAIL",
+                         help="post as this agent (their Zendesk user)")
+        if force:
+            sub.add_argument("--force", action="store_true",
+                             help="post a public reply even if the ticket is not urgent")
+        return sub
+
+    writing("ack", "post the acknowledgement by hand (refused once contact exists)", force=True)
+    writing("follow-up", "post the follow-up by hand", force=True)
+    writing("close", "close the bridge and set priority high by hand", force=True)
+    post_call = writing("post-call", "public post-call notes, then an internal note",
+                        force=True)
+    post_call.add_argument("--notes", required=True, metavar="FILE|-",
+                           help="the public post-call notes (a file, or - for stdin)")
+    post_call.add_argument("--internal", metavar="FILE|-",
+                           help="internal-only detail, posted as an internal note")
+    post_call.add_argument("--until", metavar="TIME",
+                           help="until when you are available for follow-up, e.g. '17:00 UTC'")
+    post_call.add_argument("--next", dest="next_engineer", metavar="NAME",
+                           help="who responds after that (the next on-call engineer)")
+    brief = writing("brief", "an ASE's pre-task brief, as an internal note")
+    brief.add_argument("--file", metavar="FILE|-",
+                       help="the brief as TOML keys or Markdown sections (## Planned, ## When, "
+                            "## Problems, ## Solutions, ## Architecture)")
+    brief.add_argument("--edit", action="store_true", help="write the brief in $EDITOR")
+    for field_name, text in (("planned", "what is planned"),
+                             ("when", "when, e.g. 2026-11-28T02:00+00:00"),
+                             ("problems", "possible problems"),
+                             ("solutions", "suggested solutions"),
+                             ("architecture", "architecture and account notes")):
+        brief.add_argument(f"--{field_name}", metavar="TEXT", help=text)
+    briefs = commands.add_parser("briefs", help="list the pre-task briefs on file")
+    briefs.add_argument("--org", metavar="ORG", help="an organization id or part of its name")
+    briefs.add_argument("--upcoming", action="store_true",
+                        help="only work planned from now on")
+    briefs.add_argument("--json", action="store_true", help="machine-readable output")
+    not_emergency = writing("not-emergency",
+                            "assume good intent: an internal note; priority and SLA unchanged")
+    not_emergency.add_argument("--reason", required=True, metavar="TEXT",
+                               help="why the ticket may not meet the emergency definition")
+    not_emergency.add_argument("--inform", default="The account manager or a Support Manager",
+                               metavar="WHO", help="who is told (named in the note)")
     return parser
 
 
 def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
         err: TextIO | None = None, environ: dict[str, str] | None = None,
-        clock: Clock | None = None) -> int:
+        clock: Clock | None = None, stdin: TextIO | None = None) -> int:
     """Run one command; return its exit code. Only AutomationError is turned into a line."""
     ctx = Context(out=out or sys.stdout, err=err or sys.stderr,
                   environ=dict(os.environ) if environ is None else environ,
-                  clock=clock or SystemClock())
+                  clock=clock or SystemClock(), stdin=stdin or sys.stdin)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -136,6 +191,9 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     except NotFound as exc:
         print(f"error: {exc}", file=ctx.err)
         return EXIT_NOT_FOUND
+    except Refused as exc:
+        print(f"refused: {exc}", file=ctx.err)
+        return EXIT_REFUSED
     except AutomationError as exc:
         print(f"error: {exc}", file=ctx.err)
         return EXIT_STEP_FAILED
@@ -272,7 +330,7 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
 
 def sample_context(cfg: config.Config) -> dict[str, Any]:
     """Realistic data for rendering every template offline."""
-    from automation.model import Assessment, Person, Snapshot, State, Ticket
+    from automation.model import Assessment, Brief, Person, Snapshot, State, Ticket
 
     now = datetime.fromisoformat("2026-01-05T09:00:00+00:00")
     ticket = Ticket(id=12345, subject="Production is down: 502 on every request",
@@ -285,8 +343,17 @@ def sample_context(cfg: config.Config) -> dict[str, Any]:
                             due_at=None, contact_at=now)
     org = type("SampleOrganization", (), {"name": "Example Corp"})()
     context = template_context(snapshot, assessment, cfg.workflow, org, now)
-    context.update(engineer="Sam Engineer", reason="The customer's staging system is down.",
-                   informed="The account manager")
+    context.update(
+        engineer="Sam Engineer", reason="The customer's staging system is down.",
+        informed="The account manager", notes="We rolled back the upgrade; pushes work again.",
+        internal_notes="Root cause suspected in the Gitaly config; see the customer's logs.",
+        macro_body=None, available_until="17:00 UTC", next_engineer="Francesca Rossi",
+        brief={"planned": "Upgrade to 17.2", "when": now, "problems": "Long migrations",
+               "solutions": "Roll back with the backup", "architecture": "3 Gitaly nodes"},
+        briefs=[Brief(ticket_id=12000, organization_id=1, organization="Example Corp",
+                      author="Ash ASE", planned="Upgrade to 17.2", when=now,
+                      url="https://example.zendesk.com/agent/tickets/12000", filed_at=now)],
+    )
     return context
 
 
@@ -319,12 +386,140 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def read_text(value: str, flag: str, ctx: Context) -> str:
+    """A flag's FILE, or standard input for '-'."""
+    if value == "-":
+        return ctx.stdin.read()
+    try:
+        return Path(value).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{flag} {value}: no such file (give a file, or - for stdin)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{flag} {value}: cannot read it as UTF-8 text: {exc}") from None
+
+
+def build_commands(args: argparse.Namespace, ctx: Context) -> Commands:
+    cfg = load_config(args, ctx)
+    return Commands(build_zendesk(cfg, ctx), Store(cfg.state_path), Templates(cfg.templates_path),
+                    cfg, ctx.clock)
+
+
+def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
+                     ctx: Context) -> int:
+    """--dry-run previews; otherwise --yes or a 'y' typed on a terminal sends."""
+    text = preview(plan)
+    if args.dry_run:
+        print(text, file=ctx.out)
+        print("\ndry run: nothing was sent", file=ctx.out)
+        return EXIT_OK
+    if not args.yes:
+        if not ctx.stdin.isatty():
+            raise UsageError("not sending without --yes when standard input is not a terminal "
+                             "(preview it with --dry-run)")
+        print(text, file=ctx.out)
+        print("\nSend this? [y/N] ", end="", file=ctx.out, flush=True)
+        if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("not sent", file=ctx.out)
+            return EXIT_OK
+    for sent in commands.send(plan):
+        visibility = "public" if sent.public else "internal"
+        note = f" ({sent.note})" if sent.note else ""
+        print(f"#{plan.snapshot.ticket.id} {sent.step}: posted {visibility}"
+              f"{' comment ' + str(sent.comment_id) if sent.comment_id else ''}{note}",
+              file=ctx.out)
+    return EXIT_OK
+
+
+def cmd_manual_step(step: Step) -> Callable[[argparse.Namespace, Context], int]:
+    def command(args: argparse.Namespace, ctx: Context) -> int:
+        commands = build_commands(args, ctx)
+        plan = commands.plan_step(args.ticket, step, args.as_email, args.force)
+        return confirm_and_send(commands, plan, args, ctx)
+    return command
+
+
+def cmd_post_call(args: argparse.Namespace, ctx: Context) -> int:
+    if args.notes == "-" and args.internal == "-":
+        raise UsageError("--notes and --internal cannot both read standard input")
+    notes = read_text(args.notes, "--notes", ctx)
+    internal = read_text(args.internal, "--internal", ctx) if args.internal else None
+    commands = build_commands(args, ctx)
+    macro = commands.config.macros.get("post_call")
+    plan = commands.plan_post_call(args.ticket, notes, internal, args.as_email, args.until,
+                                   args.next_engineer, macro, args.force)
+    return confirm_and_send(commands, plan, args, ctx)
+
+
+def cmd_brief(args: argparse.Namespace, ctx: Context) -> int:
+    fields: dict[str, str] = {}
+    if args.file:
+        fields.update(parse_brief_file(read_text(args.file, "--file", ctx), args.file))
+    elif args.edit:
+        fields.update(edit_brief(ctx))
+    for name in BRIEF_FIELDS:
+        if getattr(args, name):
+            fields[name] = getattr(args, name)
+    commands = build_commands(args, ctx)
+    plan = commands.plan_brief(args.ticket, fields, args.as_email)
+    return confirm_and_send(commands, plan, args, ctx)
+
+
+def edit_brief(ctx: Context) -> dict[str, str]:
+    import subprocess
+    import tempfile
+
+    editor = ctx.environ.get("VISUAL") or ctx.environ.get("EDITOR")
+    if not editor:
+        raise UsageError("--edit needs $EDITOR (or give --file, or the --planned ... flags)")
+    skeleton = "".join(f"## {name.title()}\n\n" for name in BRIEF_FIELDS)
+    with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False) as handle:
+        handle.write(skeleton)
+        path = handle.name
+    try:
+        subprocess.run([*editor.split(), path], check=True)
+        return parse_brief_file(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UsageError(f"--edit: the editor {editor!r} failed: {exc}") from None
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def cmd_briefs(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = load_config(args, ctx)
+    found = Store(cfg.state_path).briefs(args.org, ctx.clock.now() if args.upcoming else None)
+    if args.json:
+        json.dump([{"ticket_id": b.ticket_id, "organization_id": b.organization_id,
+                    "organization": b.organization, "author": b.author, "planned": b.planned,
+                    "when": b.when.isoformat(), "url": b.url} for b in found], ctx.out, indent=2)
+        print(file=ctx.out)
+        return EXIT_OK
+    if not found:
+        print("no briefs on file" + (" for that organization" if args.org else ""), file=ctx.out)
+    for b in found:
+        print(f"{b.when:%Y-%m-%d %H:%M %Z}  {b.organization or '-'}  {b.planned}  "
+              f"(by {b.author}, #{b.ticket_id} {b.url})", file=ctx.out)
+    return EXIT_OK
+
+
+def cmd_not_emergency(args: argparse.Namespace, ctx: Context) -> int:
+    commands = build_commands(args, ctx)
+    plan = commands.plan_not_emergency(args.ticket, args.reason, args.inform, args.as_email)
+    return confirm_and_send(commands, plan, args, ctx)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "tick": cmd_tick,
     "run": cmd_run,
     "status": cmd_status,
     "timeline": cmd_timeline,
     "check": cmd_check,
+    "ack": cmd_manual_step(Step.ACKNOWLEDGE),
+    "follow-up": cmd_manual_step(Step.FOLLOW_UP),
+    "close": cmd_manual_step(Step.CLOSE),
+    "post-call": cmd_post_call,
+    "brief": cmd_brief,
+    "briefs": cmd_briefs,
+    "not-emergency": cmd_not_emergency,
 }
 
 

@@ -56,7 +56,8 @@ class Config:
     workflow: WorkflowConfig
     state_path: Path
     templates_path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Zendesk macros by purpose, e.g. {"post_call": "Support::Self-Managed::Post Customer Call"}.
+    macros: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_path(cli_value: str | None) -> Path:
@@ -135,7 +136,7 @@ def load(path: Path) -> Config:
 
 
 def parse(data: dict[str, Any], source: Path) -> Config:
-    known_sections = {"zendesk", "workflow", "state", "templates"}
+    known_sections = {"zendesk", "workflow", "state", "templates", "macros"}
     unknown = sorted(set(data) - known_sections)
     if unknown:
         raise ConfigError(
@@ -185,5 +186,8 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     if templates_path is not None and not templates_path.is_dir():
         tp.fail("path", "an existing folder of *.j2 templates", str(templates_path))
 
+    mc = _Section(source, "macros", data.get("macros", {}), {"post_call"})
+    macros = {key: mc.text(key) for key in mc.data}
+
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
-                  templates_path=templates_path)
+                  templates_path=templates_path, macros=macros)

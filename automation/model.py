@@ -53,6 +53,20 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class Brief:
+    """An ASE's pre-task brief: the internal note lives on `ticket_id`; this is its index."""
+
+    ticket_id: int
+    organization_id: int | None
+    organization: str
+    author: str
+    planned: str
+    when: datetime
+    url: str
+    filed_at: datetime
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the workflow needs to know about one ticket, read in one go."""
 
@@ -60,6 +74,7 @@ class Snapshot:
     comments: tuple[Comment, ...]
     people: dict[int, Person]
     organization: Organization | None = None
+    briefs: tuple[Brief, ...] = ()  # the organization's pre-task briefs, from the journal
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)
@@ -79,6 +94,7 @@ class Step(enum.StrEnum):
     ACKNOWLEDGE = "acknowledge"
     FOLLOW_UP = "follow-up"
     CLOSE = "close"
+    LINK_BRIEF = "link-brief"  # internal: point the on-call at the account's pre-task brief
 
 
 @dataclass(frozen=True)

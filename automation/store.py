@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from automation.errors import ConfigError
+from automation.model import Brief
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -38,6 +39,18 @@ CREATE TABLE IF NOT EXISTS tickets (
     active INTEGER NOT NULL DEFAULT 1,
     seen_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS briefs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL,
+    organization_id INTEGER,
+    organization TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL,
+    planned TEXT NOT NULL,
+    planned_for TEXT NOT NULL,
+    url TEXT NOT NULL,
+    filed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS briefs_organization ON briefs (organization_id, planned_for);
 """
 
 
@@ -157,3 +170,38 @@ class Store:
                 seen_at=datetime.fromisoformat(seen_at),
             )
         return result
+
+    def add_brief(self, brief: Brief) -> None:
+        self.db.execute(
+            "INSERT INTO briefs (ticket_id, organization_id, organization, author, planned,"
+            " planned_for, url, filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (brief.ticket_id, brief.organization_id, brief.organization, brief.author,
+             brief.planned, brief.when.isoformat(), brief.url, brief.filed_at.isoformat()),
+        )
+
+    def briefs(self, organization: str | None = None,
+               since: datetime | None = None) -> list[Brief]:
+        """Briefs, soonest first; `organization` matches an id or part of a name."""
+        rows = self.db.execute(
+            "SELECT ticket_id, organization_id, organization, author, planned, planned_for, url,"
+            " filed_at FROM briefs ORDER BY planned_for, id").fetchall()
+        result = []
+        for tid, org_id, org, author, planned, planned_for, url, filed_at in rows:
+            brief = Brief(ticket_id=tid, organization_id=org_id, organization=org,
+                          author=author, planned=planned,
+                          when=datetime.fromisoformat(planned_for), url=url,
+                          filed_at=datetime.fromisoformat(filed_at))
+            if since is not None and brief.when < since:
+                continue
+            if organization is not None and not (
+                    str(org_id) == organization.strip()
+                    or organization.strip().lower() in org.lower()):
+                continue
+            result.append(brief)
+        return result
+
+    def briefs_for(self, organization_id: int | None) -> list[Brief]:
+        """Every brief filed for one organization (the worker filters by relevance)."""
+        if organization_id is None:
+            return []
+        return [b for b in self.briefs() if b.organization_id == organization_id]

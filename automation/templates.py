@@ -30,6 +30,10 @@ REGISTRY: dict[str, Visibility] = {
     "acknowledgement": Visibility.PUBLIC,
     "follow_up": Visibility.PUBLIC,
     "bridge_closed": Visibility.PUBLIC,
+    "post_call": Visibility.PUBLIC,
+    "post_call_internal": Visibility.INTERNAL,
+    "brief": Visibility.INTERNAL,
+    "brief_link": Visibility.INTERNAL,
     "not_emergency": Visibility.INTERNAL,
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -119,12 +119,14 @@ class Worker:
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
                 snapshot = self.zendesk.snapshot(ticket_id)
+                snapshot = replace(snapshot, briefs=tuple(
+                    self.store.briefs_for(snapshot.ticket.organization_id)))
                 assessment = workflow.assess(snapshot, now, self.policy)
                 if pending is not None:
                     self._confirm(pending, snapshot, now, report)
                     pending = None
                 known_state = self._track(snapshot, assessment, now, known_state)
-                action = workflow.plan(assessment, now)
+                action = workflow.plan(assessment, now, snapshot)
                 if action is None:
                     return
                 step = action.step
@@ -158,6 +160,7 @@ class Worker:
                 now: datetime) -> Rendered:
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
         context = template_context(snapshot, assessment, self.settings, organization, now)
+        context["briefs"] = workflow.relevant_briefs(snapshot, now)
         return self.templates.render(action.template, context)
 
     def _confirm(self, pending: tuple[Action, Rendered], snapshot: Snapshot, now: datetime,

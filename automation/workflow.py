@@ -9,17 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from automation.model import Action, Assessment, Comment, Snapshot, State, Step
+from automation.model import Action, Assessment, Brief, Comment, Snapshot, State, Step
 
 # Written in the same update as the step's comment: the ticket itself records what was done.
 ACKNOWLEDGED_TAG = "emergency_acknowledged"
 FOLLOWED_UP_TAG = "emergency_followed_up"
 CLOSED_TAG = "emergency_closed_to_high"
+BRIEF_LINKED_TAG = "emergency_brief_linked"
 MARKER_TAGS = {Step.ACKNOWLEDGE: ACKNOWLEDGED_TAG, Step.FOLLOW_UP: FOLLOWED_UP_TAG,
-               Step.CLOSE: CLOSED_TAG}
+               Step.CLOSE: CLOSED_TAG, Step.LINK_BRIEF: BRIEF_LINKED_TAG}
 
 TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
-             Step.CLOSE: "bridge_closed"}
+             Step.CLOSE: "bridge_closed", Step.LINK_BRIEF: "brief_link"}
+
+# A brief is worth showing from when it is filed until a few days after the planned work.
+BRIEF_RELEVANCE = timedelta(days=3)
+LIVE_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
 EMERGENCY_PRIORITY = "urgent"
 STEPPED_DOWN_PRIORITY = "high"
@@ -109,8 +114,18 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy) -> Assessment:
                   contact=contact)
 
 
-def plan(assessment: Assessment, now: datetime) -> Action | None:
-    """The write that is due now, if any."""
+def relevant_briefs(snapshot: Snapshot, now: datetime) -> list[Brief]:
+    """The organization's briefs for work that is upcoming or just happened."""
+    return [b for b in snapshot.briefs if b.when >= now - BRIEF_RELEVANCE]
+
+
+def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None) -> Action | None:
+    """The write that is due now, if any. A brief link comes first: the on-call needs it."""
+    if (snapshot is not None and assessment.state in LIVE_STATES
+            and BRIEF_LINKED_TAG not in snapshot.ticket.tags
+            and relevant_briefs(snapshot, now)):
+        return Action(ticket_id=assessment.ticket_id, step=Step.LINK_BRIEF,
+                      template=TEMPLATES[Step.LINK_BRIEF], tags_to_add=(BRIEF_LINKED_TAG,))
     if not assessment.is_due(now) or assessment.next_step is None:
         return None
     step = assessment.next_step

@@ -119,7 +119,7 @@ class ZendeskSession(requests.Session):
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any,  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
                 **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         method = method.decode() if isinstance(method, bytes) else method
@@ -204,14 +204,24 @@ def _connection_text(exc: BaseException) -> str:
 
 
 def point_zenpy_at(client: Zenpy, base_url: str) -> None:
-    """zenpy builds https://{subdomain}.{domain} itself; send it to any base URL instead."""
+    """zenpy builds https://{subdomain}.{domain} itself; send it to any base URL instead.
+
+    Each API object (and the ones nested in it, like `users.search`) gets the scheme and a
+    `base_url` of its own, so two clients in one process can point at different places.
+    """
     parts = urlsplit(base_url)
     netloc = parts.netloc
-    for api in vars(client).values():
-        if isinstance(api, BaseApi):
-            api.protocol = parts.scheme
-            api.__class__ = type(api.__class__.__name__, (api.__class__,),
-                                 {"base_url": property(lambda self: netloc)})
+    seen: set[int] = set()
+    pending: list[Any] = list(vars(client).values())
+    while pending:
+        api = pending.pop()
+        if not isinstance(api, BaseApi) or id(api) in seen:
+            continue
+        seen.add(id(api))
+        api.protocol = parts.scheme
+        api.__class__ = type(api.__class__.__name__, (api.__class__,),
+                             {"base_url": property(lambda self: netloc)})
+        pending.extend(vars(api).values())
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,56 @@ class Zendesk:
         comments = self.comments(ticket_id)
         people = self.people([ticket.requester_id, *(c.author_id for c in comments)])
         return Snapshot(ticket=ticket, comments=comments, people=people)
+
+    def person_by_email(self, email: str) -> Person | None:
+        """The Zendesk user with exactly this email, if any (for `--as` and PagerDuty people)."""
+        path = "/api/v2/users/search.json"
+        users = self._read("GET", path, lambda: list(self.client.users.search(query=email)))
+        for user in users:
+            person = person_from(user)
+            if person.email.lower() == email.lower():
+                self._people[person.id] = person
+                return person
+        return None
+
+    def macro_body(self, ticket_id: int, title: str) -> str:
+        """The comment a macro would add to this ticket, from Zendesk's own apply preview.
+
+        Only the text is taken: the update is built here, so a macro can neither null
+        fields nor make an internal comment public.
+        """
+        path = "/api/v2/macros/search.json"
+        data = self._get_json(path, {"query": title})
+        matches = [m for m in data.get("macros") or () if m.get("title") == title
+                   and m.get("active", True)]
+        if not matches:
+            raise NotFound(SERVICE, "GET", path, 404, f"no active macro titled {title!r}")
+        apply_path = f"/api/v2/tickets/{ticket_id}/macros/{matches[0]['id']}/apply.json"
+        result = self._get_json(apply_path, {}).get("result") or {}
+        comment = (result.get("ticket") or {}).get("comment") or result.get("comment") or {}
+        body = comment.get("body") or ""
+        if not body.strip():
+            raise NotFound(SERVICE, "GET", apply_path, 200, f"macro {title!r} adds no comment")
+        return str(body)
+
+    def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = self.session.request("GET", self.base_url + path, params=params)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Unreachable(SERVICE, "GET", path, None, _connection_text(exc)) from None
+        if response.status_code == 404:
+            raise NotFound(SERVICE, "GET", path, 404, excerpt(response))
+        if not 200 <= response.status_code < 300:
+            raise Rejected(SERVICE, "GET", path, response.status_code, excerpt(response))
+        try:
+            data = response.json()
+        except ValueError:
+            raise Rejected(SERVICE, "GET", path, response.status_code, "not JSON") from None
+        return data if isinstance(data, dict) else {}
+
+    def agent_url(self, ticket_id: int) -> str:
+        """Where an agent opens the ticket (for internal notes and Slack)."""
+        return f"{self.base_url}/agent/tickets/{ticket_id}"
 
     def me(self) -> Person:
         return self._read("GET", "/api/v2/users/me.json",

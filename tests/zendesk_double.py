@@ -68,6 +68,7 @@ class ZendeskDouble:
                  "role": "end-user"},
         }
         self.puts: list[dict[str, Any]] = []
+        self.macros: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         # Hooks a test sets to script one answer: called with the PUT body before applying.
         self.before_put: list[Callable[[int, dict[str, Any]], tuple[int, Any] | None]] = []
@@ -117,6 +118,14 @@ class ZendeskDouble:
                        callback=self._put)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/show_many\.json.*"),
                        callback=self._users)
+        r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/search\.json.*"),
+                       callback=self._user_search)
+        r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/macros/search\.json.*"),
+                       callback=lambda req: self._json(200, {"macros": self.macros, "count": len(
+                           self.macros), "next_page": None}))
+        r.add_callback(responses.GET,
+                       re.compile(rf"{BASE}/api/v2/tickets/\d+/macros/\d+/apply\.json"),
+                       callback=self._macro_apply)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/organizations/\d+\.json"),
                        callback=lambda req: self._json(200, {"organization": {
                            "id": 50, "name": "Acme Corp", "organization_fields": {},
@@ -159,6 +168,19 @@ class ZendeskDouble:
         ids = parse_qs(urlsplit(request.url).query)["ids"][0].split(",")
         return self._json(200, {"users": [self.users[int(i)] for i in ids
                                           if int(i) in self.users]})
+
+    def _user_search(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self._log(request)
+        query = parse_qs(urlsplit(request.url).query)["query"][0]
+        found = [u for u in self.users.values() if u["email"] == query]
+        return self._json(200, {"users": found, "count": len(found), "next_page": None})
+
+    def _macro_apply(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self._log(request)
+        macro_id = int(re.search(r"/macros/(\d+)/", request.url).group(1))  # type: ignore[union-attr]
+        macro = next(m for m in self.macros if m["id"] == macro_id)
+        return self._json(200, {"result": {"ticket": {
+            "id": 1, "comment": {"body": macro["body"], "public": False}, "priority": None}}})
 
     def _put(self, request: Any) -> tuple[int, dict[str, str], str]:
         self._log(request)

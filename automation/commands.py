@@ -1,0 +1,323 @@
+"""What engineers and ASEs ask for by hand: each a plan that is previewed, then sent once.
+
+A plan is built and rendered completely before anything is sent, so `--dry-run` shows
+exactly what would go out and a template error stops everything. Sending re-uses the
+worker's guard: a safe update, a re-read after a conflict or a lost answer, and a check on
+the ticket itself that the same text is not already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from automation import workflow
+from automation.clock import Clock
+from automation.config import Config
+from automation.errors import AutomationError, Conflict, WriteUncertain
+from automation.model import Person, Snapshot, Step
+from automation.store import Brief, Entry, Store
+from automation.templates import Rendered, Templates
+from automation.worker import template_context
+from automation.zendesk import Zendesk
+
+log = logging.getLogger(__name__)
+
+MAX_SEND_ATTEMPTS = 3
+NOT_EMERGENCY_TAG = "emergency_not_qualified"
+BRIEF_TAG = "emergency_pre_task_brief"
+BRIEF_FIELDS = ("planned", "when", "problems", "solutions", "architecture")
+
+
+class Refused(AutomationError):
+    """Raised when the ticket's state forbids the command (solved, already done, not urgent)."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One update: a rendered comment and the field changes that travel with it."""
+
+    step: str
+    rendered: Rendered
+    tags_to_add: tuple[str, ...] = ()
+    priority: str | None = None
+    # Checked on a fresh read just before sending: a reason to stop, or None.
+    guard: Callable[[Snapshot], str | None] | None = None
+
+
+@dataclass
+class Plan:
+    snapshot: Snapshot
+    author: Person | None
+    writes: list[Write]
+    after: list[str] = field(default_factory=list)  # what else happens (Slack, ...)
+    brief: Brief | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    step: str
+    comment_id: int | None
+    public: bool
+    note: str = ""
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.split())
+
+
+def already_posted(snapshot: Snapshot, rendered: Rendered) -> bool:
+    """The same text is on the ticket already (a re-run, or a write whose answer was lost)."""
+    wanted = normalized(rendered.body)
+    return any(normalized(c.body) == wanted for c in snapshot.comments)
+
+
+def preview(plan: Plan) -> str:
+    """Exactly what would be sent, in order."""
+    ticket = plan.snapshot.ticket
+    author = plan.author.name + f" <{plan.author.email}>" if plan.author else "the API user"
+    lines = [f"Ticket #{ticket.id}: {ticket.subject} (priority {ticket.priority}, "
+             f"{ticket.status})", f"Posting as: {author}"]
+    for number, write in enumerate(plan.writes, 1):
+        visibility = "PUBLIC reply (the customer sees this)" if write.rendered.public \
+            else "INTERNAL note (agents only)"
+        lines.append(f"\n[{number}] {write.step}: {visibility}")
+        lines.extend(f"    {line}" for line in write.rendered.body.splitlines())
+        changes = []
+        if write.priority and write.priority != ticket.priority:
+            changes.append(f"priority {ticket.priority} -> {write.priority}")
+        new_tags = [t for t in write.tags_to_add if t not in ticket.tags]
+        if new_tags:
+            changes.append("tags + " + ", ".join(new_tags))
+        lines.append("    fields: " + ("; ".join(changes) if changes else "no changes"))
+    for note in plan.after:
+        lines.append(f"\nthen: {note}")
+    return "\n".join(lines)
+
+
+def parse_brief_file(text: str, name: str) -> dict[str, str]:
+    """A brief from TOML (keys) or Markdown (`## Planned` ... sections)."""
+    if name.endswith(".toml"):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise Refused(f"{name}: not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - set(BRIEF_FIELDS))
+        if unknown:
+            raise Refused(f"{name}: unknown key {unknown[0]!r}; expected "
+                          f"{', '.join(BRIEF_FIELDS)}")
+        return {k: str(v).strip() for k, v in data.items()}
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip().lower()
+            current = next((f for f in BRIEF_FIELDS if heading.startswith(f[:5])), None)
+            if current is None:
+                raise Refused(f"{name}: unknown section {line.strip()!r}; expected headings "
+                              f"{', '.join('## ' + f.title() for f in BRIEF_FIELDS)}")
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+class Commands:
+    """Builds and sends the engineers' commands against one Zendesk."""
+
+    def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
+                 clock: Clock) -> None:
+        self.zendesk = zendesk
+        self.store = store
+        self.templates = templates
+        self.config = config
+        self.clock = clock
+
+    # --- reading and refusing ------------------------------------------------------------------
+    def load(self, ticket_id: int) -> Snapshot:
+        snapshot = self.zendesk.snapshot(ticket_id)
+        if workflow.is_finished(snapshot):
+            raise Refused(f"ticket #{ticket_id} is {snapshot.ticket.status}: nothing is posted "
+                          "on a solved or closed ticket")
+        return snapshot
+
+    def author(self, email: str | None) -> Person | None:
+        if not email:
+            return None
+        person = self.zendesk.person_by_email(email)
+        if person is None:
+            raise Refused(f"--as {email}: no Zendesk user has this email")
+        if not person.is_agent:
+            raise Refused(f"--as {email}: {person.name} is an end-user, not an agent")
+        return person
+
+    def _context(self, snapshot: Snapshot, author: Person | None) -> dict[str, Any]:
+        now = self.zendesk.server_time or self.clock.now()
+        assessment = workflow.assess(snapshot, now, self.config.workflow.policy)
+        organization = self.zendesk.organization(snapshot.ticket.organization_id)
+        context = template_context(snapshot, assessment, self.config.workflow, organization, now)
+        context["engineer"] = author.name if author else self.config.workflow.signature
+        return context
+
+    def _require_emergency(self, snapshot: Snapshot, force: bool) -> None:
+        if snapshot.ticket.priority != workflow.EMERGENCY_PRIORITY and not force:
+            raise Refused(f"ticket #{snapshot.ticket.id} is priority {snapshot.ticket.priority}, "
+                          "not an emergency: pass --force to post this public reply anyway")
+
+    # --- plans ---------------------------------------------------------------------------------
+    def plan_step(self, ticket_id: int, step: Step, as_email: str | None = None,
+                  force: bool = False) -> Plan:
+        """The worker's own steps by hand, with the same exactly-once guard."""
+        snapshot = self.load(ticket_id)
+        self._require_emergency(snapshot, force)
+        refusal = _step_refusal(snapshot, step)
+        if refusal:
+            raise Refused(refusal)
+        author = self.author(as_email)
+        rendered = self.templates.render(workflow.TEMPLATES[step],
+                                         self._context(snapshot, author))
+        write = Write(step=step, rendered=rendered, tags_to_add=(workflow.MARKER_TAGS[step],),
+                      priority=workflow.STEPPED_DOWN_PRIORITY if step is Step.CLOSE else None,
+                      guard=lambda fresh: _step_refusal(fresh, step))
+        return Plan(snapshot, author, [write])
+
+    def plan_post_call(self, ticket_id: int, notes: str, internal: str | None,
+                       as_email: str | None = None, available_until: str | None = None,
+                       next_engineer: str | None = None, macro_title: str | None = None,
+                       force: bool = False) -> Plan:
+        if not notes.strip():
+            raise Refused("--notes: the post-call notes are empty; write what was done and "
+                          "what happens next")
+        if internal is not None and not internal.strip():
+            raise Refused("--internal: the internal notes are empty; leave the flag out or "
+                          "write the internal detail")
+        snapshot = self.load(ticket_id)
+        self._require_emergency(snapshot, force)
+        author = self.author(as_email)
+        context = self._context(snapshot, author)
+        context.update(notes=notes.strip(), internal_notes=(internal or "").strip(),
+                       available_until=available_until, next_engineer=next_engineer,
+                       macro_body=self.zendesk.macro_body(ticket_id, macro_title)
+                       if macro_title else None)
+        writes = [Write("post-call", self.templates.render("post_call", context))]
+        if internal is not None:
+            writes.append(Write("post-call-internal",
+                                self.templates.render("post_call_internal", context)))
+        return Plan(snapshot, author, writes)
+
+    def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
+                           as_email: str | None = None) -> Plan:
+        if not reason.strip():
+            raise Refused("--reason: empty; say why the ticket may not be an emergency")
+        snapshot = self.load(ticket_id)
+        author = self.author(as_email)
+        context = self._context(snapshot, author)
+        context.update(reason=reason.strip(), informed=informed)
+        rendered = self.templates.render("not_emergency", context)
+        return Plan(snapshot, author,
+                    [Write("not-emergency", rendered, tags_to_add=(NOT_EMERGENCY_TAG,))])
+
+    def plan_brief(self, ticket_id: int, fields: dict[str, str],
+                   as_email: str | None = None) -> Plan:
+        planned = (fields.get("planned") or "").strip()
+        if not planned:
+            raise Refused("brief: 'planned' is empty; say what is planned")
+        when_text = (fields.get("when") or "").strip()
+        try:
+            when = datetime.fromisoformat(when_text)
+        except ValueError:
+            raise Refused(f"brief: 'when' must be a date and time like 2026-11-28T02:00+00:00, "
+                          f"got {when_text!r}") from None
+        if when.tzinfo is None:
+            raise Refused(f"brief: 'when' needs a time zone (e.g. {when_text}+00:00 or Z), "
+                          f"got {when_text!r}")
+        snapshot = self.zendesk.snapshot(ticket_id)
+        author = self.author(as_email)
+        context = self._context(snapshot, author)
+        values = {k: (fields.get(k) or "").strip() for k in BRIEF_FIELDS}
+        context["brief"] = dict(values, when=when)
+        rendered = self.templates.render("brief", context)
+        organization = self.zendesk.organization(snapshot.ticket.organization_id)
+        brief = Brief(ticket_id=ticket_id,
+                      organization_id=snapshot.ticket.organization_id,
+                      organization=organization.name if organization else "",
+                      author=context["engineer"], planned=planned, when=when,
+                      url=self.zendesk.agent_url(ticket_id), filed_at=self.clock.now())
+        return Plan(snapshot, author, [Write("brief", rendered, tags_to_add=(BRIEF_TAG,))],
+                    brief=brief)
+
+    # --- sending -------------------------------------------------------------------------------
+    def send(self, plan: Plan) -> list[Sent]:
+        """Send each write once, in order; re-read after a conflict or a lost answer."""
+        sent: list[Sent] = []
+        snapshot = plan.snapshot
+        for write in plan.writes:
+            outcome = self._send_one(write, snapshot, plan.author)
+            sent.append(outcome)
+            snapshot = self.zendesk.snapshot(snapshot.ticket.id)
+        if plan.brief is not None:
+            self.store.add_brief(plan.brief)
+        return sent
+
+    def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:
+        ticket_id = snapshot.ticket.id
+        now = self.clock.now()
+        actor = author.email if author else self.zendesk.email
+        for attempt in range(MAX_SEND_ATTEMPTS):
+            if attempt:
+                snapshot = self.zendesk.snapshot(ticket_id)
+                if already_posted(snapshot, write.rendered):
+                    return self._record(now, ticket_id, write, actor, None,
+                                        "confirmed on re-read: it was already on the ticket")
+                if write.guard and (reason := write.guard(snapshot)):
+                    raise Refused(reason)
+            elif already_posted(snapshot, write.rendered):
+                raise Refused(f"ticket #{ticket_id} already has this exact {write.step} text; "
+                              "nothing was sent")
+            try:
+                update = self.zendesk.update(snapshot.ticket, write.rendered, write.tags_to_add,
+                                             write.priority, author.id if author else None)
+            except (Conflict, WriteUncertain) as exc:
+                log.info("ticket %s: %s; re-reading before anything else", ticket_id, exc)
+                self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step,
+                                        outcome="conflict" if isinstance(exc, Conflict)
+                                        else "uncertain", actor=actor,
+                                        public=write.rendered.public, detail=str(exc)))
+                continue
+            return self._record(now, ticket_id, write, actor, update.comment_id, "")
+        raise Refused(f"ticket #{ticket_id} kept changing while {write.step} was being sent; "
+                      "nothing more was sent: run the command again")
+
+    def _record(self, now: datetime, ticket_id: int, write: Write, actor: str,
+                comment_id: int | None, note: str) -> Sent:
+        self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step, outcome="posted",
+                                actor=actor, public=write.rendered.public,
+                                comment_id=comment_id,
+                                detail=note or write.rendered.first_line))
+        return Sent(write.step, comment_id, write.rendered.public, note)
+
+
+def _step_refusal(snapshot: Snapshot, step: Step) -> str | None:
+    ticket_id = snapshot.ticket.id
+    if step is Step.ACKNOWLEDGE:
+        contact = workflow.find_contact(snapshot)
+        if contact is not None:
+            who = snapshot.people.get(contact.author_id)
+            name = who.name if who else f"user {contact.author_id}"
+            return (f"ticket #{ticket_id} already has contact: {name} at "
+                    f"{contact.created_at:%Y-%m-%d %H:%M} UTC; no acknowledgement sent")
+        if workflow.ACKNOWLEDGED_TAG in snapshot.ticket.tags:
+            return f"ticket #{ticket_id} is already acknowledged; no acknowledgement sent"
+        return None
+    if workflow.find_contact(snapshot) is None:
+        return (f"ticket #{ticket_id} has no contact yet: acknowledge it first "
+                f"(`emergency ack {ticket_id}`)")
+    if workflow.MARKER_TAGS[step] in snapshot.ticket.tags:
+        return f"ticket #{ticket_id} already had its {step}; nothing sent"
+    if step is Step.CLOSE and workflow.CLOSED_TAG in snapshot.ticket.tags:
+        return f"ticket #{ticket_id} is already stepped down; nothing sent"
+    return None

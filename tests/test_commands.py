@@ -1,0 +1,275 @@
+"""Engineers' commands: previews that send nothing, one write each, and clear refusals."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from automation import cli
+from automation.clock import FakeClock
+from automation.templates import REGISTRY, Visibility
+from tests.conftest import TOKEN
+from tests.test_cli import write_config
+from tests.zendesk_double import AGENT, API_USER, REQUESTER, ZendeskDouble
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def emergency(*argv: str, clock: FakeClock | None = None, stdin: io.StringIO | None = None
+              ) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.run(list(argv), out=out, err=err, environ={"ZENDESK_API_TOKEN": TOKEN},
+                   clock=clock or FakeClock(), stdin=stdin or io.StringIO())
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    return str(write_config(tmp_path))
+
+
+def test_manual_ack_posts_once_and_a_second_ack_is_refused_with_when(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+
+    code, out, _ = emergency("--config", config, "ack", "7", "--yes")
+    assert code == cli.EXIT_OK and "#7 acknowledge: posted public" in out
+
+    code, _, err = emergency("--config", config, "ack", "7", "--yes")
+    assert code == cli.EXIT_REFUSED
+    assert err.startswith("refused: ticket #7 already has contact: Emergency Bot at ")
+    assert len(double.public_comments(7, author=API_USER)) == 1
+
+
+def test_dry_run_sends_nothing_and_shows_the_exact_text(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    notes = Path(config).parent / "notes.md"
+    notes.write_text("We rolled back the upgrade.")
+
+    code, out, _ = emergency("--config", config, "post-call", "7", "--notes", str(notes),
+                             "--dry-run")
+
+    assert code == cli.EXIT_OK
+    assert "PUBLIC reply (the customer sees this)" in out
+    assert "We rolled back the upgrade." in out and "dry run: nothing was sent" in out
+    assert [m for m, _ in double.requests if m != "GET"] == []
+
+
+def test_post_call_posts_public_notes_then_internal_detail(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    double.comment(7, AGENT, "Calling you now")
+    stdin = io.StringIO("Disk full on gitaly-2; customer's DBA is unaware of it.")
+
+    code, out, _ = emergency("--config", config, "post-call", "7", "--notes",
+                             str(write_notes(config)), "--internal", "-", "--yes",
+                             "--until", "17:00 UTC", "--next", "Francesca", "--as", "fr@example.com", stdin=stdin)
+
+    assert code == cli.EXIT_OK, out
+    public, internal = [p["ticket"]["comment"] for p in double.puts]
+    assert public["public"] is True and internal["public"] is False
+    assert "Disk full" in internal["body"] and "Disk full" not in public["body"]
+    assert "17:00 UTC" in public["body"] and "Francesca" in public["body"]
+    assert public["author_id"] == AGENT == internal["author_id"]
+
+
+def test_post_call_can_use_a_zendesk_macro_text(tmp_path: Path, double: ZendeskDouble) -> None:
+    config = write_config(tmp_path, extra='\n[macros]\npost_call = "Post Customer Call"\n')
+    double.macros.append({"id": 31, "title": "Post Customer Call", "active": True,
+                          "body": "Summary of the call:"})
+    double.create(7)
+    notes = tmp_path / "n.txt"
+    notes.write_text("All pushes work again.")
+
+    code, _, _ = emergency("--config", str(config), "post-call", "7", "--notes", str(notes),
+                           "--yes")
+
+    assert code == cli.EXIT_OK
+    [put] = double.puts
+    assert "Summary of the call:" in put["ticket"]["comment"]["body"]
+    assert put["ticket"]["comment"]["public"] is True
+
+
+@pytest.mark.parametrize("command", [["ack"], ["follow-up"], ["close"],
+                                     ["not-emergency", "--reason", "x"]])
+def test_unknown_ticket_is_refused_with_exit_four(
+        config: str, double: ZendeskDouble, command: list[str]) -> None:
+    code, _, err = emergency("--config", config, command[0], "404", *command[1:], "--yes")
+
+    assert code == cli.EXIT_NOT_FOUND and err.count("\n") == 1
+    assert double.puts == []
+
+
+def test_solved_ticket_is_refused(config: str, double: ZendeskDouble) -> None:
+    double.create(7, status="solved")
+
+    code, _, err = emergency("--config", config, "follow-up", "7", "--yes")
+
+    assert code == cli.EXIT_REFUSED and "is solved" in err
+    assert double.puts == []
+
+
+def test_public_command_on_a_non_emergency_needs_force(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7, priority="normal")
+
+    code, _, err = emergency("--config", config, "ack", "7", "--yes")
+    assert code == cli.EXIT_REFUSED and "--force" in err
+
+    code, _, _ = emergency("--config", config, "ack", "7", "--yes", "--force")
+    assert code == cli.EXIT_OK and len(double.puts) == 1
+
+
+def test_notes_and_internal_cannot_both_come_from_stdin(config: str) -> None:
+    code, _, err = emergency("--config", config, "post-call", "7", "--notes", "-",
+                             "--internal", "-", "--yes")
+
+    assert code == cli.EXIT_CONFIG and "standard input" in err
+
+
+def test_empty_notes_file_is_refused(config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    empty = Path(config).parent / "empty.md"
+    empty.write_text("  \n")
+
+    code, _, err = emergency("--config", config, "post-call", "7", "--notes", str(empty),
+                             "--yes")
+
+    assert code == cli.EXIT_REFUSED and "empty" in err
+    assert double.puts == []
+
+
+def test_missing_notes_file_is_a_usage_error(config: str, double: ZendeskDouble) -> None:
+    code, _, err = emergency("--config", config, "post-call", "7", "--notes", "nope.md")
+
+    assert code == cli.EXIT_CONFIG and "no such file" in err
+
+
+def test_without_yes_off_a_terminal_nothing_is_sent(config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+
+    code, _, err = emergency("--config", config, "ack", "7")
+
+    assert code == cli.EXIT_CONFIG and "--yes" in err
+    assert double.puts == []
+
+
+def test_on_a_terminal_the_preview_asks_and_no_means_no(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+
+    code, out, _ = emergency("--config", config, "ack", "7", stdin=Tty("n\n"))
+    assert code == cli.EXIT_OK and "Send this? [y/N]" in out and "not sent" in out
+    assert double.puts == []
+
+    code, out, _ = emergency("--config", config, "ack", "7", stdin=Tty("y\n"))
+    assert code == cli.EXIT_OK and len(double.puts) == 1
+
+
+def test_not_emergency_is_internal_and_leaves_priority_alone(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+
+    code, _, _ = emergency("--config", config, "not-emergency", "7", "--reason",
+                           "Only a staging system is affected", "--yes")
+
+    assert code == cli.EXIT_OK
+    [put] = double.puts
+    assert put["ticket"]["comment"]["public"] is False
+    assert "priority" not in put["ticket"]
+    assert double.tickets[7].priority == "urgent"
+    assert "Only a staging system is affected" in put["ticket"]["comment"]["body"]
+
+
+def test_lost_answer_on_a_manual_write_is_confirmed_not_resent(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    double.after_put.append(lambda ticket_id, body: (503, {"error": "unavailable"}))
+
+    code, out, _ = emergency("--config", config, "not-emergency", "7", "--reason", "x", "--yes")
+
+    assert code == cli.EXIT_OK and "confirmed on re-read" in out
+    assert len(double.puts) == 1
+
+
+def test_brief_from_markdown_is_internal_and_findable_by_organization(
+        config: str, double: ZendeskDouble, clock: FakeClock) -> None:
+    double.create(40, priority="normal")
+    brief = Path(config).parent / "brief.md"
+    brief.write_text("## Planned\nUpgrade to 17.2\n## When\n2026-01-06T02:00:00+00:00\n"
+                     "## Problems\nLong background migrations\n## Solutions\nRestore backup\n"
+                     "## Architecture\n3 Gitaly nodes, Geo secondary\n")
+
+    code, _, _ = emergency("--config", config, "brief", "40", "--file", str(brief), "--yes",
+                           clock=clock)
+    assert code == cli.EXIT_OK
+    [put] = double.puts
+    assert put["ticket"]["comment"]["public"] is False
+    assert "Long background migrations" in put["ticket"]["comment"]["body"]
+
+    code, out, _ = emergency("--config", config, "briefs", "--org", "acme", "--upcoming",
+                             clock=clock)
+    assert "Upgrade to 17.2" in out and "#40" in out
+
+
+def test_brief_with_a_when_that_is_not_a_time_is_refused(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(40, priority="normal")
+
+    code, _, err = emergency("--config", config, "brief", "40", "--planned", "Upgrade",
+                             "--when", "friday night", "--yes")
+
+    assert code == cli.EXIT_REFUSED and "'when' must be a date and time" in err
+    assert double.puts == []
+
+
+def test_brief_is_linked_when_that_organization_raises_an_emergency(
+        config: str, double: ZendeskDouble, clock: FakeClock) -> None:
+    double.create(40, priority="normal")
+    emergency("--config", config, "brief", "40", "--planned", "Upgrade to 17.2", "--when",
+              "2026-01-06T02:00:00+00:00", "--yes", clock=clock)
+    double.create(41)  # same organization (50), urgent
+
+    code, _, _ = emergency("--config", config, "tick", clock=clock)
+
+    assert code == cli.EXIT_OK
+    link, ack = [p["ticket"] for p in double.puts[1:]]
+    assert link["comment"]["public"] is False and "Upgrade to 17.2" in link["comment"]["body"]
+    assert "/agent/tickets/40" in link["comment"]["body"]
+    assert ack["comment"]["public"] is True
+    emergency("--config", config, "tick", clock=clock)
+    assert len(double.puts) == 3
+
+
+def test_no_internal_text_can_reach_a_public_comment(
+        config: str, double: ZendeskDouble) -> None:
+    secret = "INTERNAL-ONLY-7f3a"
+    double.create(7)
+    double.comment(7, AGENT, "On it")
+    stdin = io.StringIO(secret)
+
+    emergency("--config", config, "post-call", "7", "--notes", str(write_notes(config)),
+              "--internal", "-", "--yes", stdin=stdin)
+    emergency("--config", config, "not-emergency", "7", "--reason", secret, "--yes")
+    emergency("--config", config, "brief", "7", "--planned", secret, "--when",
+              "2026-01-06T02:00:00Z", "--yes")
+
+    internal_templates = {n for n, v in REGISTRY.items() if v is Visibility.INTERNAL}
+    assert internal_templates >= {"post_call_internal", "not_emergency", "brief"}
+    for put in double.puts:
+        comment = put["ticket"]["comment"]
+        assert (secret in comment["body"]) == (comment["public"] is False)
+    assert all(secret not in c["body"] for c in double.public_comments(7))
+    assert [c["author_id"] for c in double.public_comments(7)][:1] == [REQUESTER]
+
+
+def write_notes(config: str) -> Path:
+    path = Path(config).parent / "public-notes.md"
+    path.write_text("Pushes work again after the rollback.")
+    return path
