@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TextIO
 from automation import __version__, config
 from automation.clock import Clock, SystemClock
 from automation.commands import BRIEF_FIELDS, Commands, Plan, Refused, parse_brief_file, preview
+from automation.demo import run_demo, scenario_names
 from automation.errors import (
     AutomationError,
     ConfigError,
@@ -67,6 +68,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
+def positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value!r}")
+    return number
+
+
 def ticket_number(value: str) -> int:
     try:
         number = int(value.strip().lstrip("#"))
@@ -104,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         "timeline", help="a ticket's comments and the journal's steps, oldest first")
     timeline.add_argument("ticket", type=ticket_number, metavar="TICKET")
     commands.add_parser("check", help="validate the config and render every template offline")
+    demo = commands.add_parser("demo", help="the real worker against the built-in sandbox")
+    demo.add_argument("--scenario", choices=scenario_names(), default="all",
+                      help="which story to play (default: all of them at once)")
+    demo.add_argument("--speed", type=positive_number, default=120.0, metavar="X",
+                      help="simulated seconds per wall-clock second (default 120)")
+    sandbox = commands.add_parser("sandbox", help="the built-in fake Zendesk, alone")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION",
+                                              required=True)
+    serve = sandbox_commands.add_parser("serve", help="serve it on 127.0.0.1 until Ctrl-C")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
+    serve.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
+                       help="simulated seconds per wall-clock second (default 1)")
+    serve.add_argument("--write-config", metavar="PATH", default="sandbox.toml",
+                       help="where to write a config.toml for it (default ./sandbox.toml)")
 
     def writing(name: str, help_text: str, force: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
@@ -507,6 +532,66 @@ def cmd_not_emergency(args: argparse.Namespace, ctx: Context) -> int:
     return confirm_and_send(commands, plan, args, ctx)
 
 
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    logging.getLogger("automation").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
+    return run_demo(ctx.out, args.scenario, args.speed)
+
+
+SANDBOX_CONFIG = """# Written by `emergency sandbox serve`: points the worker at the local sandbox.
+# export ZENDESK_API_TOKEN={token}
+[zendesk]
+url = "{url}"
+email = "{email}"
+
+[workflow]
+bridge_url = "https://bridge.example.com/emergency"
+poll_interval_seconds = 10
+
+[state]
+path = "sandbox-state.sqlite3"
+"""
+
+
+def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
+    from automation.clock import ScaledClock
+    from automation.sandbox import Sandbox, seed_account
+
+    sandbox = Sandbox(clock=ScaledClock(speed=args.speed), port=args.port)
+    try:
+        sandbox.start()
+    except OSError as exc:
+        raise UsageError(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}") \
+            from None
+    try:
+        account = seed_account(sandbox)
+        ticket_id = sandbox.zendesk.create_ticket(
+            account.requester_id, "Production down: every git push fails with 502",
+            "Since 08:50 no one can push. Our release is blocked.", priority="urgent",
+            organization_id=account.organization_id)
+        config_path = Path(args.write_config)
+        config_path.write_text(SANDBOX_CONFIG.format(url=sandbox.url, email=sandbox.email,
+                                                     token=sandbox.token), encoding="utf-8")
+        print(f"sandbox Zendesk on {sandbox.url} (API user {sandbox.email}); "
+              f"urgent ticket #{ticket_id} is waiting", file=ctx.out)
+        print(f"wrote {config_path}. In another shell:\n"
+              f"  export ZENDESK_API_TOKEN={sandbox.token}\n"
+              f"  emergency --config {config_path} tick\n"
+              f"  emergency --config {config_path} status\n"
+              f"  emergency --config {config_path} timeline {ticket_id}\n"
+              "Ctrl-C stops the sandbox.", file=ctx.out, flush=True)
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        sandbox.stop()
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "tick": cmd_tick,
     "run": cmd_run,
@@ -520,6 +605,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "brief": cmd_brief,
     "briefs": cmd_briefs,
     "not-emergency": cmd_not_emergency,
+    "demo": cmd_demo,
+    "sandbox": cmd_sandbox,
 }
 
 

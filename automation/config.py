@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -103,10 +105,14 @@ class _Section:
             self.fail(key, "a non-empty string", value)
         return str(value).strip()
 
-    def number(self, key: str, default: float, minimum: float = 0) -> float:
+    def number(self, key: str, default: float, minimum: float = 0,
+               maximum: float = 24 * 60, whole: bool = False) -> float:
         value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            self.fail(key, f"a number >= {minimum:g}", value)
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not minimum <= value <= maximum
+                or (whole and value != int(value))):
+            self.fail(key, f"a number from {minimum:g} to {maximum:g}"
+                      + (", in whole minutes" if whole else ""), value)
         return float(value)
 
     def url(self, key: str, default: str | None = None) -> str:
@@ -150,7 +156,7 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     zd = _Section(source, "zendesk", data["zendesk"],
                   {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds"})
     email = zd.text("email")
-    if "@" not in email:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         zd.fail("email", "the API user's email address", email)
     view_id = zd.data.get("view_id")
     if view_id is not None and (isinstance(view_id, bool) or not isinstance(view_id, int)
@@ -163,8 +169,8 @@ def parse(data: dict[str, Any], source: Path) -> Config:
         email=email,
         search=zd.text("search", "") if "search" in zd.data else "",
         view_id=view_id,
-        timeout_seconds=zd.number("timeout_seconds", 10, minimum=1),
-        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0),
+        timeout_seconds=zd.number("timeout_seconds", 10, minimum=1, maximum=300),
+        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0, maximum=3600),
     )
 
     wf = _Section(source, "workflow", data.get("workflow", {}),
@@ -173,9 +179,9 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     workflow = WorkflowConfig(
         bridge_url=wf.url("bridge_url"),
         signature=wf.text("signature", "The Support Team"),
-        follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1),
-        close_after_minutes=wf.number("close_after_minutes", 15, minimum=1),
-        poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1),
+        follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1, whole=True),
+        close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
+        poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
     )
 
     st = _Section(source, "state", data.get("state", {}), {"path"})

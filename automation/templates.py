@@ -111,8 +111,9 @@ class Templates:
         except jinja2.TemplateNotFound:
             raise TemplateError(f"template {filename} not found in {self.env.loader.searchpath}"  # type: ignore[union-attr]
                                 ) from None
-        except (jinja2.UndefinedError, jinja2.exceptions.SecurityError, TypeError,
+        except (jinja2.TemplateError, ArithmeticError, LookupError, AttributeError, TypeError,
                 ValueError) as exc:
+            # Whatever a template's own expressions raise is a template error, not a bug here.
             line = _template_line(exc, filename)
             where = f"template {filename}" + (f" line {line}" if line else "")
             raise TemplateError(f"{where}: {exc}") from None

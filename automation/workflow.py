@@ -97,7 +97,7 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy) -> Assessment:
     if ticket.priority != EMERGENCY_PRIORITY:
         return result(State.NOT_URGENT, contact=contact)
     if contact is None:
-        if ACKNOWLEDGED_TAG in tags:
+        if tags & {ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG}:
             # Our acknowledgement is recorded but its author is not visible as an agent:
             # never acknowledge twice; wait for a person.
             return result(State.NEW)

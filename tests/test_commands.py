@@ -69,7 +69,8 @@ def test_post_call_posts_public_notes_then_internal_detail(
 
     code, out, _ = emergency("--config", config, "post-call", "7", "--notes",
                              str(write_notes(config)), "--internal", "-", "--yes",
-                             "--until", "17:00 UTC", "--next", "Francesca", "--as", "fr@example.com", stdin=stdin)
+                             "--until", "17:00 UTC", "--next", "Francesca",
+                             "--as", "fr@example.com", stdin=stdin)
 
     assert code == cli.EXIT_OK, out
     public, internal = [p["ticket"]["comment"] for p in double.puts]

@@ -1,0 +1,77 @@
+"""A local fake of Zendesk for tests and demos: ``Sandbox`` serves it, ``seed_account`` fills it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from automation.sandbox.faults import Fault, Faults, InterleavedComment
+from automation.sandbox.server import RequestRecord, Sandbox
+from automation.sandbox.zendesk import FakeZendesk, Reply
+
+__all__ = [
+    "Account",
+    "FakeZendesk",
+    "Fault",
+    "Faults",
+    "InterleavedComment",
+    "Reply",
+    "RequestRecord",
+    "Sandbox",
+    "URGENT_VIEW_ID",
+    "seed_account",
+]
+
+URGENT_VIEW_ID = 360_001
+URGENT_VIEW_QUERY = "type:ticket priority:urgent status<solved"
+
+
+@dataclass(frozen=True)
+class Account:
+    """Ids of the seeded users, organization and view."""
+
+    admin_id: int
+    agent_id: int
+    account_manager_id: int
+    ase_id: int
+    organization_id: int
+    requester_id: int
+    cc_id: int
+    view_id: int
+    agent_email: str = "francesca@example.com"
+
+
+def seed_account(sandbox: Sandbox) -> Account:
+    """Fill the sandbox with a realistic account: API admin, agents, Acme Corp and its people."""
+    zendesk = sandbox.zendesk
+    account_manager_id = zendesk.add_user("Marco Bianchi", "marco.bianchi@example.com", "agent")
+    ase_id = zendesk.add_user("Giulia Verdi", "giulia.verdi@example.com", "agent")
+    organization_id = zendesk.add_organization(
+        "Acme Corp",
+        fields={
+            "account_manager": "marco.bianchi@example.com",
+            "ase": "giulia.verdi@example.com",
+            "support_tier": "enterprise",
+        },
+        tags=["enterprise", "emea"],
+        domain_names=["acme.example.com"],
+    )
+    return Account(
+        # The API user exists from the start: the sandbox authenticates it.
+        admin_id=zendesk.api_user_id,
+        agent_id=zendesk.add_user("Francesca Rossi", "francesca@example.com", "agent"),
+        account_manager_id=account_manager_id,
+        ase_id=ase_id,
+        organization_id=organization_id,
+        requester_id=zendesk.add_user(
+            "Jordan Lee", "jordan.lee@acme.example.com", "end-user", organization_id
+        ),
+        cc_id=zendesk.add_user(
+            "Priya Natarajan", "priya.natarajan@acme.example.com", "end-user", organization_id
+        ),
+        view_id=_add_urgent_view(sandbox),
+    )
+
+
+def _add_urgent_view(sandbox: Sandbox) -> int:
+    sandbox.zendesk.add_view(URGENT_VIEW_ID, URGENT_VIEW_QUERY, title="Urgent unsolved tickets")
+    return URGENT_VIEW_ID

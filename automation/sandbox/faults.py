@@ -1,0 +1,158 @@
+"""Failure injection for the sandbox: armed faults, matched by method and path, used in order."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal[
+    "rate_limit", "server_error", "apply_then_fail", "apply_then_drop", "drop", "latency"
+]
+PathMatcher = str | re.Pattern[str]
+
+# Faults that answer without letting the request reach the state.
+REJECTING: frozenset[FaultKind] = frozenset({"rate_limit", "server_error", "drop"})
+
+
+@dataclass
+class Fault:
+    """One armed fault; ``times`` left to fire (None: until cleared)."""
+
+    kind: FaultKind
+    method: str
+    path: PathMatcher
+    times: int | None = 1
+    status: int = 0
+    retry_after: int | None = None
+    seconds: float = 0.0
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request with this method and path (no query string) triggers the fault."""
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if isinstance(self.path, re.Pattern):
+            return self.path.search(path) is not None
+        return self.path in path
+
+
+@dataclass
+class InterleavedComment:
+    """A comment someone adds just before the next PUT to ``ticket_id`` is processed."""
+
+    ticket_id: int
+    author_id: int
+    body: str
+    public: bool = True
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether the request is a PUT to this ticket."""
+        pattern = rf"/api/v2/tickets/{self.ticket_id}(\.json)?/?"
+        return method.upper() == "PUT" and re.fullmatch(pattern, path) is not None
+
+
+class Faults:
+    """The sandbox's armed faults. Each request triggers at most one non-latency fault."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._interleaved: list[InterleavedComment] = []
+
+    def rate_limit(
+        self, method: str, path: PathMatcher, retry_after: int = 2, times: int | None = 1
+    ) -> Fault:
+        """Answer 429 with Retry-After; the request is not applied."""
+        return self._arm(Fault("rate_limit", method, path, times, 429, retry_after))
+
+    def server_error(
+        self,
+        method: str,
+        path: PathMatcher,
+        status: int = 503,
+        times: int | None = 1,
+        retry_after: int | None = None,
+    ) -> Fault:
+        """Answer a 5xx; the request is not applied."""
+        return self._arm(Fault("server_error", method, path, times, status, retry_after))
+
+    def apply_then_fail(
+        self, method: str, path: PathMatcher, status: int = 503, times: int | None = 1
+    ) -> Fault:
+        """Apply the request, then answer a 5xx, as when a gateway times out after the write."""
+        return self._arm(Fault("apply_then_fail", method, path, times, status))
+
+    def apply_then_drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+        """Apply the request, then close the connection without any response."""
+        return self._arm(Fault("apply_then_drop", method, path, times))
+
+    def drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+        """Close the connection without applying the request or answering."""
+        return self._arm(Fault("drop", method, path, times))
+
+    def latency(
+        self, method: str, path: PathMatcher, seconds: float, times: int | None = 1
+    ) -> Fault:
+        """Wait ``seconds`` of real time before answering (combines with other faults)."""
+        return self._arm(Fault("latency", method, path, times, seconds=seconds))
+
+    def interleave_comment(
+        self, ticket_id: int, author_id: int, body: str, public: bool = True
+    ) -> InterleavedComment:
+        """Add a comment just before the next PUT to the ticket, making its stamp stale."""
+        interleaved = InterleavedComment(ticket_id, author_id, body, public)
+        with self._lock:
+            self._interleaved.append(interleaved)
+        return copy.copy(interleaved)
+
+    def pending(self) -> list[Fault | InterleavedComment]:
+        """Copies of what is still armed, in the order it will fire."""
+        with self._lock:
+            armed: list[Fault | InterleavedComment] = [*self._faults, *self._interleaved]
+            return [copy.copy(f) for f in armed]
+
+    def clear(self) -> None:
+        """Disarm everything."""
+        with self._lock:
+            self._faults.clear()
+            self._interleaved.clear()
+
+    def take_latency(self, method: str, path: str) -> float:
+        """Consume the matching latency faults; the total delay in seconds."""
+        with self._lock:
+            matching = [f for f in self._faults if f.kind == "latency" and f.matches(method, path)]
+            for fault in matching:
+                self._consume(fault)
+            return sum(f.seconds for f in matching)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume the first matching non-latency fault and return a copy of it."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind != "latency" and fault.matches(method, path):
+                    self._consume(fault)
+                    return copy.copy(fault)
+            return None
+
+    def take_interleaved(self, method: str, path: str) -> list[InterleavedComment]:
+        """Consume the comments armed for this request (a PUT to their ticket)."""
+        with self._lock:
+            due = [c for c in self._interleaved if c.matches(method, path)]
+            self._interleaved = [c for c in self._interleaved if not c.matches(method, path)]
+            return due
+
+    def _arm(self, fault: Fault) -> Fault:
+        if fault.times is not None and fault.times < 1:
+            raise ValueError(f"times must be at least 1 (or None for always), got {fault.times}")
+        with self._lock:
+            self._faults.append(fault)
+        return copy.copy(fault)
+
+    def _consume(self, fault: Fault) -> None:
+        if fault.times is None:
+            return
+        fault.times -= 1
+        if fault.times == 0:
+            self._faults = [f for f in self._faults if f is not fault]

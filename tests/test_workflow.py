@@ -1,0 +1,530 @@
+"""The runbook as pure functions: assess() reads a ticket, plan() says what is due at ``now``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from automation.model import Action, Snapshot, State, Step
+from automation.templates import REGISTRY, Visibility
+from automation.workflow import (
+    ACKNOWLEDGED_TAG,
+    CLOSED_TAG,
+    FOLLOWED_UP_TAG,
+    Policy,
+    assess,
+    plan,
+    step_done,
+)
+from tests.factories import (
+    CUSTOMER_ID,
+    TICKET_ID,
+    admin,
+    agent,
+    at,
+    bot,
+    cc,
+    customer,
+    default_people,
+    description,
+    internal_note,
+    make_snapshot,
+    public_reply,
+)
+
+POLICY = Policy()  # the runbook's 15 + 15 minutes
+FIFTEEN = timedelta(minutes=15)
+UNKNOWN_AUTHOR_ID = 4242  # an id missing from the snapshot's people
+
+
+def contacted(*later, tags=(ACKNOWLEDGED_TAG,), contact_minute=2, **ticket) -> Snapshot:
+    """An urgent ticket the bot acknowledged ``contact_minute`` minutes after it was opened."""
+    comments = [description(), public_reply(bot(), at(contact_minute)), *later]
+    return make_snapshot(comments, tags=tags, **ticket)
+
+
+def followed_up(*later, tags=(ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG), **ticket) -> Snapshot:
+    """Acknowledged at minute 2 and followed up at minute 17; nobody has answered."""
+    return contacted(public_reply(bot(), at(17)), *later, tags=tags, **ticket)
+
+
+def decide(snapshot: Snapshot, now, policy: Policy = POLICY):
+    assessment = assess(snapshot, now, policy)
+    return assessment, plan(assessment, now)
+
+
+# Acknowledgement ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["new", "open", "pending", "hold"])
+def test_new_urgent_ticket_is_acknowledged_at_once(status):
+    # given an urgent ticket with only the customer's description
+    snapshot = make_snapshot([description()], status=status, created_at=at(0))
+
+    # when it is read the moment it was opened
+    assessment, action = decide(snapshot, now=at(0))
+
+    # then the acknowledgement is due right away, with its marker tag and no priority change
+    assert assessment.state is State.NEW
+    assert assessment.next_step is Step.ACKNOWLEDGE
+    assert assessment.due_at == at(0)
+    assert assessment.contact_at is None
+    assert action == Action(ticket_id=TICKET_ID, step=Step.ACKNOWLEDGE,
+                            template="acknowledgement", tags_to_add=(ACKNOWLEDGED_TAG,),
+                            priority=None)
+
+
+def test_acknowledgement_is_still_due_when_the_ticket_is_read_late():
+    # given an urgent ticket opened at 09:00, last updated at 09:30, that nobody has answered
+    snapshot = make_snapshot([description()], updated_at=at(30))
+
+    # when the worker first sees it 40 minutes after it was opened
+    assessment, action = decide(snapshot, now=at(40))
+
+    # then it acknowledges (timers only start at contact), due since the ticket was opened
+    assert assessment.state is State.NEW
+    assert assessment.due_at == at(0)
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+@pytest.mark.parametrize("engineer", [agent(), admin(), bot()], ids=["agent", "admin", "bot"])
+def test_public_comment_by_an_agent_is_contact_so_no_acknowledgement(engineer):
+    # given a human (or our own) public answer two minutes after the ticket was opened
+    snapshot = make_snapshot([description(), public_reply(engineer, at(2))], tags=())
+
+    # when the ticket is read a minute later
+    assessment, action = decide(snapshot, now=at(3))
+
+    # then contact is recorded, no acknowledgement is planned and the follow-up waits
+    assert assessment.state is State.AWAITING_CUSTOMER
+    assert assessment.contact_at == at(2)
+    assert assessment.contact_by == engineer.id
+    assert assessment.next_step is Step.FOLLOW_UP
+    assert action is None
+
+
+def test_contact_is_the_first_public_agent_comment():
+    # given two public agent comments after the description
+    snapshot = make_snapshot([description(), public_reply(agent(), at(4)),
+                              public_reply(bot(), at(6))])
+
+    # when assessed
+    assessment = assess(snapshot, at(7), POLICY)
+
+    # then contact is the earlier one, and the follow-up counts from it
+    assert assessment.contact_at == at(4)
+    assert assessment.contact_by == agent().id
+    assert assessment.due_at == at(4) + FIFTEEN
+
+
+def test_internal_agent_note_is_not_contact():
+    # given an agent who only wrote an internal note
+    snapshot = make_snapshot([description(), internal_note(agent(), at(1))])
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(2))
+
+    # then the customer has not been contacted: acknowledge
+    assert assessment.state is State.NEW
+    assert assessment.contact_at is None
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+@pytest.mark.parametrize("opener", [agent(), bot()], ids=["agent", "bot"])
+def test_description_is_never_contact_even_when_written_by_an_agent(opener):
+    # given a ticket an agent opened on the customer's behalf (public description by an agent)
+    snapshot = make_snapshot([description(opener)])
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(1))
+
+    # then the description does not count as contact
+    assert assessment.state is State.NEW
+    assert assessment.contact_at is None
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+def test_acknowledged_tag_without_visible_contact_is_not_acknowledged_twice():
+    # given our acknowledgement tag but no comment visible as an agent's
+    # (e.g. the author could not be looked up)
+    snapshot = make_snapshot([description(), public_reply(UNKNOWN_AUTHOR_ID, at(1))],
+                             tags=(ACKNOWLEDGED_TAG,))
+
+    # when assessed long after
+    assessment, action = decide(snapshot, now=at(60))
+
+    # then nothing is due: never a second acknowledgement
+    assert assessment.state is State.NEW
+    assert assessment.next_step is None
+    assert action is None
+
+
+# Follow-up ------------------------------------------------------------------------------------
+
+
+def test_follow_up_waits_fifteen_minutes_after_contact():
+    # given contact at minute 2 and no reply
+    snapshot = contacted()
+    due = at(2) + FIFTEEN
+
+    # when read one second before fifteen minutes have passed
+    early, early_action = decide(snapshot, now=due - timedelta(seconds=1))
+    # and when read at exactly fifteen minutes
+    on_time, on_time_action = decide(snapshot, now=due)
+
+    # then it is not due at 14:59 but is due at 15:00, with the follow-up's tag
+    assert early.state is State.AWAITING_CUSTOMER
+    assert early.due_at == due
+    assert early_action is None
+    assert on_time_action == Action(ticket_id=TICKET_ID, step=Step.FOLLOW_UP,
+                                    template="follow_up", tags_to_add=(FOLLOWED_UP_TAG,),
+                                    priority=None)
+
+
+def test_follow_up_counts_from_contact_not_from_ticket_creation():
+    # given a ticket opened at 09:00 and first answered by an agent at 09:10
+    snapshot = contacted(contact_minute=10)
+
+    # when read 15 minutes after creation, then 15 minutes after contact
+    _, at_creation_plus_15 = decide(snapshot, now=at(15))
+    _, at_contact_plus_15 = decide(snapshot, now=at(25))
+
+    # then only the second read follows up
+    assert at_creation_plus_15 is None
+    assert at_contact_plus_15 is not None and at_contact_plus_15.step is Step.FOLLOW_UP
+
+
+def test_follow_up_and_close_delays_come_from_the_policy():
+    # given a non-default policy
+    policy = Policy(follow_up_after=timedelta(minutes=7), close_after=timedelta(minutes=11))
+
+    # when a contacted ticket and a followed-up ticket are assessed with it
+    awaiting = assess(contacted(), at(3), policy)
+    after_follow_up = assess(followed_up(), at(18), policy)
+
+    # then each due time is the policy's delay after the relevant comment
+    assert awaiting.next_step is Step.FOLLOW_UP
+    assert awaiting.due_at == at(2) + timedelta(minutes=7)
+    assert after_follow_up.next_step is Step.CLOSE
+    assert after_follow_up.due_at == at(17) + timedelta(minutes=11)
+
+
+def test_a_second_agent_comment_is_not_a_customer_reply():
+    # given contact, then another public agent comment, no customer answer
+    snapshot = contacted(public_reply(agent(), at(5)))
+
+    # when fifteen minutes after contact
+    assessment, action = decide(snapshot, now=at(17))
+
+    # then the timers still run from the contact
+    assert assessment.state is State.AWAITING_CUSTOMER
+    assert action is not None and action.step is Step.FOLLOW_UP
+
+
+# Close ----------------------------------------------------------------------------------------
+
+
+def test_close_is_due_fifteen_minutes_after_the_follow_up_and_steps_down_to_high():
+    # given a follow-up posted at minute 17 and still no reply
+    snapshot = followed_up()
+    due = at(17) + FIFTEEN
+
+    # when read just before and exactly at fifteen minutes after the follow-up
+    early, early_action = decide(snapshot, now=due - timedelta(seconds=1))
+    on_time, on_time_action = decide(snapshot, now=due)
+
+    # then the close waits, then comes with priority high and its marker tag
+    assert early.state is State.FOLLOWED_UP
+    assert early.next_step is Step.CLOSE
+    assert early.due_at == due
+    assert early_action is None
+    assert on_time_action == Action(ticket_id=TICKET_ID, step=Step.CLOSE,
+                                    template="bridge_closed", tags_to_add=(CLOSED_TAG,),
+                                    priority="high")
+
+
+def test_close_counts_from_the_last_public_agent_comment():
+    # given an agent who wrote publicly after the follow-up
+    snapshot = followed_up(public_reply(agent(), at(25)))
+
+    # when fifteen minutes after the follow-up, then fifteen after the agent's comment
+    _, after_follow_up = decide(snapshot, now=at(32))
+    assessment, after_last_word = decide(snapshot, now=at(40))
+
+    # then the bridge closes a full interval after our last public word
+    assert assessment.due_at == at(25) + FIFTEEN
+    assert after_follow_up is None
+    assert after_last_word is not None and after_last_word.step is Step.CLOSE
+
+
+def test_internal_note_after_the_follow_up_does_not_delay_the_close():
+    # given an agent's internal note after the follow-up
+    snapshot = followed_up(internal_note(agent(), at(30)))
+
+    # when fifteen minutes after the follow-up
+    assessment, action = decide(snapshot, now=at(32))
+
+    # then the close is due as if the note were not there
+    assert assessment.due_at == at(17) + FIFTEEN
+    assert action is not None and action.step is Step.CLOSE
+
+
+# The customer answers -------------------------------------------------------------------------
+
+
+REPLIERS = [pytest.param(customer(), id="requester"), pytest.param(cc(), id="cc")]
+
+
+@pytest.mark.parametrize("replier", REPLIERS)
+def test_customer_reply_before_the_follow_up_stops_the_timers(replier):
+    # given a public end-user reply five minutes after contact
+    snapshot = contacted(public_reply(replier, at(7)))
+
+    # when assessed well after the follow-up and close would have been due
+    assessment, action = decide(snapshot, now=at(120))
+
+    # then the customer is engaged and nothing is due
+    assert assessment.state is State.ENGAGED
+    assert assessment.replied_at == at(7)
+    assert assessment.next_step is None
+    assert assessment.due_at is None
+    assert action is None
+
+
+@pytest.mark.parametrize("replier", REPLIERS)
+def test_customer_reply_after_the_follow_up_stops_the_close(replier):
+    # given a follow-up at minute 17 and an end-user reply at minute 20
+    snapshot = followed_up(public_reply(replier, at(20)))
+
+    # when assessed after the close would have been due
+    assessment, action = decide(snapshot, now=at(60))
+
+    # then no close: the customer is engaged
+    assert assessment.state is State.ENGAGED
+    assert assessment.replied_at == at(20)
+    assert assessment.next_step is None
+    assert action is None
+
+
+def test_customer_reply_at_the_same_instant_as_the_due_time_still_stops_the_follow_up():
+    # given a reply that arrived exactly when the follow-up became due
+    snapshot = contacted(public_reply(customer(), at(2) + FIFTEEN))
+
+    # when read at that instant
+    assessment, action = decide(snapshot, now=at(2) + FIFTEEN)
+
+    # then the reply wins
+    assert assessment.state is State.ENGAGED
+    assert action is None
+
+
+def test_customer_comment_before_contact_does_not_stop_the_timers():
+    # given the customer added a public comment before anyone answered
+    snapshot = make_snapshot([description(), public_reply(customer(), at(1)),
+                              public_reply(agent(), at(2))], tags=())
+
+    # when fifteen minutes after contact
+    assessment, action = decide(snapshot, now=at(17))
+
+    # then the follow-up is due: only replies after contact count
+    assert assessment.state is State.AWAITING_CUSTOMER
+    assert assessment.replied_at is None
+    assert action is not None and action.step is Step.FOLLOW_UP
+
+
+def test_customer_comment_before_contact_does_not_prevent_the_acknowledgement():
+    # given the customer added to the ticket before anyone answered
+    snapshot = make_snapshot([description(), public_reply(cc(), at(1))])
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(1))
+
+    # then it is still a new emergency to acknowledge, due since it was opened
+    assert assessment.state is State.NEW
+    assert assessment.due_at == at(0)
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+# Authors we could not look up -----------------------------------------------------------------
+
+
+def test_reply_by_an_author_missing_from_people_counts_as_the_customer():
+    # given a public comment after contact by someone not in the snapshot's people
+    snapshot = contacted(public_reply(UNKNOWN_AUTHOR_ID, at(5)))
+    assert UNKNOWN_AUTHOR_ID not in snapshot.people
+
+    # when assessed after the follow-up would be due
+    assessment, action = decide(snapshot, now=at(30))
+
+    # then the timers stop (the safe side)
+    assert assessment.state is State.ENGAGED
+    assert assessment.replied_at == at(5)
+    assert action is None
+
+
+def test_public_comment_by_an_author_missing_from_people_is_not_contact():
+    # given the only answer is by someone we could not look up
+    snapshot = make_snapshot([description(), public_reply(UNKNOWN_AUTHOR_ID, at(2))])
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(3))
+
+    # then nobody has made contact: acknowledge
+    assert assessment.state is State.NEW
+    assert assessment.contact_at is None
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+def test_contact_by_an_agent_missing_from_people_is_invisible_but_the_tag_prevents_a_second_ack():
+    # given the bot's acknowledgement, whose author is missing from people
+    people = {pid: p for pid, p in default_people().items() if pid != bot().id}
+    snapshot = make_snapshot([description(), public_reply(bot(), at(2))], people=people,
+                             tags=(ACKNOWLEDGED_TAG,))
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(30))
+
+    # then no contact is seen and nothing is posted
+    assert assessment.contact_at is None
+    assert action is None
+
+
+# Tickets the workflow leaves alone ------------------------------------------------------------
+
+
+def _stages():
+    return [
+        pytest.param(lambda **t: make_snapshot([description()], **t), id="new"),
+        pytest.param(lambda **t: contacted(**t), id="awaiting-customer"),
+        pytest.param(lambda **t: followed_up(**t), id="followed-up"),
+    ]
+
+
+@pytest.mark.parametrize("status", ["solved", "closed"])
+@pytest.mark.parametrize("build", _stages())
+def test_solved_and_closed_tickets_are_never_touched(status, build):
+    # given an urgent ticket at any stage that has been solved or closed
+    snapshot = build(status=status)
+
+    # when assessed long after every timer
+    assessment, action = decide(snapshot, now=at(600))
+
+    # then it is SOLVED with nothing due
+    assert assessment.state is State.SOLVED
+    assert assessment.next_step is None
+    assert action is None
+
+
+@pytest.mark.parametrize("priority", ["high", "normal", "low", None])
+@pytest.mark.parametrize("build", _stages())
+def test_non_urgent_tickets_are_not_emergencies(priority, build):
+    # given a ticket at any stage whose priority is not urgent
+    snapshot = build(priority=priority)
+
+    # when assessed long after every timer
+    assessment, action = decide(snapshot, now=at(600))
+
+    # then nothing is due
+    assert assessment.state is State.NOT_URGENT
+    assert assessment.next_step is None
+    assert action is None
+
+
+def test_ticket_already_closed_to_high_gets_no_step_even_if_urgent_again():
+    # given a ticket we stepped down, which a person then raised back to urgent
+    snapshot = followed_up(tags=(ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG, CLOSED_TAG),
+                           priority="urgent")
+
+    # when assessed long after
+    assessment, action = decide(snapshot, now=at(600))
+
+    # then the timers are the person's: no step
+    assert assessment.state is State.CLOSED_TO_HIGH
+    assert assessment.next_step is None
+    assert action is None
+
+
+def test_closed_to_high_tag_alone_prevents_an_acknowledgement():
+    # given a ticket carrying only the closed tag and no visible contact
+    snapshot = make_snapshot([description()], tags=(CLOSED_TAG,))
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(1))
+
+    # then nothing is posted
+    assert assessment.state is State.CLOSED_TO_HIGH
+    assert action is None
+
+
+# step_done ------------------------------------------------------------------------------------
+
+
+def test_acknowledge_is_not_done_on_a_fresh_ticket():
+    assert step_done(make_snapshot([description()]), Step.ACKNOWLEDGE) is False
+
+
+def test_acknowledge_is_done_once_an_agent_made_contact_even_without_the_tag():
+    # given a human agent's public answer and no tag
+    snapshot = make_snapshot([description(), public_reply(agent(), at(1))], tags=())
+
+    # then acknowledging is done
+    assert step_done(snapshot, Step.ACKNOWLEDGE) is True
+
+
+def test_acknowledge_is_done_when_its_tag_is_on_the_ticket():
+    # given the acknowledgement tag but no visible contact
+    snapshot = make_snapshot([description()], tags=(ACKNOWLEDGED_TAG,))
+
+    # then acknowledging is done
+    assert step_done(snapshot, Step.ACKNOWLEDGE) is True
+
+
+def test_acknowledge_is_not_done_by_an_internal_note_or_the_description():
+    # given an agent-written description and an agent's internal note
+    snapshot = make_snapshot([description(agent()), internal_note(agent(), at(1))])
+
+    # then acknowledging is not done
+    assert step_done(snapshot, Step.ACKNOWLEDGE) is False
+
+
+@pytest.mark.parametrize(("step", "tag"), [(Step.FOLLOW_UP, FOLLOWED_UP_TAG),
+                                           (Step.CLOSE, CLOSED_TAG)])
+def test_follow_up_and_close_are_done_only_when_their_tag_is_on_the_ticket(step, tag):
+    # given a contacted ticket with a later public agent comment, without then with the tag
+    comments = (public_reply(agent(), at(18)), public_reply(agent(), at(33)))
+    without = contacted(*comments, tags=(ACKNOWLEDGED_TAG,))
+    with_tag = contacted(*comments, tags=(ACKNOWLEDGED_TAG, tag))
+
+    # then only the tag marks the step as done
+    assert step_done(without, step) is False
+    assert step_done(with_tag, step) is True
+
+
+# The contract with the templates --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda: make_snapshot([description()]), id="acknowledge"),
+    pytest.param(lambda: contacted(), id="follow-up"),
+    pytest.param(lambda: followed_up(), id="close"),
+])
+def test_every_planned_step_posts_a_registered_public_template(build):
+    # given a ticket at the stage where a step is due
+    _, action = decide(build(), now=at(600))
+
+    # then the step's template exists and the customer can read it
+    assert action is not None
+    assert REGISTRY.get(action.template) is Visibility.PUBLIC
+
+
+def test_assessment_is_for_the_ticket_it_read():
+    # given a ticket with another id
+    snapshot = make_snapshot([description(CUSTOMER_ID)], id=777)
+
+    # when planned
+    assessment, action = decide(snapshot, now=at(0))
+
+    # then the assessment and the action name that ticket
+    assert assessment.ticket_id == 777
+    assert action is not None and action.ticket_id == 777
