@@ -32,7 +32,7 @@ from automation.errors import (
 )
 from automation.model import Step
 from automation.store import Store
-from automation.templates import REGISTRY, Templates
+from automation.templates import REGISTRY, Templates, summary_line
 from automation.worker import Worker, template_context
 from automation.zendesk import Zendesk
 
@@ -335,10 +335,9 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
     for comment in snapshot.comments:
         author = snapshot.people.get(comment.author_id)
         who = f"{author.name} ({author.role})" if author else f"user {comment.author_id}"
-        first = next((ln for ln in comment.body.splitlines() if ln.strip()), "")
         visibility = "public" if comment.public else "internal"
-        lines.append((comment.created_at, 0,
-                      f"zendesk  {visibility:<8} comment by {who}: {first[:80]}"))
+        lines.append((comment.created_at, 0, f"zendesk  {visibility:<8} comment by {who}: "
+                      f"{summary_line(comment.body, 80)}"))
     for entry in store.journal(args.ticket):
         visibility = {True: "public", False: "internal", None: ""}[entry.public]
         text = f"journal  {visibility:<8} {entry.step} {entry.outcome}"

@@ -18,7 +18,7 @@ from automation.config import DEFAULT_QUERY, WorkflowConfig
 from automation.model import State
 from automation.sandbox import Account, Sandbox, seed_account
 from automation.store import Brief, Store
-from automation.templates import Templates
+from automation.templates import Templates, summary_line
 from automation.worker import Worker
 from automation.workflow import CLOSED_TAG
 from automation.zendesk import Zendesk
@@ -176,7 +176,7 @@ class Timeline:
                 author = self.sandbox.zendesk.user(comment["author_id"])
                 step = steps.get(comment["id"], "comment")
                 visibility = "public" if comment["public"] else "internal"
-                first = _first_line(comment["body"])
+                first = summary_line(comment["body"], 70)
                 print(f"{_clock(comment['created_at'])}  #{ticket['id']:<3} {step:<12} "
                       f"{visibility:<8} {author['name']}: {first}", file=self.out)
             previous = self.priorities.get(ticket["id"])
@@ -184,12 +184,6 @@ class Timeline:
                 print(f"{_clock(ticket['updated_at'])}  #{ticket['id']:<3} {'priority':<12} "
                       f"{'':<8} {previous} -> {ticket['priority']}", file=self.out)
             self.priorities[ticket["id"]] = ticket["priority"]
-
-
-def _first_line(body: str, width: int = 70) -> str:
-    lines = [line.strip() for line in body.splitlines() if line.strip()]
-    line = next((ln for ln in lines if not ln.endswith(",")), lines[0] if lines else "")
-    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def _clock(stamp: str) -> str:

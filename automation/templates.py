@@ -50,9 +50,16 @@ class Rendered:
 
     @property
     def first_line(self) -> str:
-        """The first line that says something (a salutation like "Hello Dana," is skipped)."""
-        lines = [line.strip() for line in self.body.splitlines() if line.strip()]
-        return next((line for line in lines if not line.endswith(",")), lines[0] if lines else "")
+        return summary_line(self.body)
+
+
+def summary_line(body: str, width: int | None = None) -> str:
+    """The first line that says something (a salutation like "Hello Dana," is skipped)."""
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    line = next((ln for ln in lines if not ln.endswith(",")), lines[0] if lines else "")
+    if width is not None and len(line) > width:
+        line = line[:width - 1] + "…"
+    return line
 
 
 def default_template_dir() -> Path:
