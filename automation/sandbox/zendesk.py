@@ -505,6 +505,8 @@ _ROUTES: list[_Route] = [
         ("GET", r"/api/v2/users/search", "_get_users_search"),
         ("GET", r"/api/v2/users/(\d+)", "_get_user"),
         ("GET", r"/api/v2/organizations/(\d+)", "_get_organization"),
+        ("GET", r"/api/v2/macros/search", "_get_macros_search"),
+        ("GET", r"/api/v2/tickets/(\d+)/macros/(\d+)/apply", "_get_macro_apply"),
     )
 ]
 
@@ -531,6 +533,7 @@ class FakeZendesk:
         self._comments: dict[int, list[Comment]] = {}
         self._audits: dict[int, list[Audit]] = {}
         self._views: dict[int, _View] = {}
+        self._macros: dict[int, Json] = {}
         # Disjoint id ranges, so a user id passed where a ticket id belongs finds nothing.
         self._user_ids = itertools.count(1_000_001)
         self._organization_ids = itertools.count(5_000_001)
@@ -673,6 +676,18 @@ class FakeZendesk:
     def close(self, ticket_id: int) -> None:
         """Close the ticket (as Zendesk's automation does days after solving)."""
         self.set_status(ticket_id, "closed")
+
+    def add_macro(self, title: str, body: str, public: bool = True, active: bool = True) -> int:
+        """A macro whose only action is a comment (what the post-call macro does)."""
+        with self._lock:
+            macro_id = 7_000_000 + len(self._macros) + 1
+            self._macros[macro_id] = {
+                "id": macro_id, "title": title, "active": active, "description": None,
+                "actions": [{"field": "comment_value", "value": body},
+                            {"field": "comment_mode_is_public", "value": str(public).lower()}],
+                "url": f"{self.base_url}/api/v2/macros/{macro_id}.json",
+            }
+            return macro_id
 
     def add_view(
         self,
@@ -880,6 +895,30 @@ class FakeZendesk:
 
     def _get_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         return 200, {"ticket": self._ticket_or_404(ticket_id).to_json(self.base_url)}
+
+    def _get_macros_search(self, req: _Request) -> tuple[int, Json]:
+        words = req.query.get("query", "").lower().split()
+        if not words:
+            raise ApiError(400, {"error": "InvalidParameter", "description": "query is required"})
+        found = [m for m in self._macros.values()
+                 if all(w in m["title"].lower() for w in words)]
+        return 200, {"macros": found, "count": len(found), "next_page": None,
+                     "previous_page": None}
+
+    def _get_macro_apply(self, req: _Request, ticket_id: int, macro_id: int) -> tuple[int, Json]:
+        ticket = self._ticket_or_404(ticket_id)
+        macro = self._macros.get(macro_id)
+        if macro is None:
+            raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
+        actions = {a["field"]: a["value"] for a in macro["actions"]}
+        # Zendesk's preview: what the ticket would look like; nothing is saved.
+        return 200, {"result": {"ticket": {
+            "id": ticket.id, "url": ticket.to_json(self.base_url)["url"],
+            "comment": {"body": actions.get("comment_value", ""),
+                        "public": actions.get("comment_mode_is_public", "true") == "true",
+                        "scoped_body": [["channel:all", actions.get("comment_value", "")]]},
+            "group_id": None, "assignee_id": None, "fields": [],
+        }}}
 
     def _get_comments(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         self._ticket_or_404(ticket_id)
