@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from automation import __version__, config
+from automation.chat import Chat
 from automation.clock import Clock, SystemClock
 from automation.commands import BRIEF_FIELDS, Commands, Plan, Refused, parse_brief_file, preview
 from automation.demo import run_demo, scenario_names
@@ -31,6 +32,7 @@ from automation.errors import (
     Unreachable,
 )
 from automation.model import Step
+from automation.slack import Slack
 from automation.store import Store
 from automation.templates import REGISTRY, Templates, summary_line
 from automation.worker import Worker, template_context
@@ -247,11 +249,21 @@ def build_zendesk(cfg: config.Config, ctx: Context) -> Zendesk:
                    max_retry_seconds=cfg.zendesk.max_retry_seconds)
 
 
+def build_chat(cfg: config.Config, ctx: Context, zendesk: Zendesk, store: Store,
+               templates: Templates) -> Chat | None:
+    """The Slack side, when `[slack]` is configured."""
+    if cfg.slack is None:
+        return None
+    slack = Slack(config.slack_token(ctx.environ), ctx.clock, base_url=cfg.slack.url)
+    return Chat(slack, zendesk, store, templates, cfg.slack, ctx.clock)
+
+
 def build_worker(cfg: config.Config, ctx: Context, zendesk: Zendesk | None = None) -> Worker:
     templates = Templates(cfg.templates_path)
     zendesk = zendesk or build_zendesk(cfg, ctx)
-    return Worker(zendesk, Store(cfg.state_path), templates, cfg.workflow, ctx.clock,
-                  cfg.zendesk.query, cfg.zendesk.view_id)
+    store = Store(cfg.state_path)
+    return Worker(zendesk, store, templates, cfg.workflow, ctx.clock, cfg.zendesk.query,
+                  cfg.zendesk.view_id, chat=build_chat(cfg, ctx, zendesk, store, templates))
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
@@ -263,6 +275,9 @@ def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
               file=ctx.out)
     for result in report.failed:
         print(f"#{result.ticket_id} {result.step}: FAILED: {result.detail}", file=ctx.out)
+    if report.slack_pending:
+        print(f"slack: {report.slack_pending} line(s) pending; they are retried next pass",
+              file=ctx.out)
     print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {report.listed} emergencies listed, "
           f"{report.read} read, {len(report.posted)} posted, {len(report.failed)} failed",
           file=ctx.out)
@@ -344,6 +359,10 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
         if entry.detail:
             text += f": {entry.detail[:80]}"
         lines.append((entry.at, 1, text))
+    for queued in store.outbox(args.ticket, pending_only=False):
+        status = "posted" if queued.sent_at else "PENDING"
+        lines.append((queued.sent_at or queued.queued_at, 2,
+                      f"slack    {status:<8} {queued.kind}: {queued.text[:80]}"))
     t = snapshot.ticket
     print(f"#{t.id} {t.subject} — {t.status}, priority {t.priority}, tags "
           f"{', '.join(t.tags) or '-'}", file=ctx.out)
@@ -372,6 +391,8 @@ def sample_context(cfg: config.Config) -> dict[str, Any]:
         informed="The account manager", notes="We rolled back the upgrade; pushes work again.",
         internal_notes="Root cause suspected in the Gitaly config; see the customer's logs.",
         macro_body=None, available_until="17:00 UTC", next_engineer="Francesca Rossi",
+        permalink="https://example.slack.com/archives/C0123/p1767603600000100",
+        account_manager="marco@example.com", ase="giulia@example.com",
         brief={"planned": "Upgrade to 17.2", "when": now, "problems": "Long migrations",
                "solutions": "Roll back with the backup", "architecture": "3 Gitaly nodes"},
         briefs=[Brief(ticket_id=12000, organization_id=1, organization="Example Corp",

@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from automation.workflow import Policy
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "EMERGENCY_CONFIG"
 ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
+SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
 
 
@@ -52,6 +53,43 @@ class WorkflowConfig:
 
 
 @dataclass(frozen=True)
+class ChannelRule:
+    """`[[slack.channels]]`: the first rule any of whose conditions matches picks the channel."""
+
+    channel: str
+    tags: tuple[str, ...] = ()
+    brands: tuple[int, ...] = ()
+    forms: tuple[int, ...] = ()
+    organization_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Region:
+    """`[[slack.regions]]`: a regional support group and the UTC hours it covers."""
+
+    name: str
+    group: str  # the Slack user group handle, e.g. support-team-americas
+    start: time
+    end: time
+
+    def covers(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end  # spans midnight
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    default_channel: str
+    url: str = "https://slack.com/api/"
+    channels: tuple[ChannelRule, ...] = ()
+    regions: tuple[Region, ...] = ()
+    account_manager_field: str = "account_manager"
+    ase_field: str = "ase"
+    region_field: str = "region"
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     zendesk: ZendeskConfig
@@ -60,6 +98,7 @@ class Config:
     templates_path: Path | None = None
     # Zendesk macros by purpose, e.g. {"post_call": "Support::Self-Managed::Post Customer Call"}.
     macros: dict[str, str] = field(default_factory=dict)
+    slack: SlackConfig | None = None
 
 
 def resolve_path(cli_value: str | None) -> Path:
@@ -73,6 +112,14 @@ def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> st
         raise ConfigError(
             f"{ZENDESK_TOKEN_ENV} is not set: export the API token of the [zendesk] email user"
         )
+    return token
+
+
+def slack_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    token = environ.get(SLACK_TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"{SLACK_TOKEN_ENV} is not set: [slack] is configured, so export "
+                          "the Slack app's bot token (xoxb-...)")
     return token
 
 
@@ -142,7 +189,7 @@ def load(path: Path) -> Config:
 
 
 def parse(data: dict[str, Any], source: Path) -> Config:
-    known_sections = {"zendesk", "workflow", "state", "templates", "macros"}
+    known_sections = {"zendesk", "workflow", "state", "templates", "macros", "slack"}
     unknown = sorted(set(data) - known_sections)
     if unknown:
         raise ConfigError(
@@ -195,5 +242,65 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     mc = _Section(source, "macros", data.get("macros", {}), {"post_call"})
     macros = {key: mc.text(key) for key in mc.data}
 
+    slack = parse_slack(source, data["slack"]) if "slack" in data else None
+
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
-                  templates_path=templates_path, macros=macros)
+                  templates_path=templates_path, macros=macros, slack=slack)
+
+
+def _clock_time(section: _Section, key: str, value: object) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        section.fail(key, "a time of day like 13:00", value)
+        raise  # unreachable: fail() raises
+
+
+def _list(section: _Section, key: str, kind: type, data: dict[str, Any]) -> tuple[Any, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(
+            isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        section.fail(key, f"a list of {kind.__name__}", value)
+    return tuple(value)
+
+
+def parse_slack(source: Path, data: object) -> SlackConfig:
+    sl = _Section(source, "slack", data, {"url", "default_channel", "channels", "regions",
+                                          "account_manager_field", "ase_field", "region_field"})
+    rules = []
+    raw_rules = sl.data.get("channels", [])
+    if not isinstance(raw_rules, list):
+        sl.fail("channels", "an array of tables ([[slack.channels]])", raw_rules)
+    for raw in raw_rules:
+        rule = _Section(source, "slack.channels", raw,
+                        {"channel", "tags", "brands", "forms", "organization_tags"})
+        parsed = ChannelRule(channel=rule.text("channel"),
+                             tags=_list(rule, "tags", str, rule.data),
+                             brands=_list(rule, "brands", int, rule.data),
+                             forms=_list(rule, "forms", int, rule.data),
+                             organization_tags=_list(rule, "organization_tags", str, rule.data))
+        if not (parsed.tags or parsed.brands or parsed.forms or parsed.organization_tags):
+            rule.fail("channel", "a rule with tags, brands, forms or organization_tags",
+                      parsed.channel)
+        rules.append(parsed)
+    regions = []
+    raw_regions = sl.data.get("regions", [])
+    if not isinstance(raw_regions, list):
+        sl.fail("regions", "an array of tables ([[slack.regions]])", raw_regions)
+    for raw in raw_regions:
+        region = _Section(source, "slack.regions", raw, {"name", "group", "hours"})
+        hours = region.text("hours")
+        start, _, end = hours.partition("-")
+        if not end:
+            region.fail("hours", "UTC hours like 13:00-21:00", hours)
+        regions.append(Region(name=region.text("name"), group=region.text("group").lstrip("@"),
+                              start=_clock_time(region, "hours", start.strip()),
+                              end=_clock_time(region, "hours", end.strip())))
+    return SlackConfig(
+        default_channel=sl.text("default_channel"),
+        url=sl.url("url", "https://slack.com/api/") + "/",
+        channels=tuple(rules), regions=tuple(regions),
+        account_manager_field=sl.text("account_manager_field", "account_manager"),
+        ase_field=sl.text("ase_field", "ase"),
+        region_field=sl.text("region_field", "region"),
+    )

@@ -50,6 +50,8 @@ class Ticket:
     # The raw `updated_at` string, sent back verbatim as `updated_stamp`.
     updated_stamp: str
     url: str = ""
+    brand_id: int | None = None
+    form_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,22 @@ CREATE TABLE IF NOT EXISTS briefs (
     filed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS briefs_organization ON briefs (organization_id, planned_for);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
+    sent_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at, ticket_id, id);
+CREATE TABLE IF NOT EXISTS threads (
+    ticket_id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    ts TEXT NOT NULL
+);
 """
 
 
@@ -80,6 +96,20 @@ class TrackedTicket:
     due_at: datetime | None
     active: bool
     seen_at: datetime
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A Slack line waiting for (or already posted in) its emergency's thread."""
+
+    id: int
+    ticket_id: int
+    kind: str
+    text: str
+    queued_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str
 
 
 def _time(value: str | None) -> datetime | None:
@@ -205,3 +235,40 @@ class Store:
         if organization_id is None:
             return []
         return [b for b in self.briefs() if b.organization_id == organization_id]
+
+    # --- Slack: lines waiting for their thread, and the threads themselves ---------------------
+
+    def enqueue(self, ticket_id: int, kind: str, text: str, at: datetime) -> None:
+        self.db.execute("INSERT INTO outbox (ticket_id, kind, text, queued_at) VALUES (?, ?, ?, ?)",
+                        (ticket_id, kind, text, at.isoformat()))
+
+    def outbox(self, ticket_id: int | None = None, pending_only: bool = True) -> list[Queued]:
+        query = ("SELECT id, ticket_id, kind, text, queued_at, sent_at, attempts, last_error"
+                 " FROM outbox WHERE 1 = 1")
+        args: list[object] = []
+        if pending_only:
+            query += " AND sent_at IS NULL"
+        if ticket_id is not None:
+            query += " AND ticket_id = ?"
+            args.append(ticket_id)
+        return [Queued(id=i, ticket_id=t, kind=k, text=x, queued_at=datetime.fromisoformat(q),
+                       sent_at=_time(sent), attempts=a, last_error=e)
+                for i, t, k, x, q, sent, a, e in self.db.execute(query + " ORDER BY id", args)]
+
+    def mark_sent(self, queued_id: int, at: datetime) -> None:
+        self.db.execute("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                        (at.isoformat(), queued_id))
+
+    def mark_failed(self, queued_id: int, error: str) -> None:
+        self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                        (error[:300], queued_id))
+
+    def remember_thread(self, ticket_id: int, channel: str, ts: str) -> None:
+        self.db.execute("INSERT INTO threads (ticket_id, channel, ts) VALUES (?, ?, ?)"
+                        " ON CONFLICT (ticket_id) DO UPDATE SET channel = excluded.channel,"
+                        " ts = excluded.ts", (ticket_id, channel, ts))
+
+    def thread(self, ticket_id: int) -> tuple[str, str] | None:
+        row = self.db.execute("SELECT channel, ts FROM threads WHERE ticket_id = ?",
+                              (ticket_id,)).fetchone()
+        return (row[0], row[1]) if row else None

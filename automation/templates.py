@@ -35,6 +35,7 @@ REGISTRY: dict[str, Visibility] = {
     "brief": Visibility.INTERNAL,
     "brief_link": Visibility.INTERNAL,
     "not_emergency": Visibility.INTERNAL,
+    "slack_thread_note": Visibility.INTERNAL,
 }
 
 SUFFIX = ".j2"

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from automation import workflow
+from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import WorkflowConfig
 from automation.errors import (
@@ -21,12 +22,19 @@ from automation.errors import (
     Unreachable,
     WriteUncertain,
 )
-from automation.model import Action, Assessment, Snapshot, State, Ticket
+from automation.model import Action, Assessment, Snapshot, State, Step, Ticket
 from automation.store import Entry, Store, TrackedTicket
 from automation.templates import Rendered, Templates
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
+
+# The line each step leaves in the emergency's Slack thread.
+ECHOES = {
+    Step.ACKNOWLEDGE: "Acknowledgement posted on the ticket (public): the bridge is offered",
+    Step.FOLLOW_UP: "No reply {follow_up} min after contact: follow-up sent to the customer",
+    Step.CLOSE: "No reply {total} min after contact: bridge closed, priority set to HIGH",
+}
 
 # Reads of one ticket in one pass: a 409 or an unanswered write costs a re-read each.
 MAX_ATTEMPTS_PER_TICKET = 4
@@ -49,6 +57,7 @@ class PassReport:
     read: int = 0
     posted: list[StepResult] = field(default_factory=list)
     failed: list[StepResult] = field(default_factory=list)
+    slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +88,7 @@ def template_context(snapshot: Snapshot, assessment: Assessment, settings: Workf
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates,
                  settings: WorkflowConfig, clock: Clock, query: str,
-                 view_id: int | None = None, actor: str = "") -> None:
+                 view_id: int | None = None, actor: str = "", chat: Chat | None = None) -> None:
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -89,6 +98,7 @@ class Worker:
         self.query = query
         self.view_id = view_id
         self.actor = actor or zendesk.email
+        self.chat = chat
 
     def now(self) -> datetime:
         """Zendesk's time when its answers carry it (timers run on its clock), else ours."""
@@ -103,8 +113,9 @@ class Worker:
         for ticket in listing:
             known = tracked.get(ticket.id)
             if known is not None and known.updated_at == ticket.updated_stamp and not (
-                    known.due_at is not None and known.due_at <= now):
-                continue  # nothing moved and nothing is due: no read at all
+                    known.due_at is not None and known.due_at <= now) and not (
+                    self.chat is not None and self.chat.wants(ticket.id)):
+                continue  # nothing moved, nothing is due, nothing waits for Slack: no read
             report.read += 1
             self.handle(ticket.id, now, report, known.state if known else None)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
@@ -116,6 +127,7 @@ class Worker:
         """Read, decide and act on one ticket until it has nothing due (or attempts run out)."""
         pending: tuple[Action, Rendered] | None = None  # a write whose answer was lost
         step = "-"
+        last: tuple[Snapshot, Assessment] | None = None
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
                 snapshot = self.zendesk.snapshot(ticket_id)
@@ -126,6 +138,7 @@ class Worker:
                     self._confirm(pending, snapshot, now, report)
                     pending = None
                 known_state = self._track(snapshot, assessment, now, known_state)
+                last = (snapshot, assessment)
                 action = workflow.plan(assessment, now, snapshot)
                 if action is None:
                     return
@@ -148,6 +161,7 @@ class Worker:
                     pending = (action, rendered)
                     continue
                 self._journal(now, action, "posted", rendered, comment_id=update.comment_id)
+                self._echo(action, now)
                 report.posted.append(StepResult(ticket_id, step, "posted", rendered.first_line))
                 log.info("ticket %s: %s posted (%s)", ticket_id, step,
                          "public" if rendered.public else "internal")
@@ -155,6 +169,20 @@ class Worker:
                        f"{MAX_ATTEMPTS_PER_TICKET} reads; trying again next pass")
         except (NotFound, Rejected, TemplateError) as exc:
             self._fail(report, now, ticket_id, step, str(exc))
+        finally:
+            if self.chat is not None and last is not None:
+                live = last[1].state in workflow.LIVE_STATES
+                report.slack_pending += self.chat.serve(last[0], now, live)
+
+    def _echo(self, action: Action, now: datetime) -> None:
+        """One line in the emergency's Slack thread for each step the worker made."""
+        if self.chat is None or action.step not in ECHOES:
+            return
+        text = ECHOES[action.step].format(
+            follow_up=int(self.policy.follow_up_after.total_seconds() // 60),
+            total=int((self.policy.follow_up_after + self.policy.close_after
+                       ).total_seconds() // 60))
+        self.chat.echo(action.ticket_id, action.step, text, now)
 
     def _render(self, action: Action, snapshot: Snapshot, assessment: Assessment,
                 now: datetime) -> Rendered:
@@ -170,6 +198,7 @@ class Worker:
         if workflow.step_done(snapshot, action.step):
             self._journal(now, action, "posted", rendered,
                           detail="confirmed on re-read after an unanswered write")
+            self._echo(action, now)
             report.posted.append(StepResult(action.ticket_id, action.step, "posted",
                                             rendered.first_line))
 
@@ -180,6 +209,10 @@ class Worker:
             detail = ticket.subject if known_state is None else f"was {known_state}"
             self.store.record(Entry(at=now, ticket_id=ticket.id, step="state",
                                     outcome=assessment.state, detail=detail))
+            if (self.chat is not None and assessment.state == State.ENGAGED
+                    and assessment.replied_at is not None):
+                self.chat.echo(ticket.id, "replied", "The customer replied at "
+                               f"{assessment.replied_at:%H:%M} UTC: timers stopped", now)
         self.store.track(TrackedTicket(
             ticket_id=ticket.id, subject=ticket.subject, updated_at=ticket.updated_stamp,
             state=assessment.state, next_step=assessment.next_step,

@@ -370,7 +370,7 @@ class Zendesk:
 
     # --- the one write -------------------------------------------------------------------------
 
-    def update(self, ticket: Ticket, comment: Rendered, tags_to_add: Iterable[str] = (),
+    def update(self, ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
                priority: str | None = None, author_id: int | None = None) -> Update:
         """One safe update: the comment and its field changes land together or not at all.
 
@@ -400,16 +400,14 @@ class Zendesk:
         return Update(ticket=updated, comment_id=comment_id_from_audit(data.get("audit")))
 
 
-def build_update(ticket: Ticket, comment: Rendered, tags_to_add: Iterable[str] = (),
+def build_update(ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
                  priority: str | None = None, author_id: int | None = None) -> dict[str, Any]:
     """The PUT body. `public` comes from the template's registered visibility, always explicit."""
-    payload: dict[str, Any] = {
-        "comment": {"body": comment.body, "public": bool(comment.public)},
-        "safe_update": True,
-        "updated_stamp": ticket.updated_stamp,
-    }
-    if author_id is not None:
-        payload["comment"]["author_id"] = author_id
+    payload: dict[str, Any] = {"safe_update": True, "updated_stamp": ticket.updated_stamp}
+    if comment is not None:
+        payload["comment"] = {"body": comment.body, "public": bool(comment.public)}
+        if author_id is not None:
+            payload["comment"]["author_id"] = author_id
     new_tags = [t for t in tags_to_add if t not in ticket.tags]
     if new_tags:
         # `tags` replaces the list; safe_update guarantees nobody changed it since our read.
@@ -458,6 +456,8 @@ def ticket_from(obj: Any) -> Ticket:
         updated_at=parse_time(updated),
         updated_stamp=updated,
         url=_value(obj, "url") or "",
+        brand_id=_value(obj, "brand_id"),
+        form_id=_value(obj, "ticket_form_id"),
     )
 
 

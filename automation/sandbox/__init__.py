@@ -38,6 +38,13 @@ class Account:
     cc_id: int
     view_id: int
     agent_email: str = "francesca@example.com"
+    # Slack: the two emergency channels and the people the thread mentions.
+    self_managed_channel: str = ""
+    saas_channel: str = ""
+    slack_manager_id: str = ""
+    slack_ase_id: str = ""
+    slack_agent_id: str = ""
+    americas_group_id: str = ""
 
 
 def seed_account(sandbox: Sandbox) -> Account:
@@ -69,7 +76,20 @@ def seed_account(sandbox: Sandbox) -> Account:
             "Priya Natarajan", "priya.natarajan@acme.example.com", "end-user", organization_id
         ),
         view_id=_add_urgent_view(sandbox),
+        **_seed_slack(sandbox),
     )
+
+
+def _seed_slack(sandbox: Sandbox) -> dict[str, str]:
+    slack = sandbox.slack
+    return {
+        "self_managed_channel": slack.add_channel("support_self-managed"),
+        "saas_channel": slack.add_channel("support_gitlab-com"),
+        "slack_manager_id": slack.add_user("Marco Bianchi", "marco.bianchi@example.com"),
+        "slack_ase_id": slack.add_user("Giulia Verdi", "giulia.verdi@example.com"),
+        "slack_agent_id": slack.add_user("Francesca Rossi", "francesca@example.com"),
+        "americas_group_id": slack.add_usergroup("support-team-americas", "Support Americas"),
+    }
 
 
 def _add_urgent_view(sandbox: Sandbox) -> int:

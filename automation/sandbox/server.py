@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from automation.clock import Clock, ScaledClock
 from automation.sandbox.faults import REJECTING, Fault, Faults
+from automation.sandbox.slack import SlackSandbox
 from automation.sandbox.zendesk import FakeZendesk, Reply, error_body
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_EMAIL = "automation@example.com"
 DEFAULT_TOKEN = "sandbox-token"
 HOST = "127.0.0.1"
+SLACK_PREFIX = "/slack/api/"
 
 
 class RequestRecord(NamedTuple):
@@ -47,6 +49,8 @@ class Sandbox:
         self.email = email
         self.token = token
         self.zendesk = FakeZendesk(self.clock, api_email=email, api_token=token)
+        # Slack's Web API is served from the same port, under SLACK_PREFIX.
+        self.slack = SlackSandbox(self.clock)
         self.faults = Faults()
         self._requested_port = port
         self._requests: list[RequestRecord] = []
@@ -58,6 +62,11 @@ class Sandbox:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321``."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def slack_url(self) -> str:
+        """The Slack Web API base URL, as slack_sdk's `base_url` takes it."""
+        return f"{self.url}{SLACK_PREFIX}"
 
     @property
     def port(self) -> int:
@@ -133,6 +142,12 @@ class Sandbox:
         """Run one request through faults and the fake; None means drop the connection."""
         split = urlsplit(target)
         path = split.path
+        if path.startswith(SLACK_PREFIX):
+            slack_reply = self.slack.handle(method, path, parse_qs(split.query), headers, body)
+            with self._requests_lock:
+                self._requests.append(
+                    RequestRecord(method, path, slack_reply.status if slack_reply else None))
+            return slack_reply
         delay = self.faults.take_latency(method, path)
         if delay > 0:
             time.sleep(delay)  # outside any lock: other requests proceed meanwhile

@@ -1,0 +1,221 @@
+"""Slack end to end: the worker with Slack on, against the sandbox's Zendesk and Slack."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from automation.chat import Chat, thread_from_tags
+from automation.clock import FakeClock
+from automation.config import DEFAULT_QUERY, ChannelRule, SlackConfig, WorkflowConfig
+from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox.slack import DEFAULT_TOKEN
+from automation.slack import Slack
+from automation.store import Store
+from automation.templates import Templates
+from automation.worker import Worker
+from automation.zendesk import Zendesk
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    with Sandbox(clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def account(sandbox: Sandbox) -> Account:
+    return seed_account(sandbox)
+
+
+def slack_config(account: Account, sandbox: Sandbox) -> SlackConfig:
+    return SlackConfig(default_channel=account.self_managed_channel, url=sandbox.slack_url,
+                       channels=(ChannelRule(channel=account.saas_channel, tags=("saas",)),))
+
+
+def worker_for(sandbox: Sandbox, account: Account, clock: FakeClock, state: Path) -> Worker:
+    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5)
+    store = Store(state)
+    templates = Templates()
+    slack = Slack(DEFAULT_TOKEN, clock, base_url=sandbox.slack_url, max_retry_seconds=30)
+    chat = Chat(slack, zendesk, store, templates, slack_config(account, sandbox), clock)
+    return Worker(zendesk, store, templates, WorkflowConfig(bridge_url="https://b.example/x"),
+                  clock, DEFAULT_QUERY, chat=chat)
+
+
+@pytest.fixture
+def worker(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> Worker:
+    return worker_for(sandbox, account, clock, tmp_path / "state.sqlite3")
+
+
+def urgent(sandbox: Sandbox, account: Account, subject: str = "Production down",
+           tags: tuple[str, ...] = ()) -> int:
+    return sandbox.zendesk.create_ticket(account.requester_id, subject, "Help", tags=tags,
+                                         priority="urgent",
+                                         organization_id=account.organization_id)
+
+
+def play(workers: list[Worker], clock: FakeClock, minutes: int) -> None:
+    for _ in range(minutes):
+        for worker in workers:
+            worker.run_once()
+        clock.advance(timedelta(minutes=1))
+
+
+def parents(sandbox: Sandbox, channel: str) -> list[dict]:
+    return [m for m in sandbox.slack.messages(channel)
+            if m.get("thread_ts") in (None, m["ts"])]
+
+
+def thread_texts(sandbox: Sandbox, channel: str, ticket_id: int) -> list[str]:
+    [parent] = [m for m in parents(sandbox, channel) if f"/agent/tickets/{ticket_id}|" in
+                m["text"]]
+    return [m["text"] for m in sandbox.slack.thread(channel, parent["ts"])
+            if m["ts"] != parent["ts"]]
+
+
+def test_one_thread_with_cc_ase_and_every_step_echoed_once(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    play([worker], clock, 40)
+
+    channel = account.self_managed_channel
+    [parent] = parents(sandbox, channel)
+    assert parent["text"].startswith(f"Thread for emergency ticket <{sandbox.url}/agent/tickets/"
+                                     f"{ticket_id}|#{ticket_id}>: Production down — Acme Corp")
+    replies = thread_texts(sandbox, channel, ticket_id)
+    assert replies[0] == f"cc <@{account.slack_manager_id}> (account manager)"
+    assert replies[1].startswith(f"<@{account.slack_ase_id}> your account Acme Corp")
+    steps = replies[2:]
+    assert len(steps) == 3 and len(set(steps)) == 3
+    assert "Acknowledgement" in steps[0] and "follow-up" in steps[1] and "HIGH" in steps[2]
+    note = [c for c in sandbox.zendesk.comments(ticket_id) if not c["public"]]
+    assert len(note) == 1 and "Giulia Verdi" not in note[0]["body"]
+    assert "giulia.verdi@example.com" in note[0]["body"] and "/archives/" in note[0]["body"]
+    thread = thread_from_tags(tuple(sandbox.zendesk.ticket(ticket_id)["tags"]))
+    assert thread is not None and thread.ts == parent["ts"] and thread.channel == channel
+
+
+def test_channel_rule_picks_the_saas_channel(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    urgent(sandbox, account, "GitLab.com pipelines stuck", tags=("saas",))
+
+    play([worker], clock, 2)
+
+    assert len(parents(sandbox, account.saas_channel)) == 1
+    assert parents(sandbox, account.self_managed_channel) == []
+
+
+def test_customer_text_is_escaped_so_channel_pings_nobody(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    urgent(sandbox, account, "<!channel> & <http://evil.example|click me>")
+
+    play([worker], clock, 2)
+
+    [parent] = parents(sandbox, account.self_managed_channel)
+    assert "<!channel>" not in parent["text"]
+    assert "&lt;!channel&gt; &amp; &lt;http://evil.example|click me&gt;" in parent["text"]
+
+
+def test_restart_with_a_lost_state_file_keeps_the_same_thread(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    play([worker_for(sandbox, account, clock, tmp_path / "one.sqlite3")], clock, 3)
+
+    fresh = worker_for(sandbox, account, clock, tmp_path / "two.sqlite3")
+    play([fresh], clock, 40)
+
+    [_parent] = parents(sandbox, account.self_managed_channel)
+    steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
+    assert len(steps) == 3
+
+
+def test_two_workers_at_once_one_thread_each_line_once(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    workers = [worker_for(sandbox, account, clock, tmp_path / f"w{n}.sqlite3") for n in (1, 2)]
+    tickets = [urgent(sandbox, account, f"Emergency {n}") for n in range(3)]
+
+    for _ in range(40):
+        threads = [threading.Thread(target=w.run_once) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        clock.advance(timedelta(minutes=1))
+
+    channel = account.self_managed_channel
+    assert len(parents(sandbox, channel)) == 3
+    for ticket_id in tickets:
+        replies = thread_texts(sandbox, channel, ticket_id)
+        assert len(replies) == len(set(replies)) == 5, replies
+        public = [c for c in sandbox.zendesk.public_comments(ticket_id)
+                  if c["author_id"] == account.admin_id]
+        assert len(public) == 3
+
+
+def test_slack_outage_delays_only_slack(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    sandbox.slack.faults.outage(times=None)
+
+    play([worker], clock, 16)
+
+    public = [c for c in sandbox.zendesk.public_comments(ticket_id)
+              if c["author_id"] == account.admin_id]
+    assert len(public) == 2  # acknowledgement and follow-up went out on time
+    assert sandbox.slack.messages(account.self_managed_channel) == []
+    assert worker.store.outbox(ticket_id)  # the journal shows the lines as pending
+
+    sandbox.slack.faults.clear()
+    play([worker], clock, 2)
+
+    assert worker.store.outbox(ticket_id) == []
+    steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
+    assert len(steps) == 2
+
+
+def test_customer_reply_is_echoed_once(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    play([worker], clock, 3)
+    sandbox.zendesk.add_comment(ticket_id, account.requester_id, "joining", public=True)
+
+    play([worker], clock, 20)
+
+    steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
+    assert len(steps) == 2 and "The customer replied" in steps[1]
+
+
+def test_a_thread_line_whose_answer_was_lost_is_not_posted_twice(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    play([worker], clock, 1)
+    sandbox.slack.faults.apply_then_drop("chat.postMessage")
+
+    play([worker], clock, 20)
+
+    steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
+    assert len(steps) == len(set(steps)) == 2
+
+
+def test_two_workers_seeing_the_same_reply_echo_it_once(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    workers = [worker_for(sandbox, account, clock, tmp_path / f"w{n}.sqlite3") for n in (1, 2)]
+    ticket_id = urgent(sandbox, account)
+    play(workers, clock, 3)
+    sandbox.zendesk.add_comment(ticket_id, account.cc_id, "on the bridge", public=True)
+
+    play(workers, clock, 5)
+
+    replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
+    assert sum("The customer replied" in r for r in replies) == 1
