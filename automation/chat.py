@@ -175,8 +175,8 @@ class Chat:
         ticket = snapshot.ticket
         self.store.remember_thread(ticket.id, thread.channel, thread.ts)
         fields = organization.fields if organization else {}
-        manager = self._person(fields.get(self.config.account_manager_field))
-        ase = self._person(fields.get(self.config.ase_field))
+        manager = self.person(fields.get(self.config.account_manager_field))
+        ase = self.person(fields.get(self.config.ase_field))
         if opened:
             if manager:
                 self.echo(ticket.id, "cc", f"cc {manager[1]} (account manager)", now)
@@ -203,7 +203,7 @@ class Chat:
                     break
         return thread
 
-    def _person(self, email: object) -> tuple[str, str] | None:
+    def person(self, email: object) -> tuple[str, str] | None:
         """(plain name for Zendesk, Slack mention) of a person given by email in the org."""
         if not isinstance(email, str) or "@" not in email:
             return None
@@ -229,6 +229,10 @@ class Chat:
                 raise
             self.store.mark_sent(line.id, now)
             already.add(line.text)
+
+    def account_manager(self, organization: Organization | None) -> tuple[str, str] | None:
+        fields = organization.fields if organization else {}
+        return self.person(fields.get(self.config.account_manager_field))
 
     def ping_region(self, ticket: Ticket, organization: Organization | None, now: datetime,
                     reason: str) -> None:

@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="internal-only detail, posted as an internal note")
     post_call.add_argument("--until", metavar="TIME",
                            help="until when you are available for follow-up, e.g. '17:00 UTC'")
-    post_call.add_argument("--next", dest="next_engineer", metavar="NAME",
-                           help="who responds after that (the next on-call engineer)")
+    post_call.add_argument("--next", dest="next_engineer", metavar="NAME|EMAIL",
+                           help="who responds after that (the next on-call engineer); an "
+                                "email lets Slack tag them")
     brief = writing("brief", "an ASE's pre-task brief, as an internal note")
     brief.add_argument("--file", metavar="FILE|-",
                        help="the brief as TOML keys or Markdown sections (## Planned, ## When, "
@@ -445,8 +446,10 @@ def read_text(value: str, flag: str, ctx: Context) -> str:
 
 def build_commands(args: argparse.Namespace, ctx: Context) -> Commands:
     cfg = load_config(args, ctx)
-    return Commands(build_zendesk(cfg, ctx), Store(cfg.state_path), Templates(cfg.templates_path),
-                    cfg, ctx.clock)
+    zendesk, store, templates = build_zendesk(cfg, ctx), Store(cfg.state_path), \
+        Templates(cfg.templates_path)
+    return Commands(zendesk, store, templates, cfg, ctx.clock,
+                    build_chat(cfg, ctx, zendesk, store, templates))
 
 
 def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
@@ -467,6 +470,9 @@ def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
             print("not sent", file=ctx.out)
             return EXIT_OK
     for sent in commands.send(plan):
+        if sent.step == "slack":
+            print(sent.note, file=ctx.out)
+            continue
         visibility = "public" if sent.public else "internal"
         note = f" ({sent.note})" if sent.note else ""
         print(f"#{plan.snapshot.ticket.id} {sent.step}: posted {visibility}"

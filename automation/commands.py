@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from automation import workflow
+from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import Config
 from automation.errors import AutomationError, Conflict, WriteUncertain
 from automation.model import Person, Snapshot, Step
+from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
 from automation.worker import template_context
@@ -54,8 +56,8 @@ class Plan:
     snapshot: Snapshot
     author: Person | None
     writes: list[Write]
-    after: list[str] = field(default_factory=list)  # what else happens (Slack, ...)
     brief: Brief | None = None
+    slack_lines: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def preview(plan: Plan) -> str:
         if new_tags:
             changes.append("tags + " + ", ".join(new_tags))
         lines.append("    fields: " + ("; ".join(changes) if changes else "no changes"))
-    for note in plan.after:
-        lines.append(f"\nthen: {note}")
+    for _, text in plan.slack_lines:
+        lines.append(f"\nthen, in the emergency's Slack thread: {text}")
     return "\n".join(lines)
 
 
@@ -130,7 +132,8 @@ class Commands:
     """Builds and sends the engineers' commands against one Zendesk."""
 
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
-                 clock: Clock) -> None:
+                 clock: Clock, chat: Chat | None = None) -> None:
+        self.chat = chat
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -199,15 +202,30 @@ class Commands:
         self._require_emergency(snapshot, force)
         author = self.author(as_email)
         context = self._context(snapshot, author)
+        next_name = next_engineer
+        if next_engineer and "@" in next_engineer:
+            colleague = self.zendesk.person_by_email(next_engineer)
+            if colleague is None:
+                raise Refused(f"--next {next_engineer}: no Zendesk user has this email")
+            next_name = colleague.name
         context.update(notes=notes.strip(), internal_notes=(internal or "").strip(),
-                       available_until=available_until, next_engineer=next_engineer,
+                       available_until=available_until, next_engineer=next_name,
                        macro_body=self.zendesk.macro_body(ticket_id, macro_title)
                        if macro_title else None)
         writes = [Write("post-call", self.templates.render("post_call", context))]
         if internal is not None:
             writes.append(Write("post-call-internal",
                                 self.templates.render("post_call_internal", context)))
-        return Plan(snapshot, author, writes)
+        plan = Plan(snapshot, author, writes)
+        if self.chat is not None:
+            handoff = ""
+            if next_engineer:
+                person = self.chat.person(next_engineer)
+                who = person[1] if person else escape(next_engineer)
+                handoff = f" Hand-off: {who} is the next on-call engineer."
+            plan.slack_lines.append(("post-call", f"Post-call notes posted by "
+                                     f"{escape(context['engineer'])}.{handoff}"))
+        return plan
 
     def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
                            as_email: str | None = None) -> Plan:
@@ -218,8 +236,17 @@ class Commands:
         context = self._context(snapshot, author)
         context.update(reason=reason.strip(), informed=informed)
         rendered = self.templates.render("not_emergency", context)
-        return Plan(snapshot, author,
+        plan = Plan(snapshot, author,
                     [Write("not-emergency", rendered, tags_to_add=(NOT_EMERGENCY_TAG,))])
+        if self.chat is not None:
+            manager = self.chat.account_manager(
+                self.zendesk.organization(snapshot.ticket.organization_id))
+            told = f" cc {manager[1]} (account manager)" if manager else ""
+            plan.slack_lines.append(("not-emergency", (
+                f"{escape(context['engineer'])} thinks this may not meet the emergency "
+                f"definition: {escape(reason.strip())}. Assume good intent: priority and SLA "
+                f"unchanged.{told}")))
+        return plan
 
     def plan_brief(self, ticket_id: int, fields: dict[str, str],
                    as_email: str | None = None) -> Plan:
@@ -261,6 +288,14 @@ class Commands:
             snapshot = self.zendesk.snapshot(snapshot.ticket.id)
         if plan.brief is not None:
             self.store.add_brief(plan.brief)
+        if self.chat is not None and plan.slack_lines:
+            now = self.clock.now()
+            for kind, text in plan.slack_lines:
+                self.chat.echo(snapshot.ticket.id, kind, text, now)
+            pending = self.chat.serve(snapshot, now, live=True)
+            if pending:
+                sent.append(Sent("slack", None, False,
+                                 f"{pending} Slack line(s) pending: the worker retries them"))
         return sent
 
     def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:

@@ -219,3 +219,55 @@ def test_two_workers_seeing_the_same_reply_echo_it_once(
 
     replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
     assert sum("The customer replied" in r for r in replies) == 1
+
+
+def run_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+            *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    import io
+
+    from automation import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+        '[workflow]\nbridge_url = "https://b.example/x"\n'
+        f'[slack]\nurl = "{sandbox.slack_url}"\n'
+        f'default_channel = "{account.self_managed_channel}"\n')
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.run(["--config", str(config), *argv], out=out, err=err, clock=clock,
+                   stdin=io.StringIO(stdin),
+                   environ={"ZENDESK_API_TOKEN": sandbox.token, "SLACK_BOT_TOKEN": DEFAULT_TOKEN})
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_post_call_tags_the_next_on_call_engineer_in_the_thread(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    run_cli(sandbox, account, clock, tmp_path, "tick")
+    notes = tmp_path / "notes.md"
+    notes.write_text("Rolled back; all good.")
+
+    code, out, err = run_cli(sandbox, account, clock, tmp_path, "post-call", str(ticket_id),
+                             "--notes", str(notes), "--next", account.agent_email, "--yes")
+
+    assert code == 0, err
+    public = sandbox.zendesk.public_comments(ticket_id)[-1]
+    assert "Francesca Rossi will be responding" in public["body"]
+    replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
+    assert replies[-1].endswith(f"Hand-off: <@{account.slack_agent_id}> is the next on-call "
+                                "engineer.")
+
+
+def test_not_emergency_tells_the_account_manager_in_the_thread(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, _, err = run_cli(sandbox, account, clock, tmp_path, "not-emergency", str(ticket_id),
+                           "--reason", "Only staging <is> down", "--yes")
+
+    assert code == 0, err
+    replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
+    line = replies[-1]
+    assert "Only staging &lt;is&gt; down" in line
+    assert line.endswith(f"cc <@{account.slack_manager_id}> (account manager)")
+    assert sandbox.zendesk.ticket(ticket_id)["priority"] == "urgent"
