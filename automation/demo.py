@@ -6,6 +6,7 @@ plays in seconds while the worker reads real timestamps through the real HTTP AP
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from automation.chat import Chat
 from automation.clock import ScaledClock
-from automation.config import DEFAULT_QUERY, WorkflowConfig
+from automation.config import DEFAULT_QUERY, SlackConfig, WorkflowConfig
 from automation.model import State
 from automation.sandbox import Account, Sandbox, seed_account
+from automation.slack import Slack
 from automation.store import Brief, Store
 from automation.templates import Templates, summary_line
 from automation.worker import Worker
@@ -115,8 +118,13 @@ def run_demo(out: TextIO, scenario: str = ALL, speed: float = 120.0) -> int:
                           max_retry_seconds=120)
         settings = WorkflowConfig(bridge_url=BRIDGE, signature="The Support Team",
                                   poll_interval_seconds=POLL.total_seconds())
-        worker = Worker(zendesk, store, Templates(), settings, clock, DEFAULT_QUERY)
-        timeline = Timeline(out, sandbox, store, clock)
+        templates = Templates()
+        slack = Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url)
+        chat = Chat(slack, zendesk, store, templates,
+                    SlackConfig(default_channel=account.self_managed_channel,
+                                url=sandbox.slack_url), clock)
+        worker = Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat)
+        timeline = Timeline(out, sandbox, store, clock, account)
 
         print(f"emergency demo: {', '.join(s.name for s in chosen)} — simulated time runs "
               f"{speed:g}x ({LENGTH.total_seconds() / 60 / speed * 60:.0f} s of wall time)",
@@ -135,6 +143,7 @@ def run_demo(out: TextIO, scenario: str = ALL, speed: float = 120.0) -> int:
                 timeline.note(act(sandbox, account, tickets))
             worker.run_once()
             timeline.catch_up()
+            timeline.slack_lines()
             clock.sleep(POLL.total_seconds())
         return _verdict(out, chosen, sandbox, store, tickets, account)
 
@@ -154,10 +163,39 @@ def _file_brief(store: Store, sandbox: Sandbox, account: Account) -> None:
 class Timeline:
     """Prints every comment and priority change in the sandbox once, oldest first."""
 
-    def __init__(self, out: TextIO, sandbox: Sandbox, store: Store, clock: ScaledClock) -> None:
+    def __init__(self, out: TextIO, sandbox: Sandbox, store: Store, clock: ScaledClock,
+                 account: Account) -> None:
         self.out, self.sandbox, self.store, self.clock = out, sandbox, store, clock
+        self.account = account
         self.seen: set[int] = set()
+        self.seen_slack: set[str] = set()
+        self.threads: dict[str, int] = {}  # thread ts -> ticket id
         self.priorities: dict[int, str] = {}
+        self.names = {account.slack_manager_id: "Marco Bianchi",
+                      account.slack_ase_id: "Giulia Verdi",
+                      account.slack_agent_id: "Francesca Rossi"}
+
+    def slack_lines(self) -> None:
+        """The Slack thread's messages, as a person reading the channel would see them."""
+        channel = self.account.self_managed_channel
+        for message in self.sandbox.slack.messages(channel):
+            if message["ts"] in self.seen_slack:
+                continue
+            self.seen_slack.add(message["ts"])
+            when = datetime.fromtimestamp(float(message["ts"]), tz=UTC)
+            parent = message.get("thread_ts") or message["ts"]
+            match = re.search(r"/agent/tickets/(\d+)\|", message["text"])
+            if match and parent == message["ts"]:
+                self.threads[parent] = int(match.group(1))
+            where = "slack thread" if parent != message["ts"] else "slack channel"
+            print(f"{when:%H:%M}  #{self.threads.get(parent, 0):<3} {where:<21} "
+                  f"{self._readable(message['text'])}", file=self.out)
+
+    def _readable(self, text: str, width: int = 90) -> str:
+        text = re.sub(r"<@(U\w+)>", lambda m: "@" + self.names.get(m.group(1), m.group(1)), text)
+        text = re.sub(r"<[^|>]+\|([^>]+)>", r"\1", text)
+        text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        return text if len(text) <= width else text[:width - 1] + "…"
 
     def note(self, text: str) -> None:
         print(f"{self.clock.now():%H:%M}  {text}", file=self.out)
@@ -205,10 +243,13 @@ def _verdict(out: TextIO, chosen: list[Scenario], sandbox: Sandbox, store: Store
             ok = (len(posted) == expected.worker_public_comments
                   and ticket["priority"] == expected.priority and state == expected.state
                   and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high"))
+            threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
+                       if f"/agent/tickets/{ticket_id}|" in m["text"]]
+            ok = ok and len(threads) == 1
             failures += not ok
             print(f"  #{ticket_id:<3} {scenario.name:<12} {state:<18} priority "
-                  f"{ticket['priority']:<7} {len(posted)} public message(s) from the worker"
-                  f"  {'ok' if ok else 'UNEXPECTED'}", file=out)
+                  f"{ticket['priority']:<7} {len(posted)} public message(s) from the worker, "
+                  f"{len(threads)} Slack thread  {'ok' if ok else 'UNEXPECTED'}", file=out)
     if failures:
         print(f"\n{failures} emergency(ies) did not end as the runbook says", file=out)
         return 1
