@@ -19,6 +19,7 @@ DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "EMERGENCY_CONFIG"
 ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
+PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
 
 
@@ -43,13 +44,36 @@ class WorkflowConfig:
     follow_up_after_minutes: float = 15
     close_after_minutes: float = 15
     poll_interval_seconds: float = 60
+    # Each engineer's own bridge, by email (else bridge_url).
+    bridges: dict[str, str] = field(default_factory=dict)
+    # With PagerDuty on, the acknowledgement waits this long for a person, then goes out anyway.
+    acknowledge_fallback_minutes: float | None = None
 
     @property
     def policy(self) -> Policy:
+        fallback = self.acknowledge_fallback_minutes
         return Policy(
             follow_up_after=timedelta(minutes=self.follow_up_after_minutes),
             close_after=timedelta(minutes=self.close_after_minutes),
+            acknowledge_fallback=timedelta(minutes=fallback) if fallback is not None else None,
         )
+
+    def bridge_for(self, email: str | None) -> str:
+        return self.bridges.get((email or "").lower(), self.bridge_url)
+
+
+@dataclass(frozen=True)
+class PagerDutyConfig:
+    from_email: str
+    service_id: str  # the Customer Support service
+    escalation_policy_id: str  # whose on-call answers emergencies (for `oncall` and hand-offs)
+    url: str = "https://api.pagerduty.com"
+    ca_file: Path | None = None  # a CA to trust (the sandbox's); else the system's
+    managers_service_id: str | None = None  # the Support Managers service
+    acknowledge_fallback_minutes: float = 20
+    trigger_incidents: bool = True
+    trigger_after_minutes: float = 2
+    busy_for_minutes: float = 120
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,7 @@ class Config:
     # Zendesk macros by purpose, e.g. {"post_call": "Support::Self-Managed::Post Customer Call"}.
     macros: dict[str, str] = field(default_factory=dict)
     slack: SlackConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
 
 
 def resolve_path(cli_value: str | None) -> Path:
@@ -112,6 +137,14 @@ def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> st
         raise ConfigError(
             f"{ZENDESK_TOKEN_ENV} is not set: export the API token of the [zendesk] email user"
         )
+    return token
+
+
+def pagerduty_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    token = environ.get(PAGERDUTY_TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"{PAGERDUTY_TOKEN_ENV} is not set: [pagerduty] is configured, so "
+                          "export a PagerDuty REST API token")
     return token
 
 
@@ -189,7 +222,8 @@ def load(path: Path) -> Config:
 
 
 def parse(data: dict[str, Any], source: Path) -> Config:
-    known_sections = {"zendesk", "workflow", "state", "templates", "macros", "slack"}
+    known_sections = {"zendesk", "workflow", "state", "templates", "macros", "slack",
+                      "pagerduty"}
     unknown = sorted(set(data) - known_sections)
     if unknown:
         raise ConfigError(
@@ -222,13 +256,22 @@ def parse(data: dict[str, Any], source: Path) -> Config:
 
     wf = _Section(source, "workflow", data.get("workflow", {}),
                   {"bridge_url", "signature", "follow_up_after_minutes", "close_after_minutes",
-                   "poll_interval_seconds"})
+                   "poll_interval_seconds", "bridges"})
+    bridges = wf.data.get("bridges", {})
+    if not isinstance(bridges, dict) or not all(
+            isinstance(v, str) and urlsplit(v).scheme in ("http", "https")
+            for v in bridges.values()):
+        wf.fail("bridges", 'a table of engineer email = "https://bridge URL"', bridges)
+    pagerduty = parse_pagerduty(source, data["pagerduty"]) if "pagerduty" in data else None
     workflow = WorkflowConfig(
         bridge_url=wf.url("bridge_url"),
         signature=wf.text("signature", "The Support Team"),
         follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1, whole=True),
         close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
         poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
+        bridges={k.lower(): v for k, v in bridges.items()},
+        acknowledge_fallback_minutes=pagerduty.acknowledge_fallback_minutes
+        if pagerduty else None,
     )
 
     st = _Section(source, "state", data.get("state", {}), {"path"})
@@ -245,7 +288,37 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     slack = parse_slack(source, data["slack"]) if "slack" in data else None
 
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
-                  templates_path=templates_path, macros=macros, slack=slack)
+                  templates_path=templates_path, macros=macros, slack=slack,
+                  pagerduty=pagerduty)
+
+
+def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:
+    pd = _Section(source, "pagerduty", data, {
+        "url", "ca_file", "from_email", "service_id", "escalation_policy_id",
+        "managers_service_id", "acknowledge_fallback_minutes", "trigger_incidents",
+        "trigger_after_minutes", "busy_for_minutes"})
+    trigger = pd.data.get("trigger_incidents", True)
+    if not isinstance(trigger, bool):
+        pd.fail("trigger_incidents", "true or false", trigger)
+    url = pd.url("url", "https://api.pagerduty.com")
+    if not url.startswith("https://"):
+        pd.fail("url", "an https:// URL (the PagerDuty client refuses plain http)", url)
+    ca_file = None
+    if "ca_file" in pd.data:
+        ca_file = source.resolve().parent / pd.text("ca_file")
+        if not ca_file.is_file():
+            pd.fail("ca_file", "an existing PEM file", str(ca_file))
+    return PagerDutyConfig(
+        from_email=pd.text("from_email"), service_id=pd.text("service_id"),
+        escalation_policy_id=pd.text("escalation_policy_id"), url=url, ca_file=ca_file,
+        managers_service_id=pd.text("managers_service_id")
+        if "managers_service_id" in pd.data else None,
+        acknowledge_fallback_minutes=pd.number("acknowledge_fallback_minutes", 20, minimum=1,
+                                               whole=True),
+        trigger_incidents=trigger,
+        trigger_after_minutes=pd.number("trigger_after_minutes", 2, minimum=0, whole=True),
+        busy_for_minutes=pd.number("busy_for_minutes", 120, minimum=1, whole=True),
+    )
 
 
 def _clock_time(section: _Section, key: str, value: object) -> time:

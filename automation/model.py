@@ -110,6 +110,7 @@ class Assessment:
     contact_at: datetime | None = None
     contact_by: int | None = None
     replied_at: datetime | None = None
+    acknowledge_as: str | None = None  # the engineer who acknowledged the page (email)
 
     def is_due(self, now: datetime) -> bool:
         return self.next_step is not None and self.due_at is not None and self.due_at <= now
@@ -124,3 +125,4 @@ class Action:
     template: str
     tags_to_add: tuple[str, ...] = ()
     priority: str | None = None
+    author_email: str | None = None  # post as this agent (who acknowledged the page)

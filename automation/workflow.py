@@ -37,6 +37,17 @@ class Policy:
 
     follow_up_after: timedelta = timedelta(minutes=15)
     close_after: timedelta = timedelta(minutes=15)
+    # With PagerDuty on: how long the acknowledgement waits for a person (None: it doesn't).
+    acknowledge_fallback: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """What PagerDuty says about a ticket's page: facts for the workflow."""
+
+    incident_id: str | None = None
+    status: str | None = None  # triggered, acknowledged, resolved; None: no incident found
+    acknowledged_by: str | None = None  # the email of the person who acknowledged it
 
 
 def is_finished(snapshot: Snapshot) -> bool:
@@ -74,18 +85,25 @@ def last_public_agent_comment(snapshot: Snapshot) -> Comment | None:
     return None
 
 
-def assess(snapshot: Snapshot, now: datetime, policy: Policy) -> Assessment:
-    """Derive the emergency's state and its next step (with due time) from the ticket alone."""
+def assess(snapshot: Snapshot, now: datetime, policy: Policy,
+           page: Page | None = None) -> Assessment:
+    """Derive the emergency's state and its next step (with due time) from the ticket alone.
+
+    With PagerDuty on (a fallback in the policy), the acknowledgement waits for the person who
+    acknowledges the page, and goes out from the team once the fallback time has passed.
+    """
     ticket = snapshot.ticket
     tags = set(ticket.tags)
 
     def result(state: State, step: Step | None = None, due: datetime | None = None,
-               contact: Comment | None = None, reply: Comment | None = None) -> Assessment:
+               contact: Comment | None = None, reply: Comment | None = None,
+               by: str | None = None) -> Assessment:
         return Assessment(
             ticket_id=ticket.id, state=state, next_step=step, due_at=due,
             contact_at=contact.created_at if contact else None,
             contact_by=contact.author_id if contact else None,
             replied_at=reply.created_at if reply else None,
+            acknowledge_as=by,
         )
 
     if is_finished(snapshot):
@@ -101,7 +119,13 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy) -> Assessment:
             # Our acknowledgement is recorded but its author is not visible as an agent:
             # never acknowledge twice; wait for a person.
             return result(State.NEW)
-        return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at)
+        if policy.acknowledge_fallback is None:
+            return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at)
+        if page is not None and page.acknowledged_by:
+            return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at,
+                          by=page.acknowledged_by)
+        # Nobody has acknowledged the page yet: the team answers at the fallback time.
+        return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at + policy.acknowledge_fallback)
     reply = find_customer_reply(snapshot, contact)
     if reply is not None:
         return result(State.ENGAGED, contact=contact, reply=reply)
@@ -135,6 +159,7 @@ def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None
         template=TEMPLATES[step],
         tags_to_add=(MARKER_TAGS[step],),
         priority=STEPPED_DOWN_PRIORITY if step is Step.CLOSE else None,
+        author_email=assessment.acknowledge_as if step is Step.ACKNOWLEDGE else None,
     )
 
 

@@ -15,6 +15,9 @@ from automation import config
 from automation.config import (
     DEFAULT_QUERY,
     ZENDESK_TOKEN_ENV,
+    ChannelRule,
+    PagerDutyConfig,
+    SlackConfig,
     WorkflowConfig,
     ZendeskConfig,
     load,
@@ -92,14 +95,16 @@ def test_example_config_at_the_repo_root_loads():
     assert cfg.templates_path is None
 
 
-@pytest.mark.parametrize("settings", [ZendeskConfig, WorkflowConfig])
+@pytest.mark.parametrize("settings", [ZendeskConfig, WorkflowConfig, PagerDutyConfig,
+                                      SlackConfig, ChannelRule])
 def test_example_config_documents_every_setting(settings):
     # given the example file's text (commented-out keys count as documented)
     text = EXAMPLE.read_text(encoding="utf-8")
 
     # then every setting appears in it as `key = ...`
     for field in dataclasses.fields(settings):
-        assert re.search(rf"^#?\s*{field.name}\s*=", text, re.MULTILINE), field.name
+        pattern = rf"^#?\s*({field.name}\s*=|\[\[\w+\.{field.name}\]\])"
+        assert re.search(pattern, text, re.MULTILINE), field.name
 
 
 def test_valid_minimal_file_loads_with_defaults(source):
