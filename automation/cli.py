@@ -32,6 +32,8 @@ from automation.errors import (
     Unreachable,
 )
 from automation.model import Step
+from automation.pagerduty import PagerDuty
+from automation.paging import Paging
 from automation.slack import Slack
 from automation.store import Store
 from automation.templates import REGISTRY, Templates, summary_line
@@ -259,18 +261,33 @@ def build_chat(cfg: config.Config, ctx: Context, zendesk: Zendesk, store: Store,
     return Chat(slack, zendesk, store, templates, cfg.slack, ctx.clock)
 
 
+def build_pagerduty(cfg: config.Config, ctx: Context) -> PagerDuty | None:
+    if cfg.pagerduty is None:
+        return None
+    pd = cfg.pagerduty
+    return PagerDuty(config.pagerduty_token(ctx.environ), pd.from_email, ctx.clock,
+                     base_url=pd.url, verify=str(pd.ca_file) if pd.ca_file else True)
+
+
 def build_worker(cfg: config.Config, ctx: Context, zendesk: Zendesk | None = None) -> Worker:
     templates = Templates(cfg.templates_path)
     zendesk = zendesk or build_zendesk(cfg, ctx)
     store = Store(cfg.state_path)
+    pagerduty = build_pagerduty(cfg, ctx)
+    paging = Paging(pagerduty, zendesk, cfg.pagerduty, ctx.clock) \
+        if pagerduty is not None and cfg.pagerduty is not None else None
     return Worker(zendesk, store, templates, cfg.workflow, ctx.clock, cfg.zendesk.query,
-                  cfg.zendesk.view_id, chat=build_chat(cfg, ctx, zendesk, store, templates))
+                  cfg.zendesk.view_id, chat=build_chat(cfg, ctx, zendesk, store, templates),
+                  paging=paging)
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
     cfg = load_config(args, ctx)
     worker = build_worker(cfg, ctx)
-    report = worker.run_once()
+    try:
+        report = worker.run_once()
+    finally:
+        worker.close()
     for result in report.posted:
         print(f"#{result.ticket_id} {result.step}: {result.outcome}: {result.detail}",
               file=ctx.out)
@@ -282,6 +299,8 @@ def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
     print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {report.listed} emergencies listed, "
           f"{report.read} read, {len(report.posted)} posted, {len(report.failed)} failed",
           file=ctx.out)
+    if report.rejected is not None:
+        raise report.rejected  # after the Zendesk steps: they must not wait on PagerDuty
     return EXIT_OK if report.ok else EXIT_STEP_FAILED
 
 
@@ -301,6 +320,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
                  args.interval or cfg.workflow.poll_interval_seconds)
         worker.run_forever(stop, args.interval)
     finally:
+        worker.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped")

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS tickets (
     next_step TEXT,
     due_at TEXT,
     active INTEGER NOT NULL DEFAULT 1,
-    seen_at TEXT NOT NULL
+    seen_at TEXT NOT NULL,
+    contact_email TEXT,
+    contact_at TEXT
 );
 CREATE TABLE IF NOT EXISTS briefs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,6 +98,8 @@ class TrackedTicket:
     due_at: datetime | None
     active: bool
     seen_at: datetime
+    contact_email: str | None = None  # who made contact (to know who is busy)
+    contact_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -168,14 +172,16 @@ class Store:
     def track(self, ticket: TrackedTicket) -> None:
         self.db.execute(
             "INSERT INTO tickets (ticket_id, subject, updated_at, state, next_step, due_at,"
-            " active, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " active, seen_at, contact_email, contact_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (ticket_id) DO UPDATE SET subject = excluded.subject,"
             " updated_at = excluded.updated_at, state = excluded.state,"
             " next_step = excluded.next_step, due_at = excluded.due_at,"
-            " active = excluded.active, seen_at = excluded.seen_at",
+            " active = excluded.active, seen_at = excluded.seen_at,"
+            " contact_email = excluded.contact_email, contact_at = excluded.contact_at",
             (ticket.ticket_id, ticket.subject, ticket.updated_at, ticket.state, ticket.next_step,
              ticket.due_at.isoformat() if ticket.due_at else None, int(ticket.active),
-             ticket.seen_at.isoformat()),
+             ticket.seen_at.isoformat(), ticket.contact_email,
+             ticket.contact_at.isoformat() if ticket.contact_at else None),
         )
 
     def deactivate_except(self, ticket_ids: set[int]) -> list[int]:
@@ -188,16 +194,17 @@ class Store:
 
     def tracked(self, active_only: bool = False) -> dict[int, TrackedTicket]:
         query = ("SELECT ticket_id, subject, updated_at, state, next_step, due_at, active,"
-                 " seen_at FROM tickets")
+                 " seen_at, contact_email, contact_at FROM tickets")
         if active_only:
             query += " WHERE active = 1"
         result = {}
-        for tid, subject, updated_at, state, next_step, due_at, active, seen_at in \
-                self.db.execute(query + " ORDER BY ticket_id"):
+        for (tid, subject, updated_at, state, next_step, due_at, active, seen_at, contact_email,
+             contact_at) in self.db.execute(query + " ORDER BY ticket_id"):
             result[tid] = TrackedTicket(
                 ticket_id=tid, subject=subject, updated_at=updated_at, state=state,
                 next_step=next_step, due_at=_time(due_at), active=bool(active),
-                seen_at=datetime.fromisoformat(seen_at),
+                seen_at=datetime.fromisoformat(seen_at), contact_email=contact_email,
+                contact_at=_time(contact_at),
             )
         return result
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from automation import workflow
@@ -20,9 +20,12 @@ from automation.errors import (
     Rejected,
     TemplateError,
     Unreachable,
+    UpstreamError,
     WriteUncertain,
 )
-from automation.model import Action, Assessment, Snapshot, State, Step, Ticket
+from automation.model import Action, Assessment, Person, Snapshot, State, Step, Ticket
+from automation.paging import Paging
+from automation.slack import escape
 from automation.store import Entry, Store, TrackedTicket
 from automation.templates import Rendered, Templates
 from automation.zendesk import Zendesk
@@ -35,6 +38,13 @@ ECHOES = {
     Step.FOLLOW_UP: "No reply {follow_up} min after contact: follow-up sent to the customer",
     Step.CLOSE: "No reply {total} min after contact: bridge closed, priority set to HIGH",
 }
+
+PAGE_ECHOES = {
+    "paged": "On-call paged in PagerDuty: {detail}",
+    "incident-resolved": "PagerDuty: {detail} (resolved = engaged, not fixed)",
+    "manager-paged": "Second emergency: {detail}",
+}
+BUSY_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
 # Reads of one ticket in one pass: a 409 or an unanswered write costs a re-read each.
 MAX_ATTEMPTS_PER_TICKET = 4
@@ -58,6 +68,8 @@ class PassReport:
     posted: list[StepResult] = field(default_factory=list)
     failed: list[StepResult] = field(default_factory=list)
     slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
+    # PagerDuty refused our credentials: Zendesk steps went ahead, paging did not.
+    rejected: CredentialsRejected | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,6 +90,7 @@ def template_context(snapshot: Snapshot, assessment: Assessment, settings: Workf
         "organization": {"name": organization.name} if organization else None,
         "bridge_url": settings.bridge_url,
         "signature": settings.signature,
+        "engineer": None,
         "contact_at": assessment.contact_at,
         "follow_up_after": policy.follow_up_after,
         "close_after": policy.close_after,
@@ -88,7 +101,8 @@ def template_context(snapshot: Snapshot, assessment: Assessment, settings: Workf
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates,
                  settings: WorkflowConfig, clock: Clock, query: str,
-                 view_id: int | None = None, actor: str = "", chat: Chat | None = None) -> None:
+                 view_id: int | None = None, actor: str = "", chat: Chat | None = None,
+                 paging: Paging | None = None) -> None:
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -99,6 +113,12 @@ class Worker:
         self.view_id = view_id
         self.actor = actor or zendesk.email
         self.chat = chat
+        self.paging = paging
+
+    def close(self) -> None:
+        """Release connections (PagerDuty's client keeps a pool)."""
+        if self.paging is not None:
+            self.paging.close()
 
     def now(self) -> datetime:
         """Zendesk's time when its answers carry it (timers run on its clock), else ours."""
@@ -109,21 +129,38 @@ class Worker:
         listing = self.zendesk.find_emergencies(self.query, self.view_id)
         now = self.now()
         report = PassReport(now=now, listed=len(listing))
+        paging_up = self._begin_paging(report)
         tracked = self.store.tracked()
         for ticket in listing:
             known = tracked.get(ticket.id)
             if known is not None and known.updated_at == ticket.updated_stamp and not (
                     known.due_at is not None and known.due_at <= now) and not (
-                    self.chat is not None and self.chat.wants(ticket.id)):
-                continue  # nothing moved, nothing is due, nothing waits for Slack: no read
+                    self.chat is not None and self.chat.wants(ticket.id)) and not (
+                    paging_up and self.paging is not None and self.paging.wants(ticket, now)):
+                continue  # nothing moved here or in PagerDuty, nothing is due: no read
             report.read += 1
-            self.handle(ticket.id, now, report, known.state if known else None)
+            self.handle(ticket.id, now, report, known.state if known else None, paging_up)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
             log.info("ticket %s is no longer listed as an emergency", ticket_id)
         return report
 
+    def _begin_paging(self, report: PassReport) -> bool:
+        """Read PagerDuty once for the pass; when it fails, Zendesk steps still go ahead."""
+        if self.paging is None:
+            return False
+        try:
+            self.paging.begin_pass()
+            return True
+        except CredentialsRejected as exc:
+            report.rejected = exc
+            return False
+        except UpstreamError as exc:
+            log.warning("PagerDuty unavailable this pass: %s", exc)
+            report.failed.append(StepResult(0, "pagerduty", "failed", str(exc)))
+            return False
+
     def handle(self, ticket_id: int, now: datetime, report: PassReport,
-               known_state: str | None) -> None:
+               known_state: str | None, paging_up: bool = False) -> None:
         """Read, decide and act on one ticket until it has nothing due (or attempts run out)."""
         pending: tuple[Action, Rendered] | None = None  # a write whose answer was lost
         step = "-"
@@ -133,7 +170,8 @@ class Worker:
                 snapshot = self.zendesk.snapshot(ticket_id)
                 snapshot = replace(snapshot, briefs=tuple(
                     self.store.briefs_for(snapshot.ticket.organization_id)))
-                assessment = workflow.assess(snapshot, now, self.policy)
+                page = self._page_facts(snapshot) if paging_up else None
+                assessment = workflow.assess(snapshot, now, self.policy, page)
                 if pending is not None:
                     self._confirm(pending, snapshot, now, report)
                     pending = None
@@ -145,10 +183,11 @@ class Worker:
                 step = action.step
                 if attempt == MAX_ATTEMPTS_PER_TICKET - 1:
                     break  # the last read only looks: never write on what we cannot confirm
-                rendered = self._render(action, snapshot, assessment, now)
+                author = self._author(action)
+                rendered = self._render(action, snapshot, assessment, now, author)
                 try:
                     update = self.zendesk.update(snapshot.ticket, rendered, action.tags_to_add,
-                                                 action.priority)
+                                                 action.priority, author.id if author else None)
                 except Conflict as exc:
                     log.info("ticket %s changed while %s was being sent; re-reading",
                              ticket_id, step)
@@ -160,8 +199,9 @@ class Worker:
                     self._journal(now, action, "uncertain", rendered, detail=str(exc))
                     pending = (action, rendered)
                     continue
-                self._journal(now, action, "posted", rendered, comment_id=update.comment_id)
-                self._echo(action, now)
+                self._journal(now, action, "posted", rendered, comment_id=update.comment_id,
+                              detail=self._ack_detail(action, author, rendered))
+                self._echo(action, now, author)
                 report.posted.append(StepResult(ticket_id, step, "posted", rendered.first_line))
                 log.info("ticket %s: %s posted (%s)", ticket_id, step,
                          "public" if rendered.public else "internal")
@@ -170,13 +210,92 @@ class Worker:
         except (NotFound, Rejected, TemplateError) as exc:
             self._fail(report, now, ticket_id, step, str(exc))
         finally:
+            if last is not None and self.paging is not None and paging_up:
+                self._page(last[0], last[1], now, report)
             if self.chat is not None and last is not None:
                 live = last[1].state in workflow.LIVE_STATES
                 report.slack_pending += self.chat.serve(last[0], now, live)
 
-    def _echo(self, action: Action, now: datetime) -> None:
+    def _page_facts(self, snapshot: Snapshot) -> workflow.Page | None:
+        if self.paging is None:
+            return None
+        try:
+            return self.paging.page_for(snapshot)
+        except UpstreamError as exc:
+            log.warning("ticket %s: PagerDuty facts unavailable: %s", snapshot.ticket.id, exc)
+            return None
+
+    def _author(self, action: Action) -> Person | None:
+        """The engineer who acknowledged the page, as a Zendesk agent (None: the API user)."""
+        if not action.author_email:
+            return None
+        person = self.zendesk.person_by_email(action.author_email)
+        if person is None or not person.is_agent:
+            log.warning("%s acknowledged the page but is no Zendesk agent: posting as the team",
+                        action.author_email)
+            return None
+        return person
+
+    def _page(self, snapshot: Snapshot, assessment: Assessment, now: datetime,
+              report: PassReport) -> None:
+        """PagerDuty's part, after the Zendesk step: a failure here is a failed step."""
+        assert self.paging is not None
+        try:
+            page = self.paging.page_for(snapshot)
+            done = self.paging.act(snapshot, assessment, page, now, self._busy(now))
+        except UpstreamError as exc:
+            self._fail(report, now, snapshot.ticket.id, "pagerduty", str(exc))
+            return
+        finally:
+            self.paging.remember(snapshot.ticket.id)
+        for item in done:
+            self.store.record(Entry(at=now, ticket_id=item.ticket_id, step=item.step,
+                                    outcome="done", actor="PagerDuty", detail=item.detail))
+            report.posted.append(StepResult(item.ticket_id, item.step, "done", item.detail))
+            log.info("ticket %s: %s", item.ticket_id, item.detail)
+            if self.chat is not None:
+                self.chat.echo(item.ticket_id, item.step, PAGE_ECHOES[item.step].format(
+                    detail=item.detail), now)
+                if item.step == "manager-paged":
+                    organization = self.zendesk.organization(snapshot.ticket.organization_id)
+                    self.chat.ping_region(snapshot.ticket, organization, now,
+                                          "second emergency while the on-call is busy")
+
+    def _busy(self, now: datetime) -> dict[str, int]:
+        """Engineers on an emergency right now: who made contact recently, and on which ticket."""
+        assert self.paging is not None
+        since = now - timedelta(minutes=self.paging.config.busy_for_minutes)
+        busy: dict[str, int] = {}
+        for tracked in self.store.tracked(active_only=True).values():
+            if tracked.contact_email and tracked.contact_at and tracked.contact_at >= since \
+                    and tracked.state in BUSY_STATES:
+                busy.setdefault(tracked.contact_email.lower(), tracked.ticket_id)
+        return busy
+
+    def _fallback(self, action: Action) -> bool:
+        """An acknowledgement posted from the team because nobody acknowledged the page."""
+        return (action.step is Step.ACKNOWLEDGE and self.policy.acknowledge_fallback is not None
+                and not action.author_email)
+
+    def _ack_detail(self, action: Action, author: Person | None, rendered: Rendered) -> str:
+        if self._fallback(action):
+            minutes = int((self.policy.acknowledge_fallback or timedelta()).total_seconds() // 60)
+            return (f"nobody acknowledged the page within {minutes} min: posted from the team; "
+                    "the page keeps escalating")
+        if action.author_email:
+            return f"as {author.name if author else action.author_email}, who acknowledged " \
+                   "the page"
+        return rendered.first_line
+
+    def _echo(self, action: Action, now: datetime, author: Person | None = None) -> None:
         """One line in the emergency's Slack thread for each step the worker made."""
         if self.chat is None or action.step not in ECHOES:
+            return
+        if action.step is Step.ACKNOWLEDGE and (self._fallback(action) or action.author_email):
+            text = (f"Acknowledgement posted as {escape(author.name)}, who acknowledged the "
+                    "page" if author else "Acknowledgement posted from the team: "
+                    f"{self._ack_detail(action, author, Rendered('', '', True))}")
+            self.chat.echo(action.ticket_id, action.step, text, now)
             return
         text = ECHOES[action.step].format(
             follow_up=int(self.policy.follow_up_after.total_seconds() // 60),
@@ -185,9 +304,12 @@ class Worker:
         self.chat.echo(action.ticket_id, action.step, text, now)
 
     def _render(self, action: Action, snapshot: Snapshot, assessment: Assessment,
-                now: datetime) -> Rendered:
+                now: datetime, author: Person | None = None) -> Rendered:
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
         context = template_context(snapshot, assessment, self.settings, organization, now)
+        if action.author_email:
+            context["bridge_url"] = self.settings.bridge_for(action.author_email)
+            context["engineer"] = author.name if author else None
         context["briefs"] = workflow.relevant_briefs(snapshot, now)
         return self.templates.render(action.template, context)
 
@@ -213,11 +335,13 @@ class Worker:
                     and assessment.replied_at is not None):
                 self.chat.echo(ticket.id, "replied", "The customer replied at "
                                f"{assessment.replied_at:%H:%M} UTC: timers stopped", now)
+        contact = snapshot.people.get(assessment.contact_by or 0)
         self.store.track(TrackedTicket(
             ticket_id=ticket.id, subject=ticket.subject, updated_at=ticket.updated_stamp,
             state=assessment.state, next_step=assessment.next_step,
             due_at=assessment.due_at, active=assessment.state not in (State.SOLVED,),
-            seen_at=now,
+            seen_at=now, contact_email=contact.email if contact else None,
+            contact_at=assessment.contact_at,
         ))
         return assessment.state
 
@@ -240,6 +364,8 @@ class Worker:
         while not stop.is_set():
             try:
                 report = self.run_once()
+                if report.rejected is not None:
+                    log.error("%s; paging is off until this is fixed", report.rejected)
                 if report.posted or report.failed:
                     log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
                              report.read, len(report.posted), len(report.failed))

@@ -45,6 +45,15 @@ class Account:
     slack_ase_id: str = ""
     slack_agent_id: str = ""
     americas_group_id: str = ""
+    # PagerDuty: Customer Support (Francesca on call now, Ravi next) and Support Managers.
+    pd_service_id: str = ""
+    pd_policy_id: str = ""
+    pd_managers_service_id: str = ""
+    pd_francesca_id: str = ""
+    pd_ravi_id: str = ""
+    pd_manager_id: str = ""
+    second_agent_id: int = 0
+    second_agent_email: str = "ravi.patel@example.com"
 
 
 def seed_account(sandbox: Sandbox) -> Account:
@@ -76,8 +85,26 @@ def seed_account(sandbox: Sandbox) -> Account:
             "Priya Natarajan", "priya.natarajan@acme.example.com", "end-user", organization_id
         ),
         view_id=_add_urgent_view(sandbox),
+        second_agent_id=zendesk.add_user("Ravi Patel", "ravi.patel@example.com", "agent"),
         **_seed_slack(sandbox),
+        **_seed_pagerduty(sandbox),
     )
+
+
+def _seed_pagerduty(sandbox: Sandbox) -> dict[str, str]:
+    team = sandbox.pagerduty.seed_support_team(
+        engineers=[("Francesca Rossi", "francesca@example.com"),
+                   ("Ravi Patel", "ravi.patel@example.com")],
+        managers=[("Alex Morgan", "alex.morgan@example.com")],
+        bot=("Emergency Automation", sandbox.email))
+    return {
+        "pd_service_id": team.customer_support_service_id,
+        "pd_policy_id": team.customer_support_policy_id,
+        "pd_managers_service_id": team.support_managers_service_id,
+        "pd_francesca_id": team.engineer_ids[0],
+        "pd_ravi_id": team.engineer_ids[1],
+        "pd_manager_id": team.manager_ids[0],
+    }
 
 
 def _seed_slack(sandbox: Sandbox) -> dict[str, str]:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from automation.clock import Clock, ScaledClock
 from automation.sandbox.faults import REJECTING, Fault, Faults
+from automation.sandbox.pagerduty import PagerDutySandbox, TLSSandboxServer, serve_tls
 from automation.sandbox.slack import SlackSandbox
 from automation.sandbox.zendesk import FakeZendesk, Reply, error_body
 
@@ -51,6 +52,11 @@ class Sandbox:
         self.zendesk = FakeZendesk(self.clock, api_email=email, api_token=token)
         # Slack's Web API is served from the same port, under SLACK_PREFIX.
         self.slack = SlackSandbox(self.clock)
+        # PagerDuty's client speaks only https: it gets a TLS server of its own.
+        self.pagerduty = PagerDutySandbox(self.clock)
+        self._pagerduty_server: TLSSandboxServer | None = None
+        self.pagerduty_url = ""
+        self.pagerduty_ca = ""
         self.faults = Faults()
         self._requested_port = port
         self._requests: list[RequestRecord] = []
@@ -111,6 +117,8 @@ class Sandbox:
             daemon=True,
         )
         self._thread.start()
+        self._pagerduty_server, _, self.pagerduty_url, self.pagerduty_ca = serve_tls(
+            self.pagerduty)
         return self
 
     def stop(self) -> None:
@@ -118,6 +126,9 @@ class Sandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._pagerduty_server is not None:
+            self._pagerduty_server.stop()
+            self._pagerduty_server = None
         server.shutdown()
         server.close_connections()
         server.server_close()

@@ -1,0 +1,238 @@
+"""The PagerDuty side of an emergency: find its page, page when nobody did, resolve after
+contact, and page the Support Manager when the on-call already has an emergency.
+
+The worker never acknowledges an incident for anyone: that would silence the page. Each
+write is keyed (`zendesk-<ticket id>`, `zendesk-<ticket id>-manager`) and recorded on the
+ticket with a tag, so a restart or a second worker pages nobody twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from automation.clock import Clock
+from automation.config import PagerDutyConfig
+from automation.errors import Conflict, WriteUncertain
+from automation.model import Assessment, Snapshot, State, Ticket
+from automation.pagerduty import Incident, PagerDuty
+from automation.workflow import Page
+from automation.zendesk import Zendesk
+
+log = logging.getLogger(__name__)
+
+PAGED_TAG = "emergency_paged"
+MANAGER_PAGED_TAG = "emergency_manager_paged"
+INCIDENT_TAG = re.compile(r"^emergency_incident_([a-z0-9]+)$")
+BUSY_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
+
+
+def incident_key(ticket_id: int) -> str:
+    return f"zendesk-{ticket_id}"
+
+
+def manager_key(ticket_id: int) -> str:
+    return f"zendesk-{ticket_id}-manager"
+
+
+def incident_tag(incident_id: str) -> str:
+    return f"emergency_incident_{incident_id.lower()}"
+
+
+def incident_from_tags(tags: tuple[str, ...]) -> str | None:
+    for tag in tags:
+        match = INCIDENT_TAG.match(tag)
+        if match:
+            return match.group(1).upper()  # PagerDuty ids are upper case; Zendesk lowers tags
+    return None
+
+
+def matches_ticket(incident: Incident, ticket_id: int) -> bool:
+    """Our key, or the ticket's number or URL in the title (Zendesk's own integration)."""
+    if incident.incident_key == incident_key(ticket_id):
+        return True
+    return re.search(rf"(#|/tickets/|ticket )\s*{ticket_id}\b", incident.title) is not None
+
+
+@dataclass(frozen=True)
+class Done:
+    """One PagerDuty write made (for the report and the journal)."""
+
+    ticket_id: int
+    step: str
+    detail: str
+
+
+class Paging:
+    """Reads the open incidents once per pass; pages, resolves and escalates per ticket."""
+
+    def __init__(self, pagerduty: PagerDuty, zendesk: Zendesk, config: PagerDutyConfig,
+                 clock: Clock) -> None:
+        self.pd = pagerduty
+        self.zendesk = zendesk
+        self.config = config
+        self.clock = clock
+        self.open: list[Incident] = []
+        self._seen_status: dict[int, tuple[str | None, str | None]] = {}
+        # Tickets whose page a person already resolved: never paged again by this process.
+        self._handled_elsewhere: set[int] = set()
+
+    def close(self) -> None:
+        self.pd.close()
+
+    @property
+    def service_ids(self) -> list[str]:
+        ids = [self.config.service_id]
+        if self.config.managers_service_id:
+            ids.append(self.config.managers_service_id)
+        return ids
+
+    def begin_pass(self) -> None:
+        """The one PagerDuty listing of a pass."""
+        self.open = self.pd.open_incidents(self.service_ids)
+
+    def page_for(self, snapshot: Snapshot) -> Page:
+        """The ticket's incident among the open ones (the facts the workflow decides on)."""
+        ticket = snapshot.ticket
+        incident = next((i for i in self.open if i.service_id == self.config.service_id
+                         and matches_ticket(i, ticket.id)), None)
+        if incident is None:
+            recorded = incident_from_tags(ticket.tags)
+            return Page(incident_id=recorded, status="resolved" if recorded else None)
+        acknowledged_by = None
+        if incident.status == "acknowledged" and incident.acknowledger_ids:
+            acknowledged_by = self.pd.user(incident.acknowledger_ids[-1]).email
+        return Page(incident_id=incident.id, status=incident.status,
+                    acknowledged_by=acknowledged_by)
+
+    def wants(self, ticket: Ticket, now: datetime) -> bool:
+        """Whether the ticket needs a read for PagerDuty's sake: its page moved since this
+        process last looked (an acknowledgement changes nothing on the Zendesk ticket), or it
+        is time to page for it."""
+        incident = next((i for i in self.open if matches_ticket(i, ticket.id)
+                         and i.service_id == self.config.service_id), None)
+        seen = (incident.id, incident.status) if incident else (None, None)
+        if self._seen_status.get(ticket.id) != seen:
+            return True
+        return (incident is None and self.config.trigger_incidents
+                and PAGED_TAG not in ticket.tags and ticket.id not in self._handled_elsewhere
+                and incident_from_tags(ticket.tags) is None
+                and now >= ticket.created_at + timedelta(minutes=self.config.trigger_after_minutes))
+
+    def remember(self, ticket_id: int) -> None:
+        incident = next((i for i in self.open if matches_ticket(i, ticket_id)
+                         and i.service_id == self.config.service_id), None)
+        self._seen_status[ticket_id] = (incident.id, incident.status) if incident else (
+            None, None)
+
+    # --- the writes ----------------------------------------------------------------------------
+
+    def act(self, snapshot: Snapshot, assessment: Assessment, page: Page, now: datetime,
+            busy: dict[str, int]) -> list[Done]:
+        """Everything PagerDuty needs for this ticket now, in the runbook's order."""
+        done: list[Done] = []
+        ticket = snapshot.ticket
+        if assessment.state in (State.SOLVED, State.NOT_URGENT, State.CLOSED_TO_HIGH):
+            return done
+        if assessment.contact_at is not None:
+            if page.incident_id and page.status in ("triggered", "acknowledged") and \
+                    self._engaged(snapshot, assessment, page):
+                done.append(self._resolve(snapshot, assessment, page.incident_id))
+            return done
+        incident_id = page.incident_id
+        if incident_id is None and ticket.id not in self._handled_elsewhere and \
+                self._should_trigger(snapshot, now):
+            incident = self._trigger(snapshot)
+            done.append(Done(ticket.id, "paged", f"incident {incident.id} on the Customer "
+                                                  "Support service"))
+            self.open.append(incident)
+            incident_id = incident.id
+        if incident_id is not None and self.config.managers_service_id and \
+                MANAGER_PAGED_TAG not in ticket.tags:
+            engineer = self._engineer(incident_id)
+            other = busy.get(engineer.lower()) if engineer else None
+            if other is not None and other != ticket.id:
+                done.append(self._page_manager(snapshot, engineer or "", other))
+        return done
+
+    def _engaged(self, snapshot: Snapshot, assessment: Assessment, page: Page) -> bool:
+        """A person is on it: they acknowledged the page, or made contact themselves.
+
+        The team's fallback acknowledgement is contact too, but nobody has taken the page
+        yet: it keeps escalating until a person acknowledges it.
+        """
+        if page.status == "acknowledged":
+            return True
+        author = snapshot.people.get(assessment.contact_by or 0)
+        return author is not None and author.email.lower() != self.zendesk.email.lower()
+
+    def _should_trigger(self, snapshot: Snapshot, now: datetime) -> bool:
+        ticket = snapshot.ticket
+        if not self.config.trigger_incidents or PAGED_TAG in ticket.tags:
+            return False
+        if now < ticket.created_at + timedelta(minutes=self.config.trigger_after_minutes):
+            return False  # give Zendesk's own PagerDuty integration its chance first
+        # A resolved incident with our key means a person already handled the page.
+        if self.pd.incident_by_key(incident_key(ticket.id), [self.config.service_id]):
+            self._handled_elsewhere.add(ticket.id)
+            return False
+        return True
+
+    def _trigger(self, snapshot: Snapshot) -> Incident:
+        ticket = snapshot.ticket
+        url = self.zendesk.agent_url(ticket.id)
+        incident = self.pd.trigger(
+            self.config.service_id, f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
+            incident_key(ticket.id), f"Customer emergency on Zendesk: {url}")
+        self._tag(snapshot, [PAGED_TAG, incident_tag(incident.id)])
+        return incident
+
+    def _engineer(self, incident_id: str) -> str | None:
+        incident = next((i for i in self.open if i.id == incident_id), None)
+        if incident is None or not incident.assignee_ids:
+            return None
+        return self.pd.user(incident.assignee_ids[0]).email
+
+    def _page_manager(self, snapshot: Snapshot, engineer: str, other_ticket: int) -> Done:
+        ticket = snapshot.ticket
+        assert self.config.managers_service_id is not None
+        incident = self.pd.trigger(
+            self.config.managers_service_id,
+            f"Second emergency: Zendesk ticket #{ticket.id} while the on-call ({engineer}) "
+            f"handles #{other_ticket}",
+            manager_key(ticket.id),
+            f"The on-call engineer {engineer} is already on emergency #{other_ticket} "
+            f"({self.zendesk.agent_url(other_ticket)}). Find an engineer for "
+            f"{self.zendesk.agent_url(ticket.id)}.")
+        self._tag(snapshot, [MANAGER_PAGED_TAG])
+        return Done(ticket.id, "manager-paged",
+                    f"on-call {engineer} is busy with #{other_ticket}: Support Manager paged "
+                    f"(incident {incident.id})")
+
+    def _resolve(self, snapshot: Snapshot, assessment: Assessment, incident_id: str) -> Done:
+        ticket = snapshot.ticket
+        who = snapshot.people.get(assessment.contact_by or 0)
+        name = who.name if who else f"user {assessment.contact_by}"
+        when = f"{assessment.contact_at:%Y-%m-%d %H:%M} UTC" if assessment.contact_at else ""
+        self.pd.add_note(incident_id, (
+            f"Customer contacted on Zendesk ticket #{ticket.id} "
+            f"({self.zendesk.agent_url(ticket.id)}) by {name} at {when}. Resolving the page: "
+            "here 'resolved' means the emergency is engaged, not fixed."))
+        self.pd.resolve(incident_id)
+        return Done(ticket.id, "incident-resolved", f"incident {incident_id} resolved after "
+                                                     f"contact by {name}")
+
+    def _tag(self, snapshot: Snapshot, tags: list[str]) -> None:
+        """Record the page on the ticket so every worker sees it; a conflict means re-read."""
+        ticket = snapshot.ticket
+        for _ in range(3):
+            try:
+                self.zendesk.update(ticket, None, tags)
+                return
+            except (Conflict, WriteUncertain):
+                ticket = self.zendesk.ticket(ticket.id)
+                if all(t in ticket.tags for t in tags):
+                    return
+        log.warning("ticket %s: could not record %s on the ticket", ticket.id, ", ".join(tags))

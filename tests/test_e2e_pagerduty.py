@@ -1,0 +1,218 @@
+"""PagerDuty end to end: the worker with PagerDuty (and Slack) on, against the sandboxes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from automation import cli
+from automation.chat import Chat
+from automation.clock import FakeClock
+from automation.config import DEFAULT_QUERY, PagerDutyConfig, SlackConfig, WorkflowConfig
+from automation.pagerduty import PagerDuty
+from automation.paging import Paging
+from automation.sandbox import Account, Sandbox, seed_account
+from automation.slack import Slack
+from automation.store import Store
+from automation.templates import Templates
+from automation.worker import Worker
+from automation.zendesk import Zendesk
+
+PD_TOKEN = "sandbox-pagerduty-token"
+FRANCESCA_BRIDGE = "https://zoom.example.com/j/francesca"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    with Sandbox(clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def account(sandbox: Sandbox) -> Account:
+    return seed_account(sandbox)
+
+
+def pd_config(account: Account, sandbox: Sandbox) -> PagerDutyConfig:
+    return PagerDutyConfig(from_email=sandbox.email, service_id=account.pd_service_id,
+                           escalation_policy_id=account.pd_policy_id, url=sandbox.pagerduty_url,
+                           managers_service_id=account.pd_managers_service_id)
+
+
+def worker_for(sandbox: Sandbox, account: Account, clock: FakeClock, state: Path,
+               slack: bool = True) -> Worker:
+    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5)
+    store = Store(state)
+    templates = Templates()
+    settings = WorkflowConfig(bridge_url="https://bridge.example.com/team",
+                              bridges={"francesca@example.com": FRANCESCA_BRIDGE},
+                              acknowledge_fallback_minutes=20)
+    config = pd_config(account, sandbox)
+    pagerduty = PagerDuty(PD_TOKEN, sandbox.email, clock, base_url=sandbox.pagerduty_url,
+                          verify=sandbox.pagerduty_ca)
+    chat = None
+    if slack:
+        chat = Chat(Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url), zendesk, store,
+                    templates, SlackConfig(default_channel=account.self_managed_channel,
+                                           url=sandbox.slack_url), clock)
+    return Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat,
+                  paging=Paging(pagerduty, zendesk, config, clock))
+
+
+@pytest.fixture
+def worker(sandbox: Sandbox, account: Account, clock: FakeClock,
+           tmp_path: Path) -> Iterator[Worker]:
+    made = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3")
+    yield made
+    made.close()
+
+
+def urgent(sandbox: Sandbox, account: Account, subject: str = "Production down") -> int:
+    return sandbox.zendesk.create_ticket(account.requester_id, subject, "Help",
+                                         priority="urgent",
+                                         organization_id=account.organization_id)
+
+
+def play(worker: Worker, clock: FakeClock, minutes: int) -> None:
+    for _ in range(minutes):
+        worker.run_once()
+        clock.advance(timedelta(minutes=1))
+
+
+def incident_for(sandbox: Sandbox, ticket_id: int, managers: bool = False) -> dict:
+    key = f"zendesk-{ticket_id}" + ("-manager" if managers else "")
+    [incident] = [i for i in sandbox.pagerduty.incidents() if i["incident_key"] == key]
+    return incident
+
+
+def public_agent_comments(sandbox: Sandbox, account: Account, ticket_id: int) -> list[dict]:
+    agents = {account.admin_id, account.agent_id, account.second_agent_id}
+    return [c for c in sandbox.zendesk.public_comments(ticket_id) if c["author_id"] in agents]
+
+
+def test_no_acknowledgement_before_a_person_acknowledges_then_as_that_engineer(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    play(worker, clock, 5)
+
+    assert public_agent_comments(sandbox, account, ticket_id) == []
+    incident = incident_for(sandbox, ticket_id)  # the worker paged after its grace period
+    assert incident["status"] == "triggered"
+
+    sandbox.pagerduty.acknowledge(incident["id"], account.pd_francesca_id)
+    play(worker, clock, 2)
+
+    [ack] = public_agent_comments(sandbox, account, ticket_id)
+    assert ack["author_id"] == account.agent_id
+    assert FRANCESCA_BRIDGE in ack["body"] and "Francesca Rossi" in ack["body"]
+
+
+def test_incident_is_resolved_strictly_after_the_contact_comment_exists(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    play(worker, clock, 3)
+    incident = incident_for(sandbox, ticket_id)
+    sandbox.pagerduty.acknowledge(incident["id"], account.pd_francesca_id)
+    assert incident_for(sandbox, ticket_id)["status"] == "acknowledged"
+
+    play(worker, clock, 2)
+
+    resolved = incident_for(sandbox, ticket_id)
+    assert resolved["status"] == "resolved"
+    [contact] = public_agent_comments(sandbox, account, ticket_id)
+    [note] = sandbox.pagerduty.notes(incident["id"])
+    assert f"#{ticket_id}" in note["content"] and "Francesca Rossi" in note["content"]
+    assert note["created_at"] >= contact["created_at"]
+    assert resolved["last_status_change_at"] >= contact["created_at"]
+
+
+def test_the_worker_never_acknowledges_and_the_fallback_keeps_the_page_escalating(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    play(worker, clock, 19)
+    assert public_agent_comments(sandbox, account, ticket_id) == []
+    play(worker, clock, 3)
+
+    [ack] = public_agent_comments(sandbox, account, ticket_id)
+    assert ack["author_id"] == account.admin_id
+    assert incident_for(sandbox, ticket_id)["status"] == "triggered"  # still paging
+    assert not sandbox.pagerduty.calls("PUT", r"/incidents/.*")
+    entries = [e.detail for e in worker.store.journal(ticket_id) if e.step == "acknowledge"]
+    assert any("nobody acknowledged the page within 20 min" in d for d in entries)
+
+
+def test_busy_on_call_pages_the_manager_once_however_many_passes(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    first = urgent(sandbox, account, "First emergency")
+    play(worker, clock, 3)
+    sandbox.pagerduty.acknowledge(incident_for(sandbox, first)["id"], account.pd_francesca_id)
+    play(worker, clock, 2)  # Francesca made contact on the first one
+    second = urgent(sandbox, account, "Second emergency")
+
+    play(worker, clock, 10)
+
+    manager_page = incident_for(sandbox, second, managers=True)
+    assert manager_page["service"]["id"] == account.pd_managers_service_id
+    assert "francesca@example.com" in manager_page["title"]
+    assert len([i for i in sandbox.pagerduty.incidents()
+                if i["service"]["id"] == account.pd_managers_service_id]) == 1
+    thread = [m["text"] for m in sandbox.slack.messages(account.self_managed_channel)]
+    assert any("Support Manager paged" in t for t in thread)
+    assert sum("Second emergency: on-call" in t for t in thread) == 1
+
+
+def test_no_manager_page_when_the_on_call_is_free(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    urgent(sandbox, account)
+
+    play(worker, clock, 10)
+
+    assert [i for i in sandbox.pagerduty.incidents()
+            if i["service"]["id"] == account.pd_managers_service_id] == []
+
+
+def test_pagerduty_429_with_retry_after_is_waited_out(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    sandbox.pagerduty.faults.rate_limit("GET", "/incidents", retry_after=20, times=1)
+    started = clock.now()
+
+    worker.run_once()
+
+    assert clock.now() - started >= timedelta(seconds=20)
+    play(worker, clock, 4)
+    assert incident_for(sandbox, ticket_id)["status"] == "triggered"
+
+
+def test_wrong_pagerduty_token_is_one_line_exit_three_no_secret(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+        '[workflow]\nbridge_url = "https://b.example/x"\n'
+        f'[pagerduty]\nurl = "{sandbox.pagerduty_url}"\nca_file = "{sandbox.pagerduty_ca}"\n'
+        f'from_email = "{sandbox.email}"\nservice_id = "{account.pd_service_id}"\n'
+        f'escalation_policy_id = "{account.pd_policy_id}"\n')
+    urgent(sandbox, account)
+    wrong = "pd-wrong-token-SECRETVALUE-9z9z"
+    out, err = io.StringIO(), io.StringIO()
+
+    code = cli.run(["--config", str(config), "tick"], out=out, err=err, clock=clock,
+                   environ={"ZENDESK_API_TOKEN": sandbox.token, "PAGERDUTY_API_TOKEN": wrong})
+
+    assert code == cli.EXIT_UNREACHABLE
+    text = err.getvalue()
+    assert text.count("\n") == 1 and text.startswith("error: PagerDuty"), text
+    assert "SECRETVALUE" not in out.getvalue() + text and "9z9z" in text
+    assert "pass at" in out.getvalue()  # the Zendesk part of the pass still ran
