@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -59,6 +59,8 @@ class Context:
     environ: dict[str, str]
     clock: Clock
     stdin: TextIO
+    # Connections to close when the command ends (PagerDuty's client keeps a pool).
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
 
 class UsageError(ConfigError):
@@ -184,7 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
                                help="why the ticket may not meet the emergency definition")
     not_emergency.add_argument("--inform", default="The account manager or a Support Manager",
                                metavar="WHO", help="who is told (named in the note)")
+    page = commands.add_parser("page", help="trigger the emergency's PagerDuty incident by hand")
+    page.add_argument("ticket", type=ticket_number, metavar="TICKET")
+    page.add_argument("--engineer", metavar="EMAIL",
+                      help="who to page (default: whoever is on call now)")
+    page.add_argument("--dry-run", action="store_true", help="say who would be paged; send nothing")
+    oncall = commands.add_parser("oncall", help="who is on call now and next, from PagerDuty")
+    oncall.add_argument("--at", type=moment, metavar="TIME",
+                        help="another moment, e.g. 2026-11-28T02:00+00:00 (default: now)")
     return parser
+
+
+def moment(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date and time like 2026-11-28T02:00+00:00, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"expected a time zone (e.g. {value}+00:00), "
+                                         f"got {value!r}")
+    return parsed
 
 
 def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
@@ -209,24 +231,29 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     handler = COMMANDS[args.command]
     try:
         return handler(args, ctx)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=ctx.err)
-        return EXIT_CONFIG
-    except TemplateError as exc:
-        print(f"error: {exc}", file=ctx.err)
-        return EXIT_CONFIG
-    except (Unreachable, CredentialsRejected) as exc:
-        print(f"error: {exc}", file=ctx.err)
-        return EXIT_UNREACHABLE
-    except NotFound as exc:
-        print(f"error: {exc}", file=ctx.err)
-        return EXIT_NOT_FOUND
-    except Refused as exc:
-        print(f"refused: {exc}", file=ctx.err)
-        return EXIT_REFUSED
     except AutomationError as exc:
-        print(f"error: {exc}", file=ctx.err)
-        return EXIT_STEP_FAILED
+        return _exit_code(exc, ctx)
+    finally:
+        for close in ctx.closers:
+            close()
+
+
+# The first matching class decides the exit code; the rest of AutomationError is a failed step.
+EXIT_CODES: tuple[tuple[type[AutomationError], int], ...] = (
+    (Refused, EXIT_REFUSED),
+    (ConfigError, EXIT_CONFIG),
+    (TemplateError, EXIT_CONFIG),
+    (Unreachable, EXIT_UNREACHABLE),
+    (CredentialsRejected, EXIT_UNREACHABLE),
+    (NotFound, EXIT_NOT_FOUND),
+)
+
+
+def _exit_code(exc: AutomationError, ctx: Context) -> int:
+    """One line naming what went wrong, and the documented exit code for it."""
+    code = next((c for kind, c in EXIT_CODES if isinstance(exc, kind)), EXIT_STEP_FAILED)
+    print(f"{'refused' if code == EXIT_REFUSED else 'error'}: {exc}", file=ctx.err)
+    return code
 
 
 def _configure_logging(stream: TextIO, level: int) -> None:
@@ -265,8 +292,10 @@ def build_pagerduty(cfg: config.Config, ctx: Context) -> PagerDuty | None:
     if cfg.pagerduty is None:
         return None
     pd = cfg.pagerduty
-    return PagerDuty(config.pagerduty_token(ctx.environ), pd.from_email, ctx.clock,
-                     base_url=pd.url, verify=str(pd.ca_file) if pd.ca_file else True)
+    client = PagerDuty(config.pagerduty_token(ctx.environ), pd.from_email, ctx.clock,
+                       base_url=pd.url, verify=str(pd.ca_file) if pd.ca_file else True)
+    ctx.closers.append(client.close)
+    return client
 
 
 def build_worker(cfg: config.Config, ctx: Context, zendesk: Zendesk | None = None) -> Worker:
@@ -469,7 +498,7 @@ def build_commands(args: argparse.Namespace, ctx: Context) -> Commands:
     zendesk, store, templates = build_zendesk(cfg, ctx), Store(cfg.state_path), \
         Templates(cfg.templates_path)
     return Commands(zendesk, store, templates, cfg, ctx.clock,
-                    build_chat(cfg, ctx, zendesk, store, templates))
+                    build_chat(cfg, ctx, zendesk, store, templates), build_pagerduty(cfg, ctx))
 
 
 def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
@@ -638,6 +667,31 @@ def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
+    commands = build_commands(args, ctx)
+    print(commands.page(args.ticket, args.engineer, args.dry_run), file=ctx.out)
+    return EXIT_OK
+
+
+def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = load_config(args, ctx)
+    pagerduty = build_pagerduty(cfg, ctx)
+    if pagerduty is None or cfg.pagerduty is None:
+        raise ConfigError(f"{cfg.source}: [pagerduty]: missing section (oncall reads PagerDuty)")
+    at = args.at or ctx.clock.now()
+    current, following = pagerduty.now_and_next(cfg.pagerduty.escalation_policy_id, at)
+
+    def shift(entry: Any) -> str:
+        start = f"{entry.start:%Y-%m-%d %H:%M}" if entry.start else "always"
+        end = f"{entry.end:%Y-%m-%d %H:%M} UTC" if entry.end else "further notice"
+        return f"{entry.user.name} <{entry.user.email}>, {start} until {end}"
+
+    print(f"on call at {at:%Y-%m-%d %H:%M %Z}: {shift(current) if current else 'nobody'}",
+          file=ctx.out)
+    print(f"next: {shift(following) if following else 'nobody scheduled'}", file=ctx.out)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "tick": cmd_tick,
     "run": cmd_run,
@@ -651,6 +705,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "brief": cmd_brief,
     "briefs": cmd_briefs,
     "not-emergency": cmd_not_emergency,
+    "page": cmd_page,
+    "oncall": cmd_oncall,
     "demo": cmd_demo,
     "sandbox": cmd_sandbox,
 }

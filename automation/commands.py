@@ -21,6 +21,8 @@ from automation.clock import Clock
 from automation.config import Config
 from automation.errors import AutomationError, Conflict, WriteUncertain
 from automation.model import Person, Snapshot, Step
+from automation.pagerduty import PagerDuty
+from automation.paging import PAGED_TAG, incident_key, incident_tag
 from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
@@ -132,8 +134,10 @@ class Commands:
     """Builds and sends the engineers' commands against one Zendesk."""
 
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
-                 clock: Clock, chat: Chat | None = None) -> None:
+                 clock: Clock, chat: Chat | None = None,
+                 pagerduty: PagerDuty | None = None) -> None:
         self.chat = chat
+        self.pagerduty = pagerduty
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -202,6 +206,14 @@ class Commands:
         self._require_emergency(snapshot, force)
         author = self.author(as_email)
         context = self._context(snapshot, author)
+        if self.pagerduty is not None and self.config.pagerduty is not None and not (
+                available_until or next_engineer):
+            current, following = self.pagerduty.now_and_next(
+                self.config.pagerduty.escalation_policy_id, self.clock.now())
+            if current is not None and current.end is not None:
+                available_until = f"{current.end:%H:%M} UTC"
+            if following is not None:
+                next_engineer = following.user.email
         next_name = next_engineer
         if next_engineer and "@" in next_engineer:
             colleague = self.zendesk.person_by_email(next_engineer)
@@ -276,6 +288,49 @@ class Commands:
                       url=self.zendesk.agent_url(ticket_id), filed_at=self.clock.now())
         return Plan(snapshot, author, [Write("brief", rendered, tags_to_add=(BRIEF_TAG,))],
                     brief=brief)
+
+    def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool) -> str:
+        """Trigger the emergency's incident by hand, assigned to the engineer; once per ticket."""
+        pd, cfg = self.pagerduty, self.config.pagerduty
+        if pd is None or cfg is None:
+            raise Refused("paging needs [pagerduty] in the config")
+        snapshot = self.load(ticket_id)
+        if engineer_email is None:
+            current, _ = pd.now_and_next(cfg.escalation_policy_id, self.clock.now())
+            if current is None:
+                raise Refused(f"nobody is on call on escalation policy "
+                              f"{cfg.escalation_policy_id}: pass --engineer EMAIL")
+            engineer = current.user
+        else:
+            found = pd.user_by_email(engineer_email)
+            if found is None:
+                raise Refused(f"--engineer {engineer_email}: no PagerDuty user has this email")
+            engineer = found
+        owner = pd.token_owner()
+        if engineer.email.lower() == cfg.from_email.lower() or (
+                owner is not None and owner.id == engineer.id):
+            raise Refused(f"refusing to page {engineer.email} with their own PagerDuty "
+                          "identity: PagerDuty would acknowledge it for them and nobody's "
+                          "phone would ring; use a [pagerduty] from_email and token of "
+                          "someone else (e.g. a bot user)")
+        ticket = snapshot.ticket
+        title = f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}"
+        if dry_run:
+            return (f"would page {engineer.name} <{engineer.email}> on service "
+                    f"{cfg.service_id}: {title!r} (incident key {incident_key(ticket.id)})\n"
+                    "dry run: nothing was sent")
+        incident = pd.trigger(cfg.service_id, title, incident_key(ticket.id),
+                              f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
+                              assignee_id=engineer.id)
+        tags = [PAGED_TAG, incident_tag(incident.id)]
+        if not all(t in ticket.tags for t in tags):
+            self.zendesk.update(ticket, None, tags)
+        self.store.record(Entry(at=self.clock.now(), ticket_id=ticket.id, step="paged",
+                                outcome="done", actor=cfg.from_email,
+                                detail=f"{engineer.name} paged by hand: incident {incident.id}"))
+        assigned = ", ".join(pd.user(u).name for u in incident.assignee_ids) or "nobody"
+        return (f"#{ticket.id}: incident {incident.id} ({incident.status}, assigned to "
+                f"{assigned}) {incident.html_url}")
 
     # --- sending -------------------------------------------------------------------------------
     def send(self, plan: Plan) -> list[Sent]:

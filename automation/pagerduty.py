@@ -255,6 +255,14 @@ class PagerDuty:
         return self._remember(self._read("GET", path,
                                          lambda: user_from(self.client.rget(path))))
 
+    def token_owner(self) -> PdUser | None:
+        """The user a personal token belongs to; None for an account-level API token."""
+        try:
+            return self._read("GET", "/users/me",
+                              lambda: user_from(self.client.rget("/users/me")))
+        except (NotFound, Rejected):
+            return None
+
     def user_by_email(self, email: str) -> PdUser | None:
         found = self._read("GET", "/users",
                            lambda: self.client.find("users", email, attribute="email"))

@@ -216,3 +216,87 @@ def test_wrong_pagerduty_token_is_one_line_exit_three_no_secret(
     assert text.count("\n") == 1 and text.startswith("error: PagerDuty"), text
     assert "SECRETVALUE" not in out.getvalue() + text and "9z9z" in text
     assert "pass at" in out.getvalue()  # the Zendesk part of the pass still ran
+
+
+def pd_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path, *argv: str,
+           from_email: str | None = None) -> tuple[int, str, str]:
+    config = tmp_path / "pd-config.toml"
+    config.write_text(
+        f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+        '[workflow]\nbridge_url = "https://b.example/x"\n'
+        f'[pagerduty]\nurl = "{sandbox.pagerduty_url}"\nca_file = "{sandbox.pagerduty_ca}"\n'
+        f'from_email = "{from_email or sandbox.email}"\nservice_id = "{account.pd_service_id}"\n'
+        f'escalation_policy_id = "{account.pd_policy_id}"\n')
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.run(["--config", str(config), *argv], out=out, err=err, clock=clock,
+                   environ={"ZENDESK_API_TOKEN": sandbox.token, "PAGERDUTY_API_TOKEN": PD_TOKEN})
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_page_by_hand_is_idempotent_per_ticket(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, out, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
+                            "--engineer", account.second_agent_email)
+    again = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id))
+
+    assert code == cli.EXIT_OK, err
+    assert "assigned to Ravi Patel" in out
+    assert again[0] == cli.EXIT_OK
+    incident = incident_for(sandbox, ticket_id)
+    assert [a["assignee"]["id"] for a in incident["assignments"]] == [account.pd_ravi_id]
+    assert "emergency_paged" in sandbox.zendesk.ticket(ticket_id)["tags"]
+
+
+def test_page_dry_run_names_the_on_call_and_sends_nothing(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, out, _ = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
+                          "--dry-run")
+
+    assert code == cli.EXIT_OK and "would page Francesca Rossi" in out
+    assert sandbox.pagerduty.incidents() == []
+
+
+def test_paging_someone_with_their_own_identity_is_refused(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
+                          "--engineer", "francesca@example.com",
+                          from_email="francesca@example.com")
+
+    assert code == cli.EXIT_REFUSED and "their own PagerDuty identity" in err
+    assert err.count("\n") == 1
+    assert sandbox.pagerduty.incidents() == []
+
+
+def test_oncall_now_and_next_with_shift_ends(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    code, out, _ = pd_cli(sandbox, account, clock, tmp_path, "oncall")
+
+    assert code == cli.EXIT_OK
+    now_line, next_line = out.splitlines()
+    assert "Francesca Rossi" in now_line and "until 2026-01-05 17:00 UTC" in now_line
+    assert next_line.startswith("next: Ravi Patel") and "17:00" in next_line
+
+    code, out, _ = pd_cli(sandbox, account, clock, tmp_path, "oncall", "--at",
+                          "2026-01-05T18:00:00+00:00")
+    assert "Ravi Patel" in out.splitlines()[0]
+
+
+def test_post_call_hand_off_comes_from_the_on_call_schedule(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    notes = tmp_path / "notes.md"
+    notes.write_text("Rolled back; all good.")
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "post-call", str(ticket_id),
+                          "--notes", str(notes), "--yes", "--as", account.agent_email)
+
+    assert code == cli.EXIT_OK, err
+    body = sandbox.zendesk.public_comments(ticket_id)[-1]["body"]
+    assert "Francesca Rossi will be on call until 17:00 UTC" in body
+    assert "After that, Ravi Patel will be responding" in body
