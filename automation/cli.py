@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="validate the config and render every template offline")
     demo = commands.add_parser("demo", help="the real worker against the built-in sandbox")
     demo.add_argument("--scenario", choices=scenario_names(), default="all",
-                      help="which story to play (default: all of them at once)")
+                      help="which story to play (default: all, the stories at once)")
     demo.add_argument("--speed", type=positive_number, default=120.0, metavar="X",
                       help="simulated seconds per wall-clock second (default 120)")
     sandbox = commands.add_parser("sandbox", help="the built-in fake Zendesk, alone")

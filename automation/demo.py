@@ -10,14 +10,22 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from automation.chat import Chat
-from automation.clock import ScaledClock
-from automation.config import DEFAULT_QUERY, SlackConfig, WorkflowConfig
+from automation.clock import FakeClock, ScaledClock
+from automation.config import (
+    DEFAULT_QUERY,
+    PagerDutyConfig,
+    Region,
+    SlackConfig,
+    WorkflowConfig,
+)
 from automation.model import State
+from automation.pagerduty import PagerDuty
+from automation.paging import Paging
 from automation.sandbox import Account, Sandbox, seed_account
 from automation.slack import Slack
 from automation.store import Brief, Store
@@ -27,9 +35,10 @@ from automation.workflow import CLOSED_TAG
 from automation.zendesk import Zendesk
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-LENGTH = timedelta(minutes=34)
+LENGTH = timedelta(minutes=37)
 POLL = timedelta(minutes=1)
 BRIDGE = "https://bridge.example.com/emergency"
+FRANCESCA_BRIDGE = "https://bridge.example.com/francesca"
 
 
 @dataclass
@@ -37,74 +46,112 @@ class Expectation:
     """What the demo checks at the end, so it can say the lifecycle really happened."""
 
     ticket: str
-    worker_public_comments: int
+    public_messages: int  # public comments by agents: the worker's and the engineer's
     priority: str
     state: State
+    acknowledged_by: str  # "francesca", "ravi" or "team" (the fallback)
+    manager_paged: bool = False
+
+
+Act = Callable[[Sandbox, Account, dict[str, int]], str]
 
 
 @dataclass
 class Scenario:
     name: str
     description: str
-    # (minutes after start, what happens) — run against the sandbox as a person would act.
-    events: list[tuple[float, Callable[[Sandbox, Account, dict[str, int]], str]]]
+    events: list[tuple[float, Act]]  # (minutes after start, what a person does)
     expectations: list[Expectation] = field(default_factory=list)
 
 
-def _new_ticket(key: str, subject: str, body: str, organization: str = "acme"
-                ) -> Callable[[Sandbox, Account, dict[str, int]], str]:
+def _new_ticket(key: str, subject: str, body: str, organization: str = "acme") -> Act:
     def act(sandbox: Sandbox, account: Account, tickets: dict[str, int]) -> str:
         org_id = account.organization_id if organization == "acme" else tickets["org:globex"]
         requester = account.requester_id if organization == "acme" else tickets["user:globex"]
         tickets[key] = sandbox.zendesk.create_ticket(requester, subject, body,
                                                      priority="urgent", organization_id=org_id)
-        return f"#{tickets[key]} new urgent ticket: {subject}"
+        return f"#{tickets[key]:<3} customer     files an urgent ticket: {subject}"
     return act
 
 
-def _customer_replies(key: str, body: str) -> Callable[[Sandbox, Account, dict[str, int]], str]:
+def _customer_replies(key: str, body: str) -> Act:
     def act(sandbox: Sandbox, account: Account, tickets: dict[str, int]) -> str:
-        sandbox.zendesk.add_comment(tickets[key], account.requester_id, body, public=True)
-        return f"#{tickets[key]} the customer replies"
+        sandbox.zendesk.add_comment(tickets[key], account.requester_id if key != "busy"
+                                    else tickets["user:globex"], body, public=True)
+        return f"#{tickets[key]:<3} customer     replies on the ticket"
     return act
 
+
+def _acknowledges(key: str, engineer: str) -> Act:
+    """The engineer acknowledges the ticket's page in PagerDuty (phone, app or Slack)."""
+    def act(sandbox: Sandbox, account: Account, tickets: dict[str, int]) -> str:
+        ticket_id = tickets[key]
+        incident = next((i for i in sandbox.pagerduty.incidents()
+                         if i["incident_key"] == f"zendesk-{ticket_id}"), None)
+        if incident is None:
+            return f"#{ticket_id:<3} pagerduty    (no incident to acknowledge yet)"
+        user = account.pd_francesca_id if engineer == "francesca" else account.pd_ravi_id
+        sandbox.pagerduty.acknowledge(incident["id"], user)
+        name = "Francesca Rossi" if engineer == "francesca" else "Ravi Patel"
+        return f"#{ticket_id:<3} pagerduty    {name} acknowledges the page"
+    return act
+
+
+SILENT = [(0, _new_ticket("silent", "Production down: every git push fails with 502",
+                          "Since 08:50 no one can push. Our release is blocked.")),
+          (2.5, _acknowledges("silent", "francesca"))]
+BUSY = [(1, _new_ticket("busy", "Runners cannot pick up jobs",
+                        "All CI pipelines are stuck in pending.", "globex")),
+        (5.5, _acknowledges("busy", "ravi")),
+        (9, _customer_replies("busy", "We are on the bridge, thanks."))]
+
+REPLIES = [(0.5, _new_ticket("replies", "Geo secondary stopped replicating",
+                             "Replication lag keeps growing since the failover test.")),
+           (24, _customer_replies("replies", "Thanks, joining the bridge now."))]
 
 SCENARIOS = {
+    "all": Scenario(
+        "all", "three emergencies in one night: a silent customer, a second and a third "
+        "while the on-call is busy (the Support Manager is paged for each; Ravi takes one, "
+        "nobody takes the other in 20 min so the team acknowledges it)",
+        SILENT + BUSY + REPLIES,
+        [Expectation("silent", 3, "high", State.CLOSED_TO_HIGH, "francesca"),
+         Expectation("busy", 1, "urgent", State.ENGAGED, "ravi", manager_paged=True),
+         Expectation("replies", 1, "urgent", State.ENGAGED, "team", manager_paged=True)],
+    ),
     "silent": Scenario(
-        "silent", "the customer never answers: acknowledgement, follow-up, bridge closed, HIGH",
-        [(0, _new_ticket("silent", "Production down: every git push fails with 502",
-                         "Since 08:50 no one can push. Our release is blocked."))],
-        [Expectation("silent", 3, "high", State.CLOSED_TO_HIGH)],
+        "silent", "Francesca takes the page; the customer never answers: follow-up, bridge "
+        "closed, HIGH",
+        SILENT, [Expectation("silent", 3, "high", State.CLOSED_TO_HIGH, "francesca")],
     ),
     "replies": Scenario(
-        "replies", "the customer answers after the acknowledgement: every timer stops",
-        [(0.5, _new_ticket("replies", "Geo secondary stopped replicating",
-                           "Replication lag keeps growing since the failover test.")),
-         (6, _customer_replies("replies", "Thanks, joining the bridge now."))],
-        [Expectation("replies", 1, "urgent", State.ENGAGED)],
+        "replies", "nobody takes the page for 20 min: the team acknowledges; the customer "
+        "answers and every timer stops",
+        REPLIES, [Expectation("replies", 1, "urgent", State.ENGAGED, "team")],
     ),
-    "two-at-once": Scenario(
-        "two-at-once", "two customers raise emergencies a minute apart: both handled",
-        [(1, _new_ticket("first", "Runners cannot pick up jobs",
-                         "All CI pipelines are stuck in pending.", "globex")),
-         (2, _new_ticket("second", "Login page returns 500",
-                         "Nobody can sign in since the certificate renewal.")),
-         (9, _customer_replies("second", "We are on the bridge."))],
-        [Expectation("first", 3, "high", State.CLOSED_TO_HIGH),
-         Expectation("second", 1, "urgent", State.ENGAGED)],
+    "busy-oncall": Scenario(
+        "busy-oncall", "a second emergency while the on-call is on the first: the Support "
+        "Manager is paged, Ravi takes it",
+        SILENT + BUSY,
+        [Expectation("silent", 3, "high", State.CLOSED_TO_HIGH, "francesca"),
+         Expectation("busy", 1, "urgent", State.ENGAGED, "ravi", manager_paged=True)],
     ),
 }
-ALL = "all"
+SCENARIOS["two-at-once"] = SCENARIOS["busy-oncall"]
 
 
 def scenario_names() -> list[str]:
-    return [ALL, *SCENARIOS]
+    return list(SCENARIOS)
 
 
-def run_demo(out: TextIO, scenario: str = ALL, speed: float = 120.0) -> int:
-    """Play the scenario(s); print the timeline; return 0 when every expectation held."""
-    chosen = list(SCENARIOS.values()) if scenario == ALL else [SCENARIOS[scenario]]
-    clock = ScaledClock(start=START, speed=speed)
+def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
+             clock: FakeClock | ScaledClock | None = None) -> int:
+    """Play the scenario; print the timeline; return 0 when every expectation held.
+
+    Tests pass a FakeClock: then the whole story plays without waiting at all.
+    """
+    chosen = SCENARIOS[scenario]
+    clock = clock or ScaledClock(start=START, speed=speed)
     with Sandbox(clock=clock) as sandbox, tempfile.TemporaryDirectory() as tmp:
         account = seed_account(sandbox)
         tickets: dict[str, int] = {
@@ -114,38 +161,53 @@ def run_demo(out: TextIO, scenario: str = ALL, speed: float = 120.0) -> int:
             "Sam Okafor", "sam.okafor@globex.example.com", "end-user", tickets["org:globex"])
         store = Store(Path(tmp) / "demo-state.sqlite3")
         _file_brief(store, sandbox, account)
-        zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=10,
-                          max_retry_seconds=120)
-        settings = WorkflowConfig(bridge_url=BRIDGE, signature="The Support Team",
-                                  poll_interval_seconds=POLL.total_seconds())
-        templates = Templates()
-        slack = Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url)
-        chat = Chat(slack, zendesk, store, templates,
-                    SlackConfig(default_channel=account.self_managed_channel,
-                                url=sandbox.slack_url), clock)
-        worker = Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat)
+        worker = _worker(sandbox, account, store, clock)
         timeline = Timeline(out, sandbox, store, clock, account)
 
-        print(f"emergency demo: {', '.join(s.name for s in chosen)} — simulated time runs "
-              f"{speed:g}x ({LENGTH.total_seconds() / 60 / speed * 60:.0f} s of wall time)",
+        length = LENGTH.total_seconds() / speed
+        print(f"emergency demo --scenario {scenario}: {chosen.description}.", file=out)
+        print(f"Simulated time runs {speed:g}x ({length:.0f} s of wall time). Francesca Rossi "
+              "is on call, Ravi Patel is next; an ASE filed a pre-task brief for Acme Corp.\n",
               file=out)
-        for s in chosen:
-            print(f"  {s.name}: {s.description}", file=out)
-        print("  an ASE filed a pre-task brief for Acme Corp: their emergencies link it",
-              file=out)
-        print(file=out)
-        events = sorted((offset, act) for s in chosen for offset, act in s.events)
+        events = sorted(chosen.events, key=lambda e: e[0])
         end = START + LENGTH
-        while clock.now() < end:
-            now = clock.now()
-            while events and START + timedelta(minutes=events[0][0]) <= now:
-                _, act = events.pop(0)
-                timeline.note(act(sandbox, account, tickets))
-            worker.run_once()
-            timeline.catch_up()
-            timeline.slack_lines()
-            clock.sleep(POLL.total_seconds())
+        try:
+            while clock.now() < end:
+                now = clock.now()
+                while events and START + timedelta(minutes=events[0][0]) <= now:
+                    _, act = events.pop(0)
+                    timeline.note(act(sandbox, account, tickets))
+                worker.run_once()
+                timeline.catch_up()
+                clock.sleep(POLL.total_seconds())
+        finally:
+            worker.close()
         return _verdict(out, chosen, sandbox, store, tickets, account)
+
+
+def _worker(sandbox: Sandbox, account: Account, store: Store,
+            clock: FakeClock | ScaledClock) -> Worker:
+    """The real worker, wired as `emergency run` wires it, to the sandbox's three services."""
+    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=10,
+                      max_retry_seconds=120)
+    settings = WorkflowConfig(bridge_url=BRIDGE, signature="The Support Team",
+                              poll_interval_seconds=POLL.total_seconds(),
+                              bridges={"francesca@example.com": FRANCESCA_BRIDGE},
+                              acknowledge_fallback_minutes=20)
+    templates = Templates()
+    slack = Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url)
+    chat = Chat(slack, zendesk, store, templates,
+                SlackConfig(default_channel=account.self_managed_channel, url=sandbox.slack_url,
+                            regions=(Region("americas", "support-team-americas", time(0, 0),
+                                            time(23, 59)),)), clock)
+    paging_config = PagerDutyConfig(
+        from_email=sandbox.email, service_id=account.pd_service_id,
+        escalation_policy_id=account.pd_policy_id, url=sandbox.pagerduty_url,
+        managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1)
+    pagerduty = PagerDuty(sandbox.pagerduty.token, sandbox.email, clock,
+                          base_url=sandbox.pagerduty_url, verify=sandbox.pagerduty_ca)
+    return Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat,
+                  paging=Paging(pagerduty, zendesk, paging_config, clock))
 
 
 def _file_brief(store: Store, sandbox: Sandbox, account: Account) -> None:
@@ -161,24 +223,64 @@ def _file_brief(store: Store, sandbox: Sandbox, account: Account) -> None:
 
 
 class Timeline:
-    """Prints every comment and priority change in the sandbox once, oldest first."""
+    """Prints what each pass changed: comments, priorities, pages and Slack, once each."""
 
-    def __init__(self, out: TextIO, sandbox: Sandbox, store: Store, clock: ScaledClock,
-                 account: Account) -> None:
+    def __init__(self, out: TextIO, sandbox: Sandbox, store: Store,
+                 clock: FakeClock | ScaledClock, account: Account) -> None:
         self.out, self.sandbox, self.store, self.clock = out, sandbox, store, clock
         self.account = account
         self.seen: set[int] = set()
         self.seen_slack: set[str] = set()
+        self.journal_read = 0
         self.threads: dict[str, int] = {}  # thread ts -> ticket id
         self.priorities: dict[int, str] = {}
         self.names = {account.slack_manager_id: "Marco Bianchi",
                       account.slack_ase_id: "Giulia Verdi",
-                      account.slack_agent_id: "Francesca Rossi"}
+                      account.slack_agent_id: "Francesca Rossi",
+                      account.americas_group_id: "support-team-americas"}
 
-    def slack_lines(self) -> None:
+    def note(self, text: str) -> None:
+        print(f"{self.clock.now():%H:%M}  {text}", file=self.out)
+
+    def catch_up(self) -> None:
+        self._zendesk_lines()
+        self._pagerduty_lines()
+        self._slack_lines()
+
+    def _zendesk_lines(self) -> None:
+        steps = {e.comment_id: e.step for e in self.store.journal()
+                 if e.outcome == "posted" and e.comment_id}
+        for ticket in sorted(self.sandbox.zendesk.tickets(), key=lambda t: t["id"]):
+            if ticket["priority"] not in ("urgent", "high") and ticket["id"] not in \
+                    self.priorities:
+                continue
+            for comment in self.sandbox.zendesk.comments(ticket["id"])[1:]:
+                if comment["id"] in self.seen:
+                    continue
+                self.seen.add(comment["id"])
+                author = self.sandbox.zendesk.user(comment["author_id"])
+                step = steps.get(comment["id"], "comment")
+                visibility = "public" if comment["public"] else "internal"
+                print(f"{_clock(comment['created_at'])}  #{ticket['id']:<3} zendesk      "
+                      f"{step:<12} {visibility:<8} {author['name']}: "
+                      f"{summary_line(comment['body'], 60)}", file=self.out)
+            previous = self.priorities.get(ticket["id"])
+            if previous and previous != ticket["priority"]:
+                print(f"{_clock(ticket['updated_at'])}  #{ticket['id']:<3} zendesk      "
+                      f"priority {previous} -> {ticket['priority']}", file=self.out)
+            self.priorities[ticket["id"]] = ticket["priority"]
+
+    def _pagerduty_lines(self) -> None:
+        journal = self.store.journal()
+        for entry in journal[self.journal_read:]:
+            if entry.actor == "PagerDuty":
+                print(f"{entry.at:%H:%M}  #{entry.ticket_id:<3} pagerduty    {entry.step}: "
+                      f"{entry.detail}", file=self.out)
+        self.journal_read = len(journal)
+
+    def _slack_lines(self) -> None:
         """The Slack thread's messages, as a person reading the channel would see them."""
-        channel = self.account.self_managed_channel
-        for message in self.sandbox.slack.messages(channel):
+        for message in self.sandbox.slack.messages(self.account.self_managed_channel):
             if message["ts"] in self.seen_slack:
                 continue
             self.seen_slack.add(message["ts"])
@@ -188,68 +290,49 @@ class Timeline:
             if match and parent == message["ts"]:
                 self.threads[parent] = int(match.group(1))
             where = "slack thread" if parent != message["ts"] else "slack channel"
-            print(f"{when:%H:%M}  #{self.threads.get(parent, 0):<3} {where:<21} "
+            print(f"{when:%H:%M}  #{self.threads.get(parent, 0):<3} {where:<12} "
                   f"{self._readable(message['text'])}", file=self.out)
 
     def _readable(self, text: str, width: int = 90) -> str:
-        text = re.sub(r"<@(U\w+)>", lambda m: "@" + self.names.get(m.group(1), m.group(1)), text)
+        text = re.sub(r"<[@!](?:subteam\^)?([US]\w+)>",
+                      lambda m: "@" + self.names.get(m.group(1), m.group(1)), text)
         text = re.sub(r"<[^|>]+\|([^>]+)>", r"\1", text)
         text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
         return text if len(text) <= width else text[:width - 1] + "…"
-
-    def note(self, text: str) -> None:
-        print(f"{self.clock.now():%H:%M}  {text}", file=self.out)
-
-    def catch_up(self) -> None:
-        steps = {e.comment_id: e.step for e in self.store.journal()
-                 if e.outcome == "posted" and e.comment_id}
-        for ticket in sorted(self.sandbox.zendesk.tickets(), key=lambda t: t["id"]):
-            if ticket["priority"] not in ("urgent", "high") and ticket["id"] not in \
-                    self.priorities:
-                continue
-            for comment in self.sandbox.zendesk.comments(ticket["id"]):
-                if comment["id"] in self.seen:
-                    continue
-                self.seen.add(comment["id"])
-                author = self.sandbox.zendesk.user(comment["author_id"])
-                step = steps.get(comment["id"], "comment")
-                visibility = "public" if comment["public"] else "internal"
-                first = summary_line(comment["body"], 70)
-                print(f"{_clock(comment['created_at'])}  #{ticket['id']:<3} {step:<12} "
-                      f"{visibility:<8} {author['name']}: {first}", file=self.out)
-            previous = self.priorities.get(ticket["id"])
-            if previous and previous != ticket["priority"]:
-                print(f"{_clock(ticket['updated_at'])}  #{ticket['id']:<3} {'priority':<12} "
-                      f"{'':<8} {previous} -> {ticket['priority']}", file=self.out)
-            self.priorities[ticket["id"]] = ticket["priority"]
 
 
 def _clock(stamp: str) -> str:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%H:%M")
 
 
-def _verdict(out: TextIO, chosen: list[Scenario], sandbox: Sandbox, store: Store,
+def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
              tickets: dict[str, int], account: Account) -> int:
     print("\nWhere each emergency ended:", file=out)
     tracked = store.tracked()
+    authors = {"team": account.admin_id, "francesca": account.agent_id,
+               "ravi": account.second_agent_id}
     failures = 0
-    for scenario in chosen:
-        for expected in scenario.expectations:
-            ticket_id = tickets[expected.ticket]
-            ticket = sandbox.zendesk.ticket(ticket_id)
-            posted = [c for c in sandbox.zendesk.public_comments(ticket_id)
-                      if c["author_id"] == account.admin_id]
-            state = tracked[ticket_id].state if ticket_id in tracked else "?"
-            ok = (len(posted) == expected.worker_public_comments
-                  and ticket["priority"] == expected.priority and state == expected.state
-                  and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high"))
-            threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
-                       if f"/agent/tickets/{ticket_id}|" in m["text"]]
-            ok = ok and len(threads) == 1
-            failures += not ok
-            print(f"  #{ticket_id:<3} {scenario.name:<12} {state:<18} priority "
-                  f"{ticket['priority']:<7} {len(posted)} public message(s) from the worker, "
-                  f"{len(threads)} Slack thread  {'ok' if ok else 'UNEXPECTED'}", file=out)
+    for expected in scenario.expectations:
+        ticket_id = tickets[expected.ticket]
+        ticket = sandbox.zendesk.ticket(ticket_id)
+        public = [c for c in sandbox.zendesk.public_comments(ticket_id)
+                  if c["author_id"] in authors.values()]
+        state = tracked[ticket_id].state if ticket_id in tracked else "?"
+        threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
+                   if f"/agent/tickets/{ticket_id}|" in m["text"]
+                   and m.get("thread_ts") in (None, m["ts"])]
+        manager_pages = [i for i in sandbox.pagerduty.incidents()
+                         if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
+        ok = (len(public) == expected.public_messages
+              and bool(public) and public[0]["author_id"] == authors[expected.acknowledged_by]
+              and ticket["priority"] == expected.priority and state == expected.state
+              and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high")
+              and len(threads) == 1 and len(manager_pages) == int(expected.manager_paged))
+        failures += not ok
+        print(f"  #{ticket_id:<3} {state:<15} priority {ticket['priority']:<7} "
+              f"acknowledged by {expected.acknowledged_by:<9} {len(public)} public message(s), "
+              f"1 Slack thread, {len(manager_pages)} manager page  "
+              f"{'ok' if ok else 'UNEXPECTED'}", file=out)
     if failures:
         print(f"\n{failures} emergency(ies) did not end as the runbook says", file=out)
         return 1
