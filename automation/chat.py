@@ -151,10 +151,15 @@ class Chat:
             return self._record(snapshot, Thread(channel, existing.ts), now, organization,
                                 opened=False) if existing else None
         if claimed_at is None:
+            claim = f"emergency_slack_claim_{int(now.timestamp())}"
             try:
-                self.zendesk.update(ticket, None, [f"emergency_slack_claim_{int(now.timestamp())}"])
+                self.zendesk.update(ticket, None, [claim])
             except Conflict:
-                return None  # someone moved first; the next pass reads what they did
+                # The ticket moved since it was read (often our own page tag): look again.
+                fresh = self.zendesk.ticket(ticket.id)
+                if thread_from_tags(fresh.tags) or claim_from_tags(fresh.tags):
+                    return None  # another worker is on it; the next pass reads what it did
+                self.zendesk.update(fresh, None, [claim])
         existing = self.slack.find_message(channel, marker, oldest=ticket.created_at)
         if existing is not None:
             return self._record(snapshot, Thread(channel, existing.ts), now, organization,

@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which story to play (default: all, the stories at once)")
     demo.add_argument("--speed", type=positive_number, default=120.0, metavar="X",
                       help="simulated seconds per wall-clock second (default 120)")
-    sandbox = commands.add_parser("sandbox", help="the built-in fake Zendesk, alone")
+    sandbox = commands.add_parser(
+        "sandbox", help="the built-in fake Zendesk, PagerDuty and Slack, without the worker")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION",
                                               required=True)
-    serve = sandbox_commands.add_parser("serve", help="serve it on 127.0.0.1 until Ctrl-C")
+    serve = sandbox_commands.add_parser("serve", help="serve them on 127.0.0.1 until Ctrl-C")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
     serve.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                        help="simulated seconds per wall-clock second (default 1)")
@@ -472,9 +473,23 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             continue
         visibility = "public" if rendered.public else "internal"
         print(f"template {name} ({visibility}): ok: {rendered.first_line[:70]}", file=ctx.out)
-    if not ctx.environ.get(config.ZENDESK_TOKEN_ENV, "").strip():
-        print(f"warning: {config.ZENDESK_TOKEN_ENV} is not set; tick and run will refuse to "
-              "start", file=ctx.out)
+    if cfg.pagerduty is not None:
+        pd = cfg.pagerduty
+        print(f"pagerduty: {pd.url}, service {pd.service_id}, escalation policy "
+              f"{pd.escalation_policy_id}, managers "
+              f"{pd.managers_service_id or '(none: no manager pages)'}; acknowledgement "
+              f"fallback {pd.acknowledge_fallback_minutes:g} min", file=ctx.out)
+    if cfg.slack is not None:
+        print(f"slack: {cfg.slack.url}, default channel {cfg.slack.default_channel}, "
+              f"{len(cfg.slack.channels)} channel rule(s), {len(cfg.slack.regions)} region(s)",
+              file=ctx.out)
+    wanted = [config.ZENDESK_TOKEN_ENV]
+    wanted += [config.PAGERDUTY_TOKEN_ENV] if cfg.pagerduty else []
+    wanted += [config.SLACK_TOKEN_ENV] if cfg.slack else []
+    for name in wanted:
+        if not ctx.environ.get(name, "").strip():
+            print(f"warning: {name} is not set; tick and run will refuse to start",
+                  file=ctx.out)
     if failures:
         print(f"error: {failures} template(s) failed to render", file=ctx.err)
         return EXIT_CONFIG
@@ -613,7 +628,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
 
 
 SANDBOX_CONFIG = """# Written by `emergency sandbox serve`: points the worker at the local sandbox.
-# export ZENDESK_API_TOKEN={token}
+# export ZENDESK_API_TOKEN={token} PAGERDUTY_API_TOKEN={pd_token} SLACK_BOT_TOKEN={slack_token}
 [zendesk]
 url = "{url}"
 email = "{email}"
@@ -621,9 +636,22 @@ email = "{email}"
 [workflow]
 bridge_url = "https://bridge.example.com/emergency"
 poll_interval_seconds = 10
+bridges = {{ "francesca@example.com" = "https://bridge.example.com/francesca" }}
 
 [state]
 path = "sandbox-state.sqlite3"
+
+[pagerduty]
+url = "{pd_url}"
+ca_file = "{pd_ca}"
+from_email = "{email}"
+service_id = "{pd_service}"
+escalation_policy_id = "{pd_policy}"
+managers_service_id = "{pd_managers}"
+
+[slack]
+url = "{slack_url}"
+default_channel = "{channel}"
 """
 
 
@@ -644,15 +672,24 @@ def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
             "Since 08:50 no one can push. Our release is blocked.", priority="urgent",
             organization_id=account.organization_id)
         config_path = Path(args.write_config)
-        config_path.write_text(SANDBOX_CONFIG.format(url=sandbox.url, email=sandbox.email,
-                                                     token=sandbox.token), encoding="utf-8")
-        print(f"sandbox Zendesk on {sandbox.url} (API user {sandbox.email}); "
+        config_path.write_text(SANDBOX_CONFIG.format(
+            url=sandbox.url, email=sandbox.email, token=sandbox.token,
+            pd_token=sandbox.pagerduty.token, slack_token=sandbox.slack.token,
+            pd_url=sandbox.pagerduty_url, pd_ca=sandbox.pagerduty_ca,
+            pd_service=account.pd_service_id, pd_policy=account.pd_policy_id,
+            pd_managers=account.pd_managers_service_id, slack_url=sandbox.slack_url,
+            channel=account.self_managed_channel), encoding="utf-8")
+        print(f"sandbox on 127.0.0.1: Zendesk {sandbox.url} (API user {sandbox.email}), "
+              f"Slack {sandbox.slack_url}, PagerDuty {sandbox.pagerduty_url}; "
               f"urgent ticket #{ticket_id} is waiting", file=ctx.out)
         print(f"wrote {config_path}. In another shell:\n"
-              f"  export ZENDESK_API_TOKEN={sandbox.token}\n"
+              f"  export ZENDESK_API_TOKEN={sandbox.token} "
+              f"PAGERDUTY_API_TOKEN={sandbox.pagerduty.token} "
+              f"SLACK_BOT_TOKEN={sandbox.slack.token}\n"
               f"  emergency --config {config_path} tick\n"
               f"  emergency --config {config_path} status\n"
               f"  emergency --config {config_path} timeline {ticket_id}\n"
+              f"  emergency --config {config_path} oncall\n"
               "Ctrl-C stops the sandbox.", file=ctx.out, flush=True)
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
