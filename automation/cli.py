@@ -38,6 +38,7 @@ from automation.slack import Slack
 from automation.store import Store
 from automation.templates import REGISTRY, Templates, summary_line
 from automation.worker import Worker, template_context
+from automation.workflow import coverage_at
 from automation.zendesk import Zendesk
 
 EXIT_OK = 0  # everything that was due was done
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     oncall = commands.add_parser("oncall", help="who is on call now and next, from PagerDuty")
     oncall.add_argument("--at", type=moment, metavar="TIME",
                         help="another moment, e.g. 2026-11-28T02:00+00:00 (default: now)")
+    oncall.add_argument("--federal", action="store_true",
+                        help="the US Federal on-call ([pagerduty.federal]) and its hours")
     return parser
 
 
@@ -444,6 +447,7 @@ def sample_context(cfg: config.Config) -> dict[str, Any]:
         macro_body=None, available_until="17:00 UTC", next_engineer="Francesca Rossi",
         permalink="https://example.slack.com/archives/C0123/p1767603600000100",
         account_manager="marco@example.com", ase="giulia@example.com",
+        coverage_hours="05:00-17:00 America/Los_Angeles", resumes_at=now,
         brief={"planned": "Upgrade to 17.2", "when": now, "problems": "Long migrations",
                "solutions": "Roll back with the backup", "architecture": "3 Gitaly nodes"},
         briefs=[Brief(ticket_id=12000, organization_id=1, organization="Example Corp",
@@ -716,7 +720,19 @@ def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
     if pagerduty is None or cfg.pagerduty is None:
         raise ConfigError(f"{cfg.source}: [pagerduty]: missing section (oncall reads PagerDuty)")
     at = args.at or ctx.clock.now()
-    current, following = pagerduty.now_and_next(cfg.pagerduty.escalation_policy_id, at)
+    policy = cfg.pagerduty.escalation_policy_id
+    if args.federal:
+        federal = cfg.pagerduty.federal
+        if federal is None:
+            raise ConfigError(f"{cfg.source}: [pagerduty.federal]: missing section "
+                              "(--federal reads its escalation policy and hours)")
+        policy = federal.escalation_policy_id
+        hours = coverage_at(at, federal.timezone, *federal.coverage)
+        state = "open now" if hours.open_now else \
+            f"closed now; opens {hours.opens_at:%Y-%m-%d %H:%M} UTC"
+        print(f"US Federal coverage {hours.hours} ({state}); shifts "
+              f"{', '.join(federal.shifts)} {federal.timezone}", file=ctx.out)
+    current, following = pagerduty.now_and_next(policy, at)
 
     def shift(entry: Any) -> str:
         start = f"{entry.start:%Y-%m-%d %H:%M}" if entry.start else "always"

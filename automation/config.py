@@ -11,6 +11,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automation.errors import ConfigError
 from automation.workflow import Policy
@@ -63,6 +64,26 @@ class WorkflowConfig:
 
 
 @dataclass(frozen=True)
+class FederalConfig:
+    """`[pagerduty.federal]`: the US Federal on-call, its own service and coverage hours."""
+
+    service_id: str
+    escalation_policy_id: str
+    organization_tags: tuple[str, ...] = ()
+    brands: tuple[int, ...] = ()
+    forms: tuple[int, ...] = ()
+    timezone: str = "America/Los_Angeles"
+    coverage: tuple[time, time] = (time(5, 0), time(17, 0))
+    shifts: tuple[str, ...] = ("05:00-11:00", "11:00-17:00")
+
+    def applies_to(self, tags: tuple[str, ...], brand_id: int | None,
+                   form_id: int | None) -> bool:
+        """`tags` are the organization's: the rule names the accounts, brands or forms."""
+        return bool(set(self.organization_tags) & set(tags)) or brand_id in self.brands \
+            or form_id in self.forms
+
+
+@dataclass(frozen=True)
 class PagerDutyConfig:
     from_email: str
     service_id: str  # the Customer Support service
@@ -74,6 +95,7 @@ class PagerDutyConfig:
     trigger_incidents: bool = True
     trigger_after_minutes: float = 2
     busy_for_minutes: float = 120
+    federal: FederalConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -296,7 +318,7 @@ def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:
     pd = _Section(source, "pagerduty", data, {
         "url", "ca_file", "from_email", "service_id", "escalation_policy_id",
         "managers_service_id", "acknowledge_fallback_minutes", "trigger_incidents",
-        "trigger_after_minutes", "busy_for_minutes"})
+        "trigger_after_minutes", "busy_for_minutes", "federal"})
     trigger = pd.data.get("trigger_incidents", True)
     if not isinstance(trigger, bool):
         pd.fail("trigger_incidents", "true or false", trigger)
@@ -318,7 +340,38 @@ def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:
         trigger_incidents=trigger,
         trigger_after_minutes=pd.number("trigger_after_minutes", 2, minimum=0, whole=True),
         busy_for_minutes=pd.number("busy_for_minutes", 120, minimum=1, whole=True),
+        federal=parse_federal(source, pd.data["federal"]) if "federal" in pd.data else None,
     )
+
+
+def _hours(section: _Section, key: str, value: str) -> tuple[time, time]:
+    start, _, end = value.partition("-")
+    if not end:
+        section.fail(key, "hours like 05:00-17:00", value)
+    return _clock_time(section, key, start.strip()), _clock_time(section, key, end.strip())
+
+
+def parse_federal(source: Path, data: object) -> FederalConfig:
+    fed = _Section(source, "pagerduty.federal", data, {
+        "service_id", "escalation_policy_id", "organization_tags", "brands", "forms",
+        "timezone", "coverage", "shifts"})
+    zone = fed.text("timezone", "America/Los_Angeles")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fed.fail("timezone", "an IANA time zone like America/Los_Angeles", zone)
+    shifts = _list(fed, "shifts", str, fed.data) or ("05:00-11:00", "11:00-17:00")
+    for shift in shifts:
+        _hours(fed, "shifts", shift)
+    rule = FederalConfig(
+        service_id=fed.text("service_id"), escalation_policy_id=fed.text("escalation_policy_id"),
+        organization_tags=_list(fed, "organization_tags", str, fed.data),
+        brands=_list(fed, "brands", int, fed.data), forms=_list(fed, "forms", int, fed.data),
+        timezone=zone, coverage=_hours(fed, "coverage", fed.text("coverage", "05:00-17:00")),
+        shifts=tuple(shifts))
+    if not (rule.organization_tags or rule.brands or rule.forms):
+        fed.fail("organization_tags", "a rule: organization_tags, brands or forms", [])
+    return rule
 
 
 def _clock_time(section: _Section, key: str, value: object) -> time:

@@ -77,6 +77,7 @@ class Snapshot:
     people: dict[int, Person]
     organization: Organization | None = None
     briefs: tuple[Brief, ...] = ()  # the organization's pre-task briefs, from the journal
+    me: int | None = None  # the worker's own Zendesk user
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)
@@ -97,6 +98,7 @@ class Step(enum.StrEnum):
     FOLLOW_UP = "follow-up"
     CLOSE = "close"
     LINK_BRIEF = "link-brief"  # internal: point the on-call at the account's pre-task brief
+    OFF_HOURS = "off-hours"  # public: outside the profile's coverage hours, nobody is paged
 
 
 @dataclass(frozen=True)

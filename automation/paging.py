@@ -18,7 +18,7 @@ from automation.config import PagerDutyConfig
 from automation.errors import Conflict, WriteUncertain
 from automation.model import Assessment, Snapshot, State, Ticket
 from automation.pagerduty import Incident, PagerDuty
-from automation.workflow import Page
+from automation.workflow import Coverage, Page, coverage_at
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,16 @@ def matches_ticket(incident: Incident, ticket_id: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """Which on-call answers a ticket: its service, escalation policy and coverage hours."""
+
+    name: str
+    service_id: str
+    escalation_policy_id: str
+    coverage: Coverage | None  # None: around the clock
+
+
+@dataclass(frozen=True)
 class Done:
     """One PagerDuty write made (for the report and the journal)."""
 
@@ -85,9 +95,24 @@ class Paging:
     @property
     def service_ids(self) -> list[str]:
         ids = [self.config.service_id]
+        if self.config.federal is not None:
+            ids.append(self.config.federal.service_id)
         if self.config.managers_service_id:
             ids.append(self.config.managers_service_id)
         return ids
+
+    def profile(self, ticket: Ticket) -> Profile:
+        """US Federal when the federal rule matches the ticket, else the Customer Support one."""
+        federal = self.config.federal
+        if federal is not None:
+            organization = self.zendesk.organization(ticket.organization_id)
+            if federal.applies_to(organization.tags if organization else (), ticket.brand_id,
+                                  ticket.form_id):
+                return Profile("US Federal", federal.service_id, federal.escalation_policy_id,
+                               coverage_at(self.clock.now(), federal.timezone,
+                                           *federal.coverage))
+        return Profile("Customer Support", self.config.service_id,
+                       self.config.escalation_policy_id, None)
 
     def begin_pass(self) -> None:
         """The one PagerDuty listing of a pass."""
@@ -96,7 +121,8 @@ class Paging:
     def page_for(self, snapshot: Snapshot) -> Page:
         """The ticket's incident among the open ones (the facts the workflow decides on)."""
         ticket = snapshot.ticket
-        incident = next((i for i in self.open if i.service_id == self.config.service_id
+        service = self.profile(ticket).service_id
+        incident = next((i for i in self.open if i.service_id == service
                          and matches_ticket(i, ticket.id)), None)
         if incident is None:
             recorded = incident_from_tags(ticket.tags)
@@ -111,19 +137,21 @@ class Paging:
         """Whether the ticket needs a read for PagerDuty's sake: its page moved since this
         process last looked (an acknowledgement changes nothing on the Zendesk ticket), or it
         is time to page for it."""
+        profile = self.profile(ticket)
         incident = next((i for i in self.open if matches_ticket(i, ticket.id)
-                         and i.service_id == self.config.service_id), None)
+                         and i.service_id == profile.service_id), None)
         seen = (incident.id, incident.status) if incident else (None, None)
         if self._seen_status.get(ticket.id) != seen:
             return True
-        return (incident is None and self.config.trigger_incidents
+        closed = profile.coverage is not None and not profile.coverage.open_now
+        return (incident is None and self.config.trigger_incidents and not closed
                 and PAGED_TAG not in ticket.tags and ticket.id not in self._handled_elsewhere
                 and incident_from_tags(ticket.tags) is None
                 and now >= ticket.created_at + timedelta(minutes=self.config.trigger_after_minutes))
 
     def remember(self, ticket_id: int) -> None:
         incident = next((i for i in self.open if matches_ticket(i, ticket_id)
-                         and i.service_id == self.config.service_id), None)
+                         and i.service_id != self.config.managers_service_id), None)
         self._seen_status[ticket_id] = (incident.id, incident.status) if incident else (
             None, None)
 
@@ -142,11 +170,14 @@ class Paging:
                 done.append(self._resolve(snapshot, assessment, page.incident_id))
             return done
         incident_id = page.incident_id
+        profile = self.profile(ticket)
+        if profile.coverage is not None and not profile.coverage.open_now:
+            return done  # outside coverage: the off-hours reply, no page
         if incident_id is None and ticket.id not in self._handled_elsewhere and \
-                self._should_trigger(snapshot, now):
-            incident = self._trigger(snapshot)
-            done.append(Done(ticket.id, "paged", f"incident {incident.id} on the Customer "
-                                                  "Support service"))
+                self._should_trigger(snapshot, now, profile):
+            incident = self._trigger(snapshot, profile)
+            done.append(Done(ticket.id, "paged", f"incident {incident.id} on the "
+                                                  f"{profile.name} service"))
             self.open.append(incident)
             incident_id = incident.id
         if incident_id is not None and self.config.managers_service_id and \
@@ -168,23 +199,23 @@ class Paging:
         author = snapshot.people.get(assessment.contact_by or 0)
         return author is not None and author.email.lower() != self.zendesk.email.lower()
 
-    def _should_trigger(self, snapshot: Snapshot, now: datetime) -> bool:
+    def _should_trigger(self, snapshot: Snapshot, now: datetime, profile: Profile) -> bool:
         ticket = snapshot.ticket
         if not self.config.trigger_incidents or PAGED_TAG in ticket.tags:
             return False
         if now < ticket.created_at + timedelta(minutes=self.config.trigger_after_minutes):
             return False  # give Zendesk's own PagerDuty integration its chance first
         # A resolved incident with our key means a person already handled the page.
-        if self.pd.incident_by_key(incident_key(ticket.id), [self.config.service_id]):
+        if self.pd.incident_by_key(incident_key(ticket.id), [profile.service_id]):
             self._handled_elsewhere.add(ticket.id)
             return False
         return True
 
-    def _trigger(self, snapshot: Snapshot) -> Incident:
+    def _trigger(self, snapshot: Snapshot, profile: Profile) -> Incident:
         ticket = snapshot.ticket
         url = self.zendesk.agent_url(ticket.id)
         incident = self.pd.trigger(
-            self.config.service_id, f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
+            profile.service_id, f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
             incident_key(ticket.id), f"Customer emergency on Zendesk: {url}")
         self._tag(snapshot, [PAGED_TAG, incident_tag(incident.id)])
         return incident

@@ -30,6 +30,7 @@ REGISTRY: dict[str, Visibility] = {
     "acknowledgement": Visibility.PUBLIC,
     "follow_up": Visibility.PUBLIC,
     "bridge_closed": Visibility.PUBLIC,
+    "off_hours": Visibility.PUBLIC,
     "post_call": Visibility.PUBLIC,
     "post_call_internal": Visibility.INTERNAL,
     "brief": Visibility.INTERNAL,

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # The line each step leaves in the emergency's Slack thread.
 ECHOES = {
+    Step.OFF_HOURS: "Outside the US Federal coverage hours: nobody was paged; the off-hours "
+                    "reply went to the customer, and the on-call is paged when coverage opens",
     Step.ACKNOWLEDGE: "Acknowledgement posted on the ticket (public): the bridge is offered",
     Step.FOLLOW_UP: "No reply {follow_up} min after contact: follow-up sent to the customer",
     Step.CLOSE: "No reply {total} min after contact: bridge closed, priority set to HIGH",
@@ -171,7 +173,9 @@ class Worker:
                 snapshot = replace(snapshot, briefs=tuple(
                     self.store.briefs_for(snapshot.ticket.organization_id)))
                 page = self._page_facts(snapshot) if paging_up else None
-                assessment = workflow.assess(snapshot, now, self.policy, page)
+                coverage = self.paging.profile(snapshot.ticket).coverage \
+                    if self.paging is not None else None
+                assessment = workflow.assess(snapshot, now, self.policy, page, coverage)
                 if pending is not None:
                     self._confirm(pending, snapshot, now, report)
                     pending = None
@@ -310,6 +314,10 @@ class Worker:
         if action.author_email:
             context["bridge_url"] = self.settings.bridge_for(action.author_email)
             context["engineer"] = author.name if author else None
+        if action.step is Step.OFF_HOURS and self.paging is not None:
+            coverage = self.paging.profile(snapshot.ticket).coverage
+            context["coverage_hours"] = coverage.hours if coverage else ""
+            context["resumes_at"] = coverage.opens_at if coverage else None
         context["briefs"] = workflow.relevant_briefs(snapshot, now)
         return self.templates.render(action.template, context)
 

@@ -7,7 +7,8 @@ a lost state file or a second worker reaches the same decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from automation.model import Action, Assessment, Brief, Comment, Snapshot, State, Step
 
@@ -16,11 +17,14 @@ ACKNOWLEDGED_TAG = "emergency_acknowledged"
 FOLLOWED_UP_TAG = "emergency_followed_up"
 CLOSED_TAG = "emergency_closed_to_high"
 BRIEF_LINKED_TAG = "emergency_brief_linked"
+OFF_HOURS_TAG = "emergency_off_hours"
 MARKER_TAGS = {Step.ACKNOWLEDGE: ACKNOWLEDGED_TAG, Step.FOLLOW_UP: FOLLOWED_UP_TAG,
-               Step.CLOSE: CLOSED_TAG, Step.LINK_BRIEF: BRIEF_LINKED_TAG}
+               Step.CLOSE: CLOSED_TAG, Step.LINK_BRIEF: BRIEF_LINKED_TAG,
+               Step.OFF_HOURS: OFF_HOURS_TAG}
 
 TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
-             Step.CLOSE: "bridge_closed", Step.LINK_BRIEF: "brief_link"}
+             Step.CLOSE: "bridge_closed", Step.LINK_BRIEF: "brief_link",
+             Step.OFF_HOURS: "off_hours"}
 
 # A brief is worth showing from when it is filed until a few days after the planned work.
 BRIEF_RELEVANCE = timedelta(days=3)
@@ -50,16 +54,52 @@ class Page:
     acknowledged_by: str | None = None  # the email of the person who acknowledged it
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """A profile's coverage hours (e.g. US Federal), as facts for one instant."""
+
+    open_now: bool
+    opened_at: datetime | None  # when the current window opened (open_now)
+    opens_at: datetime  # when the next window opens (not open_now)
+    hours: str = ""  # for messages: "05:00-17:00 America/Los_Angeles"
+
+
+def coverage_at(now: datetime, zone: str, start: time, end: time) -> Coverage:
+    """Coverage from `start` to `end` every day in time zone `zone` (daylight saving included)."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    today_start = datetime.combine(local.date(), start, tz)
+    today_end = datetime.combine(local.date(), end, tz)
+    hours = f"{start:%H:%M}-{end:%H:%M} {zone}"
+    if today_start <= local < today_end:
+        return Coverage(True, today_start.astimezone(UTC), today_end.astimezone(UTC), hours)
+    following = today_start if local < today_start else datetime.combine(
+        local.date() + timedelta(days=1), start, tz)
+    return Coverage(False, None, following.astimezone(UTC), hours)
+
+
 def is_finished(snapshot: Snapshot) -> bool:
     """Solved and closed tickets are never touched."""
     return snapshot.ticket.status in FINISHED_STATUSES
 
 
+def off_hours_note(snapshot: Snapshot) -> Comment | None:
+    """Our off-hours reply: the first public comment of ours on a ticket tagged off-hours."""
+    if OFF_HOURS_TAG not in snapshot.ticket.tags or snapshot.me is None:
+        return None
+    return next((c for c in snapshot.comments[1:] if c.public and c.author_id == snapshot.me),
+                None)
+
+
 def find_contact(snapshot: Snapshot) -> Comment | None:
-    """Contact is the first public comment by an agent after the ticket's description."""
+    """Contact is the first public comment by an agent after the ticket's description.
+
+    The off-hours reply is not contact: it offers no bridge, so no timer runs from it.
+    """
+    skip = off_hours_note(snapshot)
     for comment in snapshot.comments[1:]:
         author = snapshot.author(comment)
-        if comment.public and author is not None and author.is_agent:
+        if comment.public and author is not None and author.is_agent and comment is not skip:
             return comment
     return None
 
@@ -78,7 +118,10 @@ def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:
 
 
 def last_public_agent_comment(snapshot: Snapshot) -> Comment | None:
+    skip = off_hours_note(snapshot)
     for comment in reversed(snapshot.comments[1:]):
+        if comment is skip:
+            continue
         author = snapshot.author(comment)
         if comment.public and author is not None and author.is_agent:
             return comment
@@ -86,7 +129,7 @@ def last_public_agent_comment(snapshot: Snapshot) -> Comment | None:
 
 
 def assess(snapshot: Snapshot, now: datetime, policy: Policy,
-           page: Page | None = None) -> Assessment:
+           page: Page | None = None, coverage: Coverage | None = None) -> Assessment:
     """Derive the emergency's state and its next step (with due time) from the ticket alone.
 
     With PagerDuty on (a fallback in the policy), the acknowledgement waits for the person who
@@ -114,6 +157,12 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
         return result(State.CLOSED_TO_HIGH, contact=contact)
     if ticket.priority != EMERGENCY_PRIORITY:
         return result(State.NOT_URGENT, contact=contact)
+    if contact is None and coverage is not None and not coverage.open_now:
+        # Outside the profile's hours nobody is paged: the customer hears when we are back.
+        if OFF_HOURS_TAG not in tags:
+            return result(State.NEW, Step.OFF_HOURS, ticket.created_at)
+        return result(State.NEW, Step.ACKNOWLEDGE, coverage.opens_at + (
+            policy.acknowledge_fallback or timedelta()))
     if contact is None:
         if tags & {ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG}:
             # Our acknowledgement is recorded but its author is not visible as an agent:
@@ -124,8 +173,11 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
         if page is not None and page.acknowledged_by:
             return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at,
                           by=page.acknowledged_by)
-        # Nobody has acknowledged the page yet: the team answers at the fallback time.
-        return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at + policy.acknowledge_fallback)
+        # Nobody has acknowledged the page yet: the team answers at the fallback time, counted
+        # from when the page could first go out (the opening of coverage, for off-hours tickets).
+        paged_from = max(ticket.created_at, coverage.opened_at) \
+            if coverage is not None and coverage.opened_at is not None else ticket.created_at
+        return result(State.NEW, Step.ACKNOWLEDGE, paged_from + policy.acknowledge_fallback)
     reply = find_customer_reply(snapshot, contact)
     if reply is not None:
         return result(State.ENGAGED, contact=contact, reply=reply)

@@ -245,6 +245,7 @@ class Zendesk:
         point_zenpy_at(self.client, self.base_url)
         self._people: dict[int, Person] = {}
         self._organizations: dict[int, Organization] = {}
+        self._me: int | None = None
 
     @property
     def server_time(self) -> datetime | None:
@@ -312,7 +313,13 @@ class Zendesk:
         ticket = self.ticket(ticket_id)
         comments = self.comments(ticket_id)
         people = self.people([ticket.requester_id, *(c.author_id for c in comments)])
-        return Snapshot(ticket=ticket, comments=comments, people=people)
+        return Snapshot(ticket=ticket, comments=comments, people=people, me=self.my_id())
+
+    def my_id(self) -> int | None:
+        """The API user's own id (read once), to tell our comments from a person's."""
+        if self._me is None:
+            self._me = self.me().id
+        return self._me
 
     def person_by_email(self, email: str) -> Person | None:
         """The Zendesk user with exactly this email, if any (for `--as` and PagerDuty people)."""

@@ -16,6 +16,7 @@ from automation.config import (
     DEFAULT_QUERY,
     ZENDESK_TOKEN_ENV,
     ChannelRule,
+    FederalConfig,
     PagerDutyConfig,
     SlackConfig,
     WorkflowConfig,
@@ -96,14 +97,14 @@ def test_example_config_at_the_repo_root_loads():
 
 
 @pytest.mark.parametrize("settings", [ZendeskConfig, WorkflowConfig, PagerDutyConfig,
-                                      SlackConfig, ChannelRule])
+                                      SlackConfig, ChannelRule, FederalConfig])
 def test_example_config_documents_every_setting(settings):
     # given the example file's text (commented-out keys count as documented)
     text = EXAMPLE.read_text(encoding="utf-8")
 
     # then every setting appears in it as `key = ...`
     for field in dataclasses.fields(settings):
-        pattern = rf"^#?\s*({field.name}\s*=|\[\[\w+\.{field.name}\]\])"
+        pattern = rf"^#?\s*({field.name}\s*=|\[{{1,2}}\w+\.{field.name}\]{{1,2}})"
         assert re.search(pattern, text, re.MULTILINE), field.name
 
 

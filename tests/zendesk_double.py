@@ -118,6 +118,8 @@ class ZendeskDouble:
                        callback=self._put)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/show_many\.json.*"),
                        callback=self._users)
+        r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/me\.json"),
+                       callback=lambda req: self._json(200, {"user": self.users[API_USER]}))
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/search\.json.*"),
                        callback=self._user_search)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/macros/search\.json.*"),
