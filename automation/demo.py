@@ -53,7 +53,8 @@ class Expectation:
     manager_paged: bool = False
 
 
-Act = Callable[[Sandbox, Account, dict[str, int]], str]
+# What a person does; None when it cannot happen yet (e.g. no page to acknowledge so far).
+Act = Callable[[Sandbox, Account, dict[str, int]], str | None]
 
 
 @dataclass
@@ -84,12 +85,12 @@ def _customer_replies(key: str, body: str) -> Act:
 
 def _acknowledges(key: str, engineer: str) -> Act:
     """The engineer acknowledges the ticket's page in PagerDuty (phone, app or Slack)."""
-    def act(sandbox: Sandbox, account: Account, tickets: dict[str, int]) -> str:
+    def act(sandbox: Sandbox, account: Account, tickets: dict[str, int]) -> str | None:
         ticket_id = tickets[key]
         incident = next((i for i in sandbox.pagerduty.incidents()
                          if i["incident_key"] == f"zendesk-{ticket_id}"), None)
         if incident is None:
-            return f"#{ticket_id:<3} pagerduty    (no incident to acknowledge yet)"
+            return None  # the page has not gone out yet: the engineer acknowledges it later
         user = account.pd_francesca_id if engineer == "francesca" else account.pd_ravi_id
         sandbox.pagerduty.acknowledge(incident["id"], user)
         name = "Francesca Rossi" if engineer == "francesca" else "Ravi Patel"
@@ -175,8 +176,11 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
             while clock.now() < end:
                 now = clock.now()
                 while events and START + timedelta(minutes=events[0][0]) <= now:
-                    _, act = events.pop(0)
-                    timeline.note(act(sandbox, account, tickets))
+                    happened = events[0][1](sandbox, account, tickets)
+                    if happened is None:
+                        break  # not possible yet; try again after the next pass
+                    events.pop(0)
+                    timeline.note(happened)
                 worker.run_once()
                 timeline.catch_up()
                 clock.sleep(POLL.total_seconds())
