@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -82,3 +85,44 @@ class ScaledClock:
         with self._lock:
             self._offset += delta
         return self.now()
+
+
+class Pause:
+    """After a 429, no request to that service leaves before `Retry-After` has passed.
+
+    One per service and shared by every request to it, not only the one that got the 429.
+    """
+
+    def __init__(self, clock: Clock, service: str) -> None:
+        self.clock = clock
+        self.service = service
+        self._until: datetime | None = None
+        self._lock = threading.Lock()
+
+    def extend(self, seconds: float) -> datetime:
+        """Hold requests `seconds` from now (never shortens a longer hold); the new end."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        with self._lock:
+            if self._until is None or until > self._until:
+                self._until = until
+            return self._until
+
+    @property
+    def until(self) -> datetime | None:
+        with self._lock:
+            return self._until
+
+    def remaining(self) -> float:
+        until = self.until
+        if until is None:
+            return 0.0
+        return max((until - self.clock.now()).total_seconds(), 0.0)
+
+    def wait(self) -> float:
+        """Sleep on the clock until the hold is over; the seconds waited."""
+        seconds = self.remaining()
+        if seconds > 0:
+            log.info("%s rate limit: waiting %.1f s before the next request", self.service,
+                     seconds)
+            self.clock.sleep(seconds)
+        return seconds

@@ -31,7 +31,7 @@ import httpx2
 import pagerduty
 import tenacity
 
-from automation.clock import Clock
+from automation.clock import Clock, Pause
 from automation.errors import (
     ConfigError,
     CredentialsRejected,
@@ -115,36 +115,6 @@ class _OutOfRetryBudget(Exception):
         self.seconds = seconds
 
 
-class Pause:
-    """After a 429, no request to PagerDuty leaves before ``Retry-After`` has passed."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._until: datetime | None = None
-        self._lock = threading.Lock()
-
-    def extend(self, seconds: float) -> datetime:
-        until = self.clock.now() + timedelta(seconds=seconds)
-        with self._lock:
-            if self._until is None or until > self._until:
-                self._until = until
-            return self._until
-
-    @property
-    def until(self) -> datetime | None:
-        with self._lock:
-            return self._until
-
-    def wait(self) -> None:
-        until = self.until
-        if until is None:
-            return
-        remaining = (until - self.clock.now()).total_seconds()
-        if remaining > 0:
-            log.info("PagerDuty rate limit: waiting %.0f s before the next request", remaining)
-            self.clock.sleep(remaining)
-
-
 def retry_after_seconds(response: httpx2.Response, now: datetime, attempt: int = 1) -> float:
     """How long a 429 asks us to wait: Retry-After, else ratelimit-reset, else back off."""
     for name in ("Retry-After", "ratelimit-reset"):
@@ -183,7 +153,7 @@ class PagerDuty:
         self.clock = clock
         self.from_email = from_email
         self.max_retry_seconds = max_retry_seconds
-        self.pause = Pause(clock)
+        self.pause = Pause(clock, SERVICE)
         self._local = threading.local()
         self._users: dict[str, PdUser] = {}
         self._users_lock = threading.Lock()

@@ -34,7 +34,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
-from automation.clock import Clock
+from automation.clock import Clock, Pause
 from automation.errors import (
     CredentialsRejected,
     NotFound,
@@ -130,36 +130,6 @@ class Identity:
 
 
 # --- retries on the injected clock ------------------------------------------------------------
-
-
-class Pause:
-    """After a 429, no request to Slack leaves before ``Retry-After`` has passed."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._until: datetime | None = None
-        self._lock = threading.Lock()
-
-    def extend(self, seconds: float) -> None:
-        until = self.clock.now() + timedelta(seconds=seconds)
-        with self._lock:
-            if self._until is None or until > self._until:
-                self._until = until
-
-    def remaining(self) -> float:
-        with self._lock:
-            until = self._until
-        if until is None:
-            return 0.0
-        return max((until - self.clock.now()).total_seconds(), 0.0)
-
-    def wait(self) -> float:
-        """Sleep on the clock until the pause is over; the seconds waited."""
-        seconds = self.remaining()
-        if seconds > 0:
-            log.info("Slack rate limit: waiting %.1f s before the next request", seconds)
-            self.clock.sleep(seconds)
-        return seconds
 
 
 def api_method_of(url: str) -> str:
@@ -287,7 +257,7 @@ class Slack:
                  timeout_seconds: int = 10) -> None:
         self.clock = clock
         self.min_interval_seconds = min_interval_seconds
-        self.pause = Pause(clock)
+        self.pause = Pause(clock, SERVICE)
         # These replace slack_sdk's default handler, which re-sends a dropped chat.postMessage.
         handlers: list[RetryHandler] = [
             ClockedRateLimitHandler(self.pause, max_retry_seconds),

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from zenpy import Zenpy
 from zenpy.lib.api import BaseApi
 from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
 
-from automation.clock import Clock
+from automation.clock import Clock, Pause
 from automation.errors import (
     Conflict,
     CredentialsRejected,
@@ -62,34 +61,6 @@ class _RetryableResponse(Exception):
         self.response = response
 
 
-class Gate:
-    """After a 429, no request to the service leaves before `Retry-After` has passed."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._until: datetime | None = None
-        self._lock = threading.Lock()
-
-    def pause(self, seconds: float) -> None:
-        until = self.clock.now() + timedelta(seconds=seconds)
-        with self._lock:
-            if self._until is None or until > self._until:
-                self._until = until
-
-    @property
-    def until(self) -> datetime | None:
-        with self._lock:
-            return self._until
-
-    def wait(self) -> None:
-        until = self.until
-        if until is not None:
-            remaining = (until - self.clock.now()).total_seconds()
-            if remaining > 0:
-                log.info("Zendesk rate limit: waiting %.0f s before the next request", remaining)
-                self.clock.sleep(remaining)
-
-
 def retry_after_seconds(response: requests.Response, default: float = 1.0) -> float:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -112,7 +83,7 @@ class ZendeskSession(requests.Session):
         self.clock = clock
         self.timeout = timeout
         self.max_retry_seconds = max_retry_seconds
-        self.gate = Gate(clock)
+        self.pause = Pause(clock, SERVICE)
         self.server_time: datetime | None = None
         # No urllib3 retries at all: every retry here is a decision made in this module.
         adapter = requests.adapters.HTTPAdapter(max_retries=0)
@@ -126,13 +97,13 @@ class ZendeskSession(requests.Session):
         url = url.decode() if isinstance(url, bytes) else url
         path = urlsplit(url).path
         if method.upper() != "GET":
-            self.gate.wait()
+            self.pause.wait()
             response = super().request(method, url, *args, **kwargs)
             self._observe(response, method, path)
             return response
 
         def attempt() -> requests.Response:
-            self.gate.wait()
+            self.pause.wait()
             response = super(ZendeskSession, self).request(method, url, *args, **kwargs)
             self._observe(response, method, path)
             if response.status_code in RETRYABLE_STATUSES:
@@ -144,7 +115,7 @@ class ZendeskSession(requests.Session):
         def out_of_time(state: tenacity.RetryCallState) -> bool:
             # Measured on our clock (tenacity's own stop_after_delay reads the monotonic one),
             # and counting a Retry-After that would carry us past the deadline.
-            next_start = max(self.clock.now(), self.gate.until or self.clock.now())
+            next_start = max(self.clock.now(), self.pause.until or self.clock.now())
             return next_start >= deadline or state.attempt_number >= MAX_READ_ATTEMPTS
 
         retrying = tenacity.Retrying(
@@ -173,7 +144,7 @@ class ZendeskSession(requests.Session):
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _RetryableResponse) and exc.response.status_code == 429:
-            return 0.0  # the gate already holds every request until Retry-After has passed
+            return 0.0  # the pause already holds every request until Retry-After has passed
         return tenacity.wait_random_exponential(multiplier=0.5, max=20)(state)
 
     def _observe(self, response: requests.Response, method: str, path: str) -> None:
@@ -184,7 +155,7 @@ class ZendeskSession(requests.Session):
             except (TypeError, ValueError):
                 pass
         if response.status_code == 429:
-            self.gate.pause(retry_after_seconds(response))
+            self.pause.extend(retry_after_seconds(response))
         if response.status_code in (401, 403):
             raise CredentialsRejected(
                 SERVICE, method, path, response.status_code, excerpt(response),
