@@ -8,6 +8,7 @@ import responses
 
 from automation.clock import FakeClock
 from automation.config import DEFAULT_QUERY, WorkflowConfig
+from automation.sandbox import Account, Sandbox, seed_account
 from automation.store import Store
 from automation.templates import Templates
 from automation.worker import Worker
@@ -21,6 +22,18 @@ BRIDGE = "https://zoom.example.com/j/123"
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    """The fake Zendesk, Slack and PagerDuty on 127.0.0.1, on the test's clock."""
+    with Sandbox(clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def account(sandbox: Sandbox) -> Account:
+    return seed_account(sandbox)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ customer-visible comments asserted each time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import requests
 
 from automation.clock import FakeClock
 from automation.config import DEFAULT_QUERY, WorkflowConfig
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.store import Store
 from automation.templates import Templates
 from automation.worker import Worker
@@ -25,22 +24,6 @@ from automation.zendesk import Zendesk
 
 BRIDGE = "https://bridge.example.com/e2e"
 PUT_TICKET = r"/api/v2/tickets/\d+\.json"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 def worker_for(sandbox: Sandbox, clock: FakeClock, state: Path) -> Worker:

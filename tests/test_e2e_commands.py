@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from automation import cli
 from automation.clock import FakeClock
-from automation.sandbox import Account, Sandbox, seed_account
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
+from automation.sandbox import Account, Sandbox
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from automation.clock import FakeClock
 from automation.config import DEFAULT_QUERY, PagerDutyConfig, SlackConfig, WorkflowConfig
 from automation.pagerduty import PagerDuty
 from automation.paging import Paging
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.slack import Slack
 from automation.store import Store
 from automation.templates import Templates
@@ -24,22 +24,6 @@ from automation.zendesk import Zendesk
 
 PD_TOKEN = "sandbox-pagerduty-token"
 FRANCESCA_BRIDGE = "https://zoom.example.com/j/francesca"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 def pd_config(account: Account, sandbox: Sandbox) -> PagerDutyConfig:

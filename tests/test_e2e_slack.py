@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,29 +11,13 @@ import pytest
 from automation.chat import Chat, thread_from_tags
 from automation.clock import FakeClock
 from automation.config import DEFAULT_QUERY, ChannelRule, SlackConfig, WorkflowConfig
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.sandbox.slack import DEFAULT_TOKEN
 from automation.slack import Slack
 from automation.store import Store
 from automation.templates import Templates
 from automation.worker import Worker
 from automation.zendesk import Zendesk
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 def slack_config(account: Account, sandbox: Sandbox) -> SlackConfig:

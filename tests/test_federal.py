@@ -19,7 +19,7 @@ from automation.config import (
 )
 from automation.pagerduty import PagerDuty
 from automation.paging import Paging
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.slack import Slack
 from automation.store import Store
 from automation.templates import Templates
@@ -53,17 +53,6 @@ def test_outside_coverage_the_next_window_is_named() -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(NIGHT)
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 @pytest.fixture
