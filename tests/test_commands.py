@@ -274,3 +274,42 @@ def write_notes(config: str) -> Path:
     path = Path(config).parent / "public-notes.md"
     path.write_text("Pushes work again after the rollback.")
     return path
+
+
+def test_template_error_in_a_command_names_template_and_line_and_sends_nothing(
+        tmp_path: Path, double: ZendeskDouble) -> None:
+    overrides = tmp_path / "mine"
+    overrides.mkdir()
+    (overrides / "post_call.j2").write_text("Hello\n{{ notes }}\n{{ misspelled_variable }}\n")
+    config = write_config(tmp_path, extra='\n[templates]\npath = "mine"\n')
+    double.create(7)
+
+    code, _, err = emergency("--config", str(config), "post-call", "7", "--notes",
+                             str(write_notes(str(config))), "--yes")
+
+    assert code == cli.EXIT_CONFIG
+    assert "post_call.j2 line 3" in err and "misspelled_variable" in err
+    assert err.count("\n") == 1
+    assert double.puts == []
+
+
+def test_brief_written_in_the_editor(config: str, double: ZendeskDouble, tmp_path: Path) -> None:
+    import sys
+
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import sys\n"
+        "open(sys.argv[1], 'w').write('## Planned\\nGeo failover\\n## When\\n"
+        "2026-01-06T02:00:00+00:00\\n## Problems\\nReplication lag\\n')\n")
+    double.create(40, priority="normal")
+    out, err = io.StringIO(), io.StringIO()
+
+    code = cli.run(["--config", config, "brief", "40", "--edit", "--yes"], out=out, err=err,
+                   environ={"ZENDESK_API_TOKEN": TOKEN, "EDITOR": f"{sys.executable} {editor}"},
+                   clock=FakeClock(), stdin=io.StringIO())
+
+    assert code == cli.EXIT_OK, err.getvalue()
+    [put] = double.puts
+    assert "Geo failover" in put["ticket"]["comment"]["body"]
+    assert "Replication lag" in put["ticket"]["comment"]["body"]
+    assert put["ticket"]["comment"]["public"] is False

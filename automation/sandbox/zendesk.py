@@ -280,15 +280,7 @@ class Comment:
 
     def to_json(self) -> Json:
         return {
-            "id": self.id,
-            "type": "Comment",
-            "author_id": self.author_id,
-            "body": self.body,
-            "html_body": self.html_body,
-            "plain_body": self.body,
-            "public": self.public,
-            "audit_id": self.audit_id,
-            "attachments": [],
+            **self.to_event(),
             "created_at": iso(self.created_at),
             "via": _via(self.channel),
             "metadata": {"system": {}, "custom": {}},
