@@ -128,6 +128,21 @@ class Chat:
             log.info("ticket %s changed while its Slack thread was being recorded", ticket_id)
         return len(self.store.outbox(ticket_id))
 
+    def drain(self, now: datetime, skip: set[int]) -> int:
+        """Post the lines still waiting for tickets no longer listed (e.g. just stepped down
+        to HIGH while Slack was down); returns how many are still pending."""
+        pending = 0
+        for ticket_id in sorted({q.ticket_id for q in self.store.outbox()} - skip):
+            cached = self.store.thread(ticket_id)
+            if cached is None:
+                continue
+            try:
+                self._flush(ticket_id, Thread(*cached), now)
+            except UpstreamError as exc:
+                log.warning("ticket %s: Slack work pending: %s", ticket_id, exc)
+            pending += len(self.store.outbox(ticket_id))
+        return pending
+
     # --- the thread ----------------------------------------------------------------------------
 
     def _thread(self, snapshot: Snapshot, now: datetime, start: bool) -> Thread | None:

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 PAGED_TAG = "emergency_paged"
 MANAGER_PAGED_TAG = "emergency_manager_paged"
 INCIDENT_TAG = re.compile(r"^emergency_incident_([a-z0-9]+)$")
-BUSY_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
 
 def incident_key(ticket_id: int) -> str:

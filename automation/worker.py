@@ -144,6 +144,8 @@ class Worker:
             self.handle(ticket.id, now, report, known.state if known else None, paging_up)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
             log.info("ticket %s is no longer listed as an emergency", ticket_id)
+        if self.chat is not None:
+            report.slack_pending += self.chat.drain(now, skip={t.id for t in listing})
         return report
 
     def _begin_paging(self, report: PassReport) -> bool:
@@ -204,7 +206,8 @@ class Worker:
                     pending = (action, rendered)
                     continue
                 self._journal(now, action, "posted", rendered, comment_id=update.comment_id,
-                              detail=self._ack_detail(action, author, rendered))
+                              detail=self._ack_detail(action, author, rendered),
+                              actor=author.email if author else "")
                 self._echo(action, now, author)
                 report.posted.append(StepResult(ticket_id, step, "posted", rendered.first_line))
                 log.info("ticket %s: %s posted (%s)", ticket_id, step,
@@ -354,9 +357,10 @@ class Worker:
         return assessment.state
 
     def _journal(self, now: datetime, action: Action, outcome: str, rendered: Rendered,
-                 comment_id: int | None = None, detail: str = "") -> None:
+                 comment_id: int | None = None, detail: str = "", actor: str = "") -> None:
         self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
-                                outcome=outcome, actor=self.actor, public=rendered.public,
+                                outcome=outcome, actor=actor or self.actor,
+                                public=rendered.public,
                                 comment_id=comment_id, detail=detail or rendered.first_line))
 
     def _fail(self, report: PassReport, now: datetime, ticket_id: int, step: str,

@@ -254,3 +254,20 @@ def test_not_emergency_tells_the_account_manager_in_the_thread(
     assert "Only staging &lt;is&gt; down" in line
     assert line.endswith(f"cc <@{account.slack_manager_id}> (account manager)")
     assert sandbox.zendesk.ticket(ticket_id)["priority"] == "urgent"
+
+
+def test_lines_queued_while_slack_was_down_go_out_after_the_ticket_left_the_listing(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    play([worker], clock, 25)  # thread open, acknowledgement and follow-up echoed
+    sandbox.slack.faults.outage(times=None)
+    play([worker], clock, 10)  # the close happens while Slack is down: priority high
+    assert sandbox.zendesk.ticket(ticket_id)["priority"] == "high"
+    assert worker.store.outbox(ticket_id)
+
+    sandbox.slack.faults.clear()
+    play([worker], clock, 1)
+
+    assert worker.store.outbox(ticket_id) == []
+    steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
+    assert len(steps) == 3 and "HIGH" in steps[-1]
