@@ -1,0 +1,62 @@
+"""`emergency run`: passes on a timer, and a warm stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from automation.sandbox import Account, Sandbox
+from automation.worker import PassReport, Worker
+
+
+def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, double) -> None:
+    stop = threading.Event()
+    passes: list[PassReport] = []
+    original = worker.run_once
+
+    def one_pass() -> PassReport:
+        report = original()
+        passes.append(report)
+        stop.set()  # as SIGTERM would, during the pass
+        return report
+
+    double.create(1)
+    worker.run_once = one_pass  # type: ignore[method-assign]
+
+    worker.run_forever(stop, interval_seconds=3600)
+
+    assert len(passes) == 1
+    assert [r.step for r in passes[0].posted] == ["acknowledge"]
+
+
+def test_sigterm_stops_emergency_run_cleanly(sandbox: Sandbox, account: Account,
+                                             tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+                      '[workflow]\nbridge_url = "https://b.example/x"\n')
+    sandbox.zendesk.create_ticket(account.requester_id, "Down", "Help", priority="urgent")
+    env = {**os.environ, "ZENDESK_API_TOKEN": sandbox.token}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from automation.cli import main; main()", "--config",
+         str(config), "run", "--interval", "3600"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parent.parent)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # wait for the first step, then ask it to stop
+        lines.append(line)
+        if "acknowledge posted" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    lines.extend(process.stderr)  # the rest of the log, until the process closes it
+    process.wait(timeout=30)
+    process.stderr.close()
+    log = "".join(lines)
+
+    assert process.returncode == 0, log
+    assert "SIGTERM received: finishing the pass in hand, then stopping" in log
+    assert log.rstrip().endswith("stopped")
+    assert "Traceback" not in log
