@@ -61,9 +61,11 @@ def claim_from_tags(tags: tuple[str, ...]) -> datetime | None:
 def pick_channel(config: SlackConfig, ticket: Ticket, organization: Organization | None) -> str:
     """The first rule that matches the ticket picks the channel; else the default."""
     org_tags = set(organization.tags) if organization else set()
+    org_fields = {k: str(v) for k, v in (organization.fields if organization else {}).items()}
     for rule in config.channels:
         if (set(rule.tags) & set(ticket.tags) or ticket.brand_id in rule.brands
-                or ticket.form_id in rule.forms or set(rule.organization_tags) & org_tags):
+                or ticket.form_id in rule.forms or set(rule.organization_tags) & org_tags
+                or any(org_fields.get(k) == v for k, v in rule.organization_fields)):
             return rule.channel
     return config.default_channel
 

@@ -107,6 +107,8 @@ class ChannelRule:
     brands: tuple[int, ...] = ()
     forms: tuple[int, ...] = ()
     organization_tags: tuple[str, ...] = ()
+    # Organization field values, e.g. {"deployment": "saas"}.
+    organization_fields: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -399,15 +401,22 @@ def parse_slack(source: Path, data: object) -> SlackConfig:
         sl.fail("channels", "an array of tables ([[slack.channels]])", raw_rules)
     for raw in raw_rules:
         rule = _Section(source, "slack.channels", raw,
-                        {"channel", "tags", "brands", "forms", "organization_tags"})
+                        {"channel", "tags", "brands", "forms", "organization_tags",
+                         "organization_fields"})
+        fields = rule.data.get("organization_fields", {})
+        if not isinstance(fields, dict) or not all(
+                isinstance(v, str | int) and not isinstance(v, bool) for v in fields.values()):
+            rule.fail("organization_fields", 'a table of field = "value"', fields)
         parsed = ChannelRule(channel=rule.text("channel"),
                              tags=_list(rule, "tags", str, rule.data),
                              brands=_list(rule, "brands", int, rule.data),
                              forms=_list(rule, "forms", int, rule.data),
-                             organization_tags=_list(rule, "organization_tags", str, rule.data))
-        if not (parsed.tags or parsed.brands or parsed.forms or parsed.organization_tags):
-            rule.fail("channel", "a rule with tags, brands, forms or organization_tags",
-                      parsed.channel)
+                             organization_tags=_list(rule, "organization_tags", str, rule.data),
+                             organization_fields=tuple((k, str(v)) for k, v in fields.items()))
+        if not (parsed.tags or parsed.brands or parsed.forms or parsed.organization_tags
+                or parsed.organization_fields):
+            rule.fail("channel", "a rule with tags, brands, forms, organization_tags or "
+                      "organization_fields", parsed.channel)
         rules.append(parsed)
     regions = []
     raw_regions = sl.data.get("regions", [])

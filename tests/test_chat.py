@@ -20,7 +20,8 @@ CONFIG = SlackConfig(
     default_channel="C0SELF",
     channels=(ChannelRule("C0SAAS", tags=("saas",)), ChannelRule("C0BRAND", brands=(7,)),
               ChannelRule("C0FORM", forms=(9,)),
-              ChannelRule("C0FED", organization_tags=("us_federal",))),
+              ChannelRule("C0FED", organization_tags=("us_federal",)),
+              ChannelRule("C0DEDICATED", organization_fields=(("deployment", "dedicated"),))),
     regions=(Region("americas", "support-team-americas", time(15), time(23)),
              Region("apac", "support-team-apac", time(23), time(7)),
              Region("emea", "support-team-emea", time(7), time(15))),
@@ -36,6 +37,8 @@ def test_first_matching_rule_picks_the_channel_else_the_default() -> None:
     assert pick_channel(CONFIG, make_ticket(brand_id=7), None) == "C0BRAND"
     assert pick_channel(CONFIG, make_ticket(form_id=9), None) == "C0FORM"
     assert pick_channel(CONFIG, make_ticket(), org(("us_federal",))) == "C0FED"
+    dedicated = Organization(1, "Acme", {"deployment": "dedicated"}, ())
+    assert pick_channel(CONFIG, make_ticket(), dedicated) == "C0DEDICATED"
     assert pick_channel(CONFIG, make_ticket(tags=("other",)), org()) == "C0SELF"
 
 
