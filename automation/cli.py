@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     page.add_argument("--engineer", metavar="EMAIL",
                       help="who to page (default: whoever is on call now)")
     page.add_argument("--dry-run", action="store_true", help="say who would be paged; send nothing")
+    page.add_argument("--yes", "-y", action="store_true",
+                      help="page without asking (required when not on a terminal)")
     oncall = commands.add_parser("oncall", help="who is on call now and next, from PagerDuty")
     oncall.add_argument("--at", type=moment, metavar="TIME",
                         help="another moment, e.g. 2026-11-28T02:00+00:00 (default: now)")
@@ -532,6 +534,21 @@ def build_commands(args: argparse.Namespace, ctx: Context) -> Commands:
                     build_chat(cfg, ctx, zendesk, store, templates), build_pagerduty(cfg, ctx))
 
 
+def confirmed(text: str, args: argparse.Namespace, ctx: Context) -> bool:
+    """--yes, or the preview shown and 'y' typed on a terminal."""
+    if args.yes:
+        return True
+    if not ctx.stdin.isatty():
+        raise UsageError("not sending without --yes when standard input is not a terminal "
+                         "(preview it with --dry-run)")
+    print(text, file=ctx.out)
+    print("\nSend this? [y/N] ", end="", file=ctx.out, flush=True)
+    if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
+        print("not sent", file=ctx.out)
+        return False
+    return True
+
+
 def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
                      ctx: Context) -> int:
     """--dry-run previews; otherwise --yes or a 'y' typed on a terminal sends."""
@@ -540,15 +557,8 @@ def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
         print(text, file=ctx.out)
         print("\ndry run: nothing was sent", file=ctx.out)
         return EXIT_OK
-    if not args.yes:
-        if not ctx.stdin.isatty():
-            raise UsageError("not sending without --yes when standard input is not a terminal "
-                             "(preview it with --dry-run)")
-        print(text, file=ctx.out)
-        print("\nSend this? [y/N] ", end="", file=ctx.out, flush=True)
-        if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("not sent", file=ctx.out)
-            return EXIT_OK
+    if not confirmed(text, args, ctx):
+        return EXIT_OK
     for sent in commands.send(plan):
         if sent.step == "slack":
             print(sent.note, file=ctx.out)
@@ -722,7 +732,13 @@ def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
     commands = build_commands(args, ctx)
-    print(commands.page(args.ticket, args.engineer, args.dry_run), file=ctx.out)
+    preview_text = commands.page(args.ticket, args.engineer, dry_run=True)
+    if args.dry_run or preview_text.startswith(f"#{args.ticket}: already paged"):
+        print(preview_text, file=ctx.out)
+        return EXIT_OK
+    if not confirmed(preview_text.removesuffix("\ndry run: nothing was sent"), args, ctx):
+        return EXIT_OK
+    print(commands.page(args.ticket, args.engineer, dry_run=False), file=ctx.out)
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from automation import workflow
 from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import Config
-from automation.errors import AutomationError, Conflict, WriteUncertain
+from automation.errors import AutomationError, Conflict, InputError, WriteUncertain
 from automation.model import Person, Snapshot, Step
 from automation.pagerduty import PagerDuty
 from automation.paging import PAGED_TAG, incident_key, incident_tag
@@ -109,10 +109,10 @@ def parse_brief_file(text: str, name: str) -> dict[str, str]:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise Refused(f"{name}: not valid TOML: {exc}") from None
+            raise InputError(f"{name}: not valid TOML: {exc}") from None
         unknown = sorted(set(data) - set(BRIEF_FIELDS))
         if unknown:
-            raise Refused(f"{name}: unknown key {unknown[0]!r}; expected "
+            raise InputError(f"{name}: unknown key {unknown[0]!r}; expected "
                           f"{', '.join(BRIEF_FIELDS)}")
         return {k: str(v).strip() for k, v in data.items()}
     sections: dict[str, list[str]] = {}
@@ -122,7 +122,7 @@ def parse_brief_file(text: str, name: str) -> dict[str, str]:
             heading = line.lstrip("#").strip().lower()
             current = next((f for f in BRIEF_FIELDS if heading.startswith(f[:5])), None)
             if current is None:
-                raise Refused(f"{name}: unknown section {line.strip()!r}; expected headings "
+                raise InputError(f"{name}: unknown section {line.strip()!r}; expected headings "
                               f"{', '.join('## ' + f.title() for f in BRIEF_FIELDS)}")
             sections[current] = []
         elif current is not None:
@@ -157,9 +157,9 @@ class Commands:
             return None
         person = self.zendesk.person_by_email(email)
         if person is None:
-            raise Refused(f"--as {email}: no Zendesk user has this email")
+            raise InputError(f"--as {email}: no Zendesk user has this email")
         if not person.is_agent:
-            raise Refused(f"--as {email}: {person.name} is an end-user, not an agent")
+            raise InputError(f"--as {email}: {person.name} is an end-user, not an agent")
         return person
 
     def _context(self, snapshot: Snapshot, author: Person | None) -> dict[str, Any]:
@@ -168,6 +168,8 @@ class Commands:
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
         context = template_context(snapshot, assessment, self.config.workflow, organization, now)
         context["engineer"] = author.name if author else self.config.workflow.signature
+        if author is not None and assessment.contact_at is None:
+            context["bridge_url"] = self.config.workflow.bridge_for(author.email)
         return context
 
     def _require_emergency(self, snapshot: Snapshot, force: bool) -> None:
@@ -197,10 +199,10 @@ class Commands:
                        next_engineer: str | None = None, macro_title: str | None = None,
                        force: bool = False) -> Plan:
         if not notes.strip():
-            raise Refused("--notes: the post-call notes are empty; write what was done and "
+            raise InputError("--notes: the post-call notes are empty; write what was done and "
                           "what happens next")
         if internal is not None and not internal.strip():
-            raise Refused("--internal: the internal notes are empty; leave the flag out or "
+            raise InputError("--internal: the internal notes are empty; leave the flag out or "
                           "write the internal detail")
         snapshot = self.load(ticket_id)
         self._require_emergency(snapshot, force)
@@ -210,15 +212,20 @@ class Commands:
                 available_until or next_engineer):
             current, following = self.pagerduty.now_and_next(
                 self.config.pagerduty.escalation_policy_id, self.clock.now())
-            if current is not None and current.end is not None:
-                available_until = f"{current.end:%H:%M} UTC"
-            if following is not None:
-                next_engineer = following.user.email
+            if current is not None and author is not None and \
+                    current.user.email.lower() == author.email.lower():
+                # The runbook's hand-off: "I'm on call until ..., then my colleague ...".
+                if current.end is not None:
+                    available_until = f"{current.end:%H:%M} UTC"
+                if following is not None:
+                    next_engineer = following.user.email
+            elif current is not None:
+                next_engineer = current.user.email  # whoever is on call takes a new emergency
         next_name = next_engineer
         if next_engineer and "@" in next_engineer:
             colleague = self.zendesk.person_by_email(next_engineer)
             if colleague is None:
-                raise Refused(f"--next {next_engineer}: no Zendesk user has this email")
+                raise InputError(f"--next {next_engineer}: no Zendesk user has this email")
             next_name = colleague.name
         context.update(notes=notes.strip(), internal_notes=(internal or "").strip(),
                        available_until=available_until, next_engineer=next_name,
@@ -242,7 +249,7 @@ class Commands:
     def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
                            as_email: str | None = None) -> Plan:
         if not reason.strip():
-            raise Refused("--reason: empty; say why the ticket may not be an emergency")
+            raise InputError("--reason: empty; say why the ticket may not be an emergency")
         snapshot = self.load(ticket_id)
         author = self.author(as_email)
         context = self._context(snapshot, author)
@@ -264,15 +271,15 @@ class Commands:
                    as_email: str | None = None) -> Plan:
         planned = (fields.get("planned") or "").strip()
         if not planned:
-            raise Refused("brief: 'planned' is empty; say what is planned")
+            raise InputError("brief: 'planned' is empty; say what is planned")
         when_text = (fields.get("when") or "").strip()
         try:
             when = datetime.fromisoformat(when_text)
         except ValueError:
-            raise Refused(f"brief: 'when' must be a date and time like 2026-11-28T02:00+00:00, "
+            raise InputError(f"brief: 'when' must be a date and time like 2026-11-28T02:00+00:00, "
                           f"got {when_text!r}") from None
         if when.tzinfo is None:
-            raise Refused(f"brief: 'when' needs a time zone (e.g. {when_text}+00:00 or Z), "
+            raise InputError(f"brief: 'when' needs a time zone (e.g. {when_text}+00:00 or Z), "
                           f"got {when_text!r}")
         snapshot = self.zendesk.snapshot(ticket_id)
         author = self.author(as_email)
@@ -293,7 +300,7 @@ class Commands:
         """Trigger the emergency's incident by hand, assigned to the engineer; once per ticket."""
         pd, cfg = self.pagerduty, self.config.pagerduty
         if pd is None or cfg is None:
-            raise Refused("paging needs [pagerduty] in the config")
+            raise InputError("paging needs [pagerduty] in the config")
         snapshot = self.load(ticket_id)
         if engineer_email is None:
             current, _ = pd.now_and_next(cfg.escalation_policy_id, self.clock.now())
@@ -304,7 +311,7 @@ class Commands:
         else:
             found = pd.user_by_email(engineer_email)
             if found is None:
-                raise Refused(f"--engineer {engineer_email}: no PagerDuty user has this email")
+                raise InputError(f"--engineer {engineer_email}: no PagerDuty user has this email")
             engineer = found
         owner = pd.token_owner()
         if engineer.email.lower() == cfg.from_email.lower() or (
@@ -315,6 +322,15 @@ class Commands:
                           "someone else (e.g. a bot user)")
         ticket = snapshot.ticket
         title = f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}"
+        existing = pd.incident_by_key(incident_key(ticket.id), [cfg.service_id])
+        if existing is not None and existing.is_open:
+            assigned = ", ".join(pd.user(u).name for u in existing.assignee_ids) or "nobody"
+            if engineer.id in existing.assignee_ids:
+                return (f"#{ticket.id}: already paged: incident {existing.id} "
+                        f"({existing.status}, assigned to {assigned}) {existing.html_url}")
+            raise Refused(f"ticket #{ticket.id} already has an open page ({existing.id}, "
+                          f"assigned to {assigned}): reassign it to {engineer.name} in "
+                          f"PagerDuty, {existing.html_url}")
         if dry_run:
             return (f"would page {engineer.name} <{engineer.email}> on service "
                     f"{cfg.service_id}: {title!r} (incident key {incident_key(ticket.id)})\n"

@@ -11,6 +11,10 @@ class ConfigError(AutomationError):
     """Raised when config.toml, a flag or the environment is missing or malformed."""
 
 
+class InputError(ConfigError):
+    """Raised when a command's own input (a flag's value, a notes or brief file) is unusable."""
+
+
 class TemplateError(AutomationError):
     """Raised when a template cannot be loaded or rendered (names template, line, variable)."""
 

@@ -130,7 +130,7 @@ class Paging:
         if incident.status == "acknowledged" and incident.acknowledger_ids:
             acknowledged_by = self.pd.user(incident.acknowledger_ids[-1]).email
         return Page(incident_id=incident.id, status=incident.status,
-                    acknowledged_by=acknowledged_by)
+                    acknowledged_by=acknowledged_by, created_at=incident.created_at)
 
     def wants(self, ticket: Ticket, now: datetime) -> bool:
         """Whether the ticket needs a read for PagerDuty's sake: its page moved since this
@@ -164,8 +164,11 @@ class Paging:
         if assessment.state in (State.SOLVED, State.NOT_URGENT, State.CLOSED_TO_HIGH):
             return done
         if assessment.contact_at is not None:
+            # Only the page that brought someone to the ticket is resolved by its contact: a
+            # page sent by hand afterwards (to reach an engineer) is the person's to close.
+            answered = page.created_at is None or page.created_at <= assessment.contact_at
             if page.incident_id and page.status in ("triggered", "acknowledged") and \
-                    self._engaged(snapshot, assessment, page):
+                    answered and self._engaged(snapshot, assessment, page):
                 done.append(self._resolve(snapshot, assessment, page.incident_id))
             return done
         incident_id = page.incident_id

@@ -84,13 +84,16 @@ def template_context(snapshot: Snapshot, assessment: Assessment, settings: Workf
     ticket = snapshot.ticket
     requester = snapshot.people.get(ticket.requester_id)
     policy = settings.policy
+    # The bridge stays the one offered at contact (the engineer's own, when they made it).
+    contact = snapshot.people.get(assessment.contact_by or 0)
+    bridge = settings.bridge_for(contact.email if contact else None)
     return {
         "ticket": {"id": ticket.id, "subject": ticket.subject, "url": ticket.url,
                    "priority": ticket.priority},
         "requester": {"name": requester.name if requester and requester.name else "there",
                       "email": requester.email if requester else ""},
         "organization": {"name": organization.name} if organization else None,
-        "bridge_url": settings.bridge_url,
+        "bridge_url": bridge,
         "signature": settings.signature,
         "engineer": None,
         "contact_at": assessment.contact_at,

@@ -52,6 +52,7 @@ class Page:
     incident_id: str | None = None
     status: str | None = None  # triggered, acknowledged, resolved; None: no incident found
     acknowledged_by: str | None = None  # the email of the person who acknowledged it
+    created_at: datetime | None = None  # when the page went out
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def test_notes_and_internal_cannot_both_come_from_stdin(config: str) -> None:
     assert code == cli.EXIT_CONFIG and "standard input" in err
 
 
-def test_empty_notes_file_is_refused(config: str, double: ZendeskDouble) -> None:
+def test_empty_notes_file_is_bad_input(config: str, double: ZendeskDouble) -> None:
     double.create(7)
     empty = Path(config).parent / "empty.md"
     empty.write_text("  \n")
@@ -142,7 +142,7 @@ def test_empty_notes_file_is_refused(config: str, double: ZendeskDouble) -> None
     code, _, err = emergency("--config", config, "post-call", "7", "--notes", str(empty),
                              "--yes")
 
-    assert code == cli.EXIT_REFUSED and "empty" in err
+    assert code == cli.EXIT_CONFIG and "empty" in err
     assert double.puts == []
 
 
@@ -219,14 +219,14 @@ def test_brief_from_markdown_is_internal_and_findable_by_organization(
     assert "Upgrade to 17.2" in out and "#40" in out
 
 
-def test_brief_with_a_when_that_is_not_a_time_is_refused(
+def test_brief_with_a_when_that_is_not_a_time_is_bad_input(
         config: str, double: ZendeskDouble) -> None:
     double.create(40, priority="normal")
 
     code, _, err = emergency("--config", config, "brief", "40", "--planned", "Upgrade",
                              "--when", "friday night", "--yes")
 
-    assert code == cli.EXIT_REFUSED and "'when' must be a date and time" in err
+    assert code == cli.EXIT_CONFIG and "'when' must be a date and time" in err
     assert double.puts == []
 
 
@@ -313,3 +313,18 @@ def test_brief_written_in_the_editor(config: str, double: ZendeskDouble, tmp_pat
     assert "Geo failover" in put["ticket"]["comment"]["body"]
     assert "Replication lag" in put["ticket"]["comment"]["body"]
     assert put["ticket"]["comment"]["public"] is False
+
+
+def test_manual_ack_as_an_engineer_offers_their_bridge_and_signs_once(
+        tmp_path: Path, double: ZendeskDouble) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(
+        "[state]", 'bridges = { "fr@example.com" = "https://zoom.example.com/j/fr" }\n\n[state]'))
+    double.create(7)
+
+    _, as_her, _ = emergency("--config", str(config), "ack", "7", "--as", "fr@example.com",
+                             "--dry-run")
+    _, as_team, _ = emergency("--config", str(config), "ack", "7", "--dry-run")
+
+    assert "https://zoom.example.com/j/fr" in as_her and "Francesca Rossi" in as_her
+    assert as_team.count("The Support Team") == 1

@@ -222,12 +222,13 @@ def test_page_by_hand_is_idempotent_per_ticket(
     ticket_id = urgent(sandbox, account)
 
     code, out, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
-                            "--engineer", account.second_agent_email)
-    again = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id))
+                            "--engineer", account.second_agent_email, "--yes")
+    again = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id), "--engineer",
+                   account.second_agent_email, "--yes")
 
     assert code == cli.EXIT_OK, err
     assert "assigned to Ravi Patel" in out
-    assert again[0] == cli.EXIT_OK
+    assert again[0] == cli.EXIT_OK and "already paged" in again[1]
     incident = incident_for(sandbox, ticket_id)
     assert [a["assignee"]["id"] for a in incident["assignments"]] == [account.pd_ravi_id]
     assert "emergency_paged" in sandbox.zendesk.ticket(ticket_id)["tags"]
@@ -249,11 +250,49 @@ def test_paging_someone_with_their_own_identity_is_refused(
     ticket_id = urgent(sandbox, account)
 
     code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
-                          "--engineer", "francesca@example.com",
+                          "--engineer", "francesca@example.com", "--yes",
                           from_email="francesca@example.com")
 
     assert code == cli.EXIT_REFUSED and "their own PagerDuty identity" in err
     assert err.count("\n") == 1
+    assert sandbox.pagerduty.incidents() == []
+
+
+def test_paging_someone_else_when_a_page_is_open_is_refused_not_faked(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id), "--yes")
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
+                          "--engineer", account.second_agent_email, "--yes")
+
+    assert code == cli.EXIT_REFUSED and "already has an open page" in err
+    assert "assigned to Francesca Rossi" in err
+    assert len(sandbox.pagerduty.incidents()) == 1
+
+
+def test_a_page_sent_by_hand_after_contact_is_not_resolved_by_the_worker(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock,
+        tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    sandbox.zendesk.add_comment(ticket_id, account.agent_id, "Calling you now", public=True)
+    clock.advance(timedelta(minutes=1))
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id),
+                          "--engineer", account.second_agent_email, "--yes")
+    assert code == cli.EXIT_OK, err
+
+    play(worker, clock, 5)
+
+    assert incident_for(sandbox, ticket_id)["status"] == "triggered"
+
+
+def test_page_without_yes_off_a_terminal_sends_nothing(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id))
+
+    assert code == cli.EXIT_CONFIG and "--yes" in err
     assert sandbox.pagerduty.incidents() == []
 
 
@@ -284,3 +323,31 @@ def test_post_call_hand_off_comes_from_the_on_call_schedule(
     body = sandbox.zendesk.public_comments(ticket_id)[-1]["body"]
     assert "Francesca Rossi will be on call until 17:00 UTC" in body
     assert "After that, Ravi Patel will be responding" in body
+
+
+def test_post_call_by_someone_off_call_names_the_on_call_for_follow_up(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    notes = tmp_path / "notes.md"
+    notes.write_text("Rolled back; all good.")
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "post-call", str(ticket_id),
+                          "--notes", str(notes), "--yes", "--as", account.second_agent_email)
+
+    assert code == cli.EXIT_OK, err
+    body = sandbox.zendesk.public_comments(ticket_id)[-1]["body"]
+    assert "Ravi Patel will be on call" not in body
+    assert "Francesca Rossi will be responding" in body
+
+
+def test_the_follow_up_offers_the_bridge_the_engineer_offered_at_contact(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    play(worker, clock, 3)
+    sandbox.pagerduty.acknowledge(incident_for(sandbox, ticket_id)["id"], account.pd_francesca_id)
+
+    play(worker, clock, 20)
+
+    ack, follow_up = public_agent_comments(sandbox, account, ticket_id)
+    assert FRANCESCA_BRIDGE in ack["body"] and FRANCESCA_BRIDGE in follow_up["body"]
+    assert "https://bridge.example.com/team" not in follow_up["body"]
