@@ -563,6 +563,10 @@ def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
         if sent.step == "slack":
             print(sent.note, file=ctx.out)
             continue
+        if sent.skipped:
+            print(f"#{plan.snapshot.ticket.id} {sent.step}: already on the ticket, skipped",
+                  file=ctx.out)
+            continue
         visibility = "public" if sent.public else "internal"
         note = f" ({sent.note})" if sent.note else ""
         print(f"#{plan.snapshot.ticket.id} {sent.step}: posted {visibility}"

@@ -41,6 +41,10 @@ class Refused(AutomationError):
     """Raised when the ticket's state forbids the command (solved, already done, not urgent)."""
 
 
+class PartlySent(AutomationError):
+    """Raised when some of a command's writes landed and a later one failed."""
+
+
 @dataclass(frozen=True)
 class Write:
     """One update: a rendered comment and the field changes that travel with it."""
@@ -68,6 +72,7 @@ class Sent:
     comment_id: int | None
     public: bool
     note: str = ""
+    skipped: bool = False  # its exact text was on the ticket already
 
 
 def normalized(text: str) -> str:
@@ -350,19 +355,37 @@ class Commands:
 
     # --- sending -------------------------------------------------------------------------------
     def send(self, plan: Plan) -> list[Sent]:
-        """Send each write once, in order; re-read after a conflict or a lost answer."""
+        """Send each write once, in order; re-read after a conflict or a lost answer.
+
+        A write whose exact text is already on the ticket (a re-run after a partial failure)
+        is skipped; when every one is, nothing is sent and the command is refused.
+        """
         sent: list[Sent] = []
         snapshot = plan.snapshot
+        ticket_id = snapshot.ticket.id
+        if all(already_posted(snapshot, w.rendered) for w in plan.writes):
+            raise Refused(f"ticket #{ticket_id} already has exactly this text; nothing was sent")
         for write in plan.writes:
-            outcome = self._send_one(write, snapshot, plan.author)
-            sent.append(outcome)
-            snapshot = self.zendesk.snapshot(snapshot.ticket.id)
+            if already_posted(snapshot, write.rendered):
+                sent.append(Sent(write.step, None, write.rendered.public,
+                                 "already on the ticket", skipped=True))
+                continue
+            try:
+                sent.append(self._send_one(write, snapshot, plan.author))
+            except AutomationError as exc:
+                if not any(s.comment_id or s.note for s in sent):
+                    raise
+                done = ", ".join(s.step for s in sent)
+                raise PartlySent(f"{done} posted on ticket #{ticket_id}, but {write.step} was "
+                                 f"not: {exc}; run the same command again to send the rest "
+                                 "(what is on the ticket is skipped)") from None
+            snapshot = self.zendesk.snapshot(ticket_id)
         if plan.brief is not None:
             self.store.add_brief(plan.brief)
         if self.chat is not None and plan.slack_lines:
-            now = self.clock.now()
+            now = self.zendesk.server_time or self.clock.now()
             for kind, text in plan.slack_lines:
-                self.chat.echo(snapshot.ticket.id, kind, text, now)
+                self.chat.echo(ticket_id, kind, text, now)
             pending = self.chat.serve(snapshot, now, live=True)
             if pending:
                 sent.append(Sent("slack", None, False,
@@ -381,9 +404,6 @@ class Commands:
                                         "confirmed on re-read: it was already on the ticket")
                 if write.guard and (reason := write.guard(snapshot)):
                     raise Refused(reason)
-            elif already_posted(snapshot, write.rendered):
-                raise Refused(f"ticket #{ticket_id} already has this exact {write.step} text; "
-                              "nothing was sent")
             try:
                 update = self.zendesk.update(snapshot.ticket, write.rendered, write.tags_to_add,
                                              write.priority, author.id if author else None)

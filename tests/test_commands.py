@@ -328,3 +328,32 @@ def test_manual_ack_as_an_engineer_offers_their_bridge_and_signs_once(
 
     assert "https://zoom.example.com/j/fr" in as_her and "Francesca Rossi" in as_her
     assert as_team.count("The Support Team") == 1
+
+
+def test_a_half_sent_post_call_says_so_and_a_re_run_sends_only_the_rest(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    notes = str(write_notes(config))
+
+    def refuse_internal_notes(ticket_id: int, body: dict) -> tuple[int, dict] | None:
+        if body["ticket"]["comment"]["public"]:
+            double.before_put.append(refuse_internal_notes)  # wait for the internal one
+            return None
+        return 422, {"error": "RecordInvalid"}
+
+    double.before_put.append(refuse_internal_notes)
+
+    code, out, err = emergency("--config", config, "post-call", "7", "--notes", notes,
+                               "--internal", "-", "--yes", stdin=io.StringIO("gitaly-2 disk"))
+
+    assert code == cli.EXIT_STEP_FAILED
+    assert "post-call posted on ticket #7, but post-call-internal was not" in err
+    assert err.count("\n") == 1
+
+    code, out, _ = emergency("--config", config, "post-call", "7", "--notes", notes,
+                             "--internal", "-", "--yes", stdin=io.StringIO("gitaly-2 disk"))
+
+    assert code == cli.EXIT_OK
+    assert "#7 post-call: already on the ticket, skipped" in out
+    comments = [c for c in double.tickets[7].comments if c["author_id"] == API_USER]
+    assert [c["public"] for c in comments] == [True, False]
