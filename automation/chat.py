@@ -229,7 +229,12 @@ class Chat:
         """(plain name for Zendesk, Slack mention) of a person given by email in the org."""
         if not isinstance(email, str) or "@" not in email:
             return None
-        user_id = self.slack.user_id_by_email(email)
+        try:
+            user_id = self.slack.user_id_by_email(email)
+        except UpstreamError as exc:
+            # Slack down or refusing: name them plainly; nothing else waits on Slack.
+            log.warning("Slack: could not look up %s: %s", email, exc)
+            user_id = None
         return (email, mention_user(user_id)) if user_id else (email, escape(email))
 
     def _flush(self, ticket_id: int, thread: Thread, now: datetime) -> None:

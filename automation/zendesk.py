@@ -235,6 +235,13 @@ class Zendesk:
             raise Rejected(SERVICE, method, path, status, _zenpy_text(exc)) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise Unreachable(SERVICE, method, path, None, _connection_text(exc)) from None
+        except requests.HTTPError as exc:
+            # zenpy raises this when an error answer is not JSON: not Zendesk's API at all.
+            response = exc.response
+            raise Unreachable(SERVICE, method, path,
+                              response.status_code if response is not None else None,
+                              excerpt(response) if response is not None else "",
+                              "the answer is not Zendesk's JSON: check [zendesk] url") from None
         except ZenpyException as exc:
             raise Rejected(SERVICE, method, path, None, str(exc)[:160]) from None
 

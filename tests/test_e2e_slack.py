@@ -205,7 +205,8 @@ def test_two_workers_seeing_the_same_reply_echo_it_once(
 
 
 def run_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
-            *argv: str, stdin: str = "") -> tuple[int, str, str]:
+            *argv: str, stdin: str = "", slack_token: str = DEFAULT_TOKEN
+            ) -> tuple[int, str, str]:
     import io
 
     from automation import cli
@@ -219,7 +220,7 @@ def run_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path
     out, err = io.StringIO(), io.StringIO()
     code = cli.run(["--config", str(config), *argv], out=out, err=err, clock=clock,
                    stdin=io.StringIO(stdin),
-                   environ={"ZENDESK_API_TOKEN": sandbox.token, "SLACK_BOT_TOKEN": DEFAULT_TOKEN})
+                   environ={"ZENDESK_API_TOKEN": sandbox.token, "SLACK_BOT_TOKEN": slack_token})
     return code, out.getvalue(), err.getvalue()
 
 
@@ -271,3 +272,16 @@ def test_lines_queued_while_slack_was_down_go_out_after_the_ticket_left_the_list
     assert worker.store.outbox(ticket_id) == []
     steps = thread_texts(sandbox, account.self_managed_channel, ticket_id)[2:]
     assert len(steps) == 3 and "HIGH" in steps[-1]
+
+
+def test_slack_refusing_does_not_stop_an_engineers_command(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, out, err = run_cli(sandbox, account, clock, tmp_path, "not-emergency", str(ticket_id),
+                             "--reason", "Staging only", "--yes", slack_token="xoxb-wrong")
+
+    assert code == 0, err
+    assert "Slack line(s) pending" in out
+    [note] = [c for c in sandbox.zendesk.comments(ticket_id) if not c["public"]]
+    assert "Staging only" in note["body"]

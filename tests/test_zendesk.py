@@ -159,3 +159,14 @@ def _ticket():
     from automation.zendesk import ticket_from
 
     return ticket_from(TICKET_JSON)
+
+
+@responses.activate
+def test_a_url_that_is_not_zendesk_is_one_clear_error() -> None:
+    responses.get(SEARCH, status=404, body="<html>Not Found</html>",
+                  content_type="text/html")
+
+    with pytest.raises(Unreachable) as caught:
+        client(FakeClock()).find_emergencies("type:ticket")
+
+    assert "HTTP 404" in str(caught.value) and "check [zendesk] url" in str(caught.value)
