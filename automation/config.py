@@ -353,6 +353,13 @@ def _hours(section: _Section, key: str, value: str) -> tuple[time, time]:
     return _clock_time(section, key, start.strip()), _clock_time(section, key, end.strip())
 
 
+def _same_day(section: _Section, key: str, value: str) -> tuple[time, time]:
+    start, end = _hours(section, key, value)
+    if start >= end:
+        section.fail(key, "hours that start and end the same day, like 05:00-17:00", value)
+    return start, end
+
+
 def parse_federal(source: Path, data: object) -> FederalConfig:
     fed = _Section(source, "pagerduty.federal", data, {
         "service_id", "escalation_policy_id", "organization_tags", "brands", "forms",
@@ -364,12 +371,12 @@ def parse_federal(source: Path, data: object) -> FederalConfig:
         fed.fail("timezone", "an IANA time zone like America/Los_Angeles", zone)
     shifts = _list(fed, "shifts", str, fed.data) or ("05:00-11:00", "11:00-17:00")
     for shift in shifts:
-        _hours(fed, "shifts", shift)
+        _same_day(fed, "shifts", shift)
     rule = FederalConfig(
         service_id=fed.text("service_id"), escalation_policy_id=fed.text("escalation_policy_id"),
         organization_tags=_list(fed, "organization_tags", str, fed.data),
         brands=_list(fed, "brands", int, fed.data), forms=_list(fed, "forms", int, fed.data),
-        timezone=zone, coverage=_hours(fed, "coverage", fed.text("coverage", "05:00-17:00")),
+        timezone=zone, coverage=_same_day(fed, "coverage", fed.text("coverage", "05:00-17:00")),
         shifts=tuple(shifts))
     if not (rule.organization_tags or rule.brands or rule.forms):
         fed.fail("organization_tags", "a rule: organization_tags, brands or forms", [])
@@ -378,10 +385,14 @@ def parse_federal(source: Path, data: object) -> FederalConfig:
 
 def _clock_time(section: _Section, key: str, value: object) -> time:
     try:
-        return time.fromisoformat(str(value))
+        parsed = time.fromisoformat(str(value))
     except ValueError:
-        section.fail(key, "a time of day like 13:00", value)
-        raise  # unreachable: fail() raises
+        parsed = None
+    if parsed is None or parsed.tzinfo is not None:
+        # The zone is the section's own (UTC, or `timezone`), never part of the time.
+        section.fail(key, "a time of day like 13:00, without a zone", value)
+    assert parsed is not None
+    return parsed
 
 
 def _list(section: _Section, key: str, kind: type, data: dict[str, Any]) -> tuple[Any, ...]:

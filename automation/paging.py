@@ -100,7 +100,7 @@ class Paging:
             ids.append(self.config.managers_service_id)
         return ids
 
-    def profile(self, ticket: Ticket) -> Profile:
+    def profile(self, ticket: Ticket, now: datetime) -> Profile:
         """US Federal when the federal rule matches the ticket, else the Customer Support one."""
         federal = self.config.federal
         if federal is not None:
@@ -108,7 +108,7 @@ class Paging:
             if federal.applies_to(organization.tags if organization else (), ticket.brand_id,
                                   ticket.form_id):
                 return Profile("US Federal", federal.service_id, federal.escalation_policy_id,
-                               coverage_at(self.clock.now(), federal.timezone,
+                               coverage_at(now, federal.timezone,
                                            *federal.coverage))
         return Profile("Customer Support", self.config.service_id,
                        self.config.escalation_policy_id, None)
@@ -117,10 +117,10 @@ class Paging:
         """The one PagerDuty listing of a pass."""
         self.open = self.pd.open_incidents(self.service_ids)
 
-    def page_for(self, snapshot: Snapshot) -> Page:
+    def page_for(self, snapshot: Snapshot, now: datetime) -> Page:
         """The ticket's incident among the open ones (the facts the workflow decides on)."""
         ticket = snapshot.ticket
-        service = self.profile(ticket).service_id
+        service = self.profile(ticket, now).service_id
         incident = next((i for i in self.open if i.service_id == service
                          and matches_ticket(i, ticket.id)), None)
         if incident is None:
@@ -136,7 +136,7 @@ class Paging:
         """Whether the ticket needs a read for PagerDuty's sake: its page moved since this
         process last looked (an acknowledgement changes nothing on the Zendesk ticket), or it
         is time to page for it."""
-        profile = self.profile(ticket)
+        profile = self.profile(ticket, now)
         incident = next((i for i in self.open if matches_ticket(i, ticket.id)
                          and i.service_id == profile.service_id), None)
         seen = (incident.id, incident.status) if incident else (None, None)
@@ -172,7 +172,7 @@ class Paging:
                 done.append(self._resolve(snapshot, assessment, page.incident_id))
             return done
         incident_id = page.incident_id
-        profile = self.profile(ticket)
+        profile = self.profile(ticket, now)
         if profile.coverage is not None and not profile.coverage.open_now:
             return done  # outside coverage: the off-hours reply, no page
         if incident_id is None and ticket.id not in self._handled_elsewhere and \

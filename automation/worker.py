@@ -177,8 +177,8 @@ class Worker:
                 snapshot = self.zendesk.snapshot(ticket_id)
                 snapshot = replace(snapshot, briefs=tuple(
                     self.store.briefs_for(snapshot.ticket.organization_id)))
-                page = self._page_facts(snapshot) if paging_up else None
-                coverage = self.paging.profile(snapshot.ticket).coverage \
+                page = self._page_facts(snapshot, now) if paging_up else None
+                coverage = self.paging.profile(snapshot.ticket, now).coverage \
                     if self.paging is not None else None
                 assessment = workflow.assess(snapshot, now, self.policy, page, coverage)
                 if pending is not None:
@@ -226,11 +226,11 @@ class Worker:
                 live = last[1].state in workflow.LIVE_STATES
                 report.slack_pending += self.chat.serve(last[0], now, live)
 
-    def _page_facts(self, snapshot: Snapshot) -> workflow.Page | None:
+    def _page_facts(self, snapshot: Snapshot, now: datetime) -> workflow.Page | None:
         if self.paging is None:
             return None
         try:
-            return self.paging.page_for(snapshot)
+            return self.paging.page_for(snapshot, now)
         except UpstreamError as exc:
             log.warning("ticket %s: PagerDuty facts unavailable: %s", snapshot.ticket.id, exc)
             return None
@@ -251,7 +251,7 @@ class Worker:
         """PagerDuty's part, after the Zendesk step: a failure here is a failed step."""
         assert self.paging is not None
         try:
-            page = self.paging.page_for(snapshot)
+            page = self.paging.page_for(snapshot, now)
             done = self.paging.act(snapshot, assessment, page, now, self._busy(now))
         except UpstreamError as exc:
             self._fail(report, now, snapshot.ticket.id, "pagerduty", str(exc))
@@ -321,7 +321,7 @@ class Worker:
             context["bridge_url"] = self.settings.bridge_for(action.author_email)
             context["engineer"] = author.name if author else None
         if action.step is Step.OFF_HOURS and self.paging is not None:
-            coverage = self.paging.profile(snapshot.ticket).coverage
+            coverage = self.paging.profile(snapshot.ticket, now).coverage
             context["coverage_hours"] = coverage.hours if coverage else ""
             context["resumes_at"] = coverage.opens_at if coverage else None
         context["briefs"] = workflow.relevant_briefs(snapshot, now)

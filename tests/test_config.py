@@ -400,3 +400,24 @@ def test_config_path_comes_from_flag_then_environment_then_default(monkeypatch):
     monkeypatch.setenv(config.CONFIG_ENV, "/etc/emergency.toml")
     assert config.resolve_path(None) == Path("/etc/emergency.toml")
     assert config.resolve_path("mine.toml") == Path("mine.toml")
+
+
+@pytest.mark.parametrize("coverage", ["22:00-06:00", "17:00-05:00", "05:00+01:00-17:00"])
+def test_federal_coverage_must_be_plain_hours_within_one_day(source, coverage):
+    raw = data(pagerduty={
+        "from_email": "bot@example.com", "service_id": "P1", "escalation_policy_id": "E1",
+        "federal": {"service_id": "PF", "escalation_policy_id": "EF",
+                    "organization_tags": ["us_federal"], "coverage": coverage}})
+
+    message = config_error(raw, source)
+
+    assert_one_line_naming(message, source, "[pagerduty.federal] coverage")
+
+
+def test_slack_region_hours_with_a_zone_are_refused(source):
+    raw = data(slack={"default_channel": "C1", "regions": [
+        {"name": "americas", "group": "support-team-americas", "hours": "13:00+00:00-21:00"}]})
+
+    message = config_error(raw, source)
+
+    assert_one_line_naming(message, source, "[slack.regions] hours", "without a zone")
