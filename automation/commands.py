@@ -236,7 +236,9 @@ class Commands:
                        available_until=available_until, next_engineer=next_name,
                        macro_body=self.zendesk.macro_body(ticket_id, macro_title)
                        if macro_title else None)
-        writes = [Write("post-call", self.templates.render("post_call", context))]
+        # The public text never sees the internal notes, whatever a template override says.
+        public_context = {k: v for k, v in context.items() if k != "internal_notes"}
+        writes = [Write("post-call", self.templates.render("post_call", public_context))]
         if internal is not None:
             writes.append(Write("post-call-internal",
                                 self.templates.render("post_call_internal", context)))

@@ -22,6 +22,7 @@ ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,14 @@ class _Section:
             self.fail(key, "an http:// or https:// URL", value)
         return value.rstrip("/")
 
+    def api_url(self, key: str, default: str | None = None) -> str:
+        """A URL our credentials travel to: https, or plain http only on this machine."""
+        value = self.url(key, default)
+        if urlsplit(value).scheme == "http" and urlsplit(value).hostname not in LOOPBACK:
+            self.fail(key, "an https:// URL (plain http only for 127.0.0.1 or localhost: "
+                      "the token would travel in clear)", value)
+        return value
+
 
 def load(path: Path) -> Config:
     """Read and validate the whole file; raise ConfigError naming file, key and expectation."""
@@ -270,7 +279,7 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     if view_id is not None and "search" in zd.data:
         raise ConfigError(f"{source}: [zendesk] view_id and search: expected one of them, not both")
     zendesk = ZendeskConfig(
-        url=zd.url("url"),
+        url=zd.api_url("url"),
         email=email,
         search=zd.text("search", "") if "search" in zd.data else "",
         view_id=view_id,
@@ -444,7 +453,7 @@ def parse_slack(source: Path, data: object) -> SlackConfig:
                               end=_clock_time(region, "hours", end.strip())))
     return SlackConfig(
         default_channel=sl.text("default_channel"),
-        url=sl.url("url", "https://slack.com/api/") + "/",
+        url=sl.api_url("url", "https://slack.com/api/") + "/",
         channels=tuple(rules), regions=tuple(regions),
         account_manager_field=sl.text("account_manager_field", "account_manager"),
         ase_field=sl.text("ase_field", "ase"),

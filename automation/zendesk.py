@@ -26,6 +26,7 @@ from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyExce
 
 from automation.clock import Clock, Pause
 from automation.errors import (
+    ConfigError,
     Conflict,
     CredentialsRejected,
     NotFound,
@@ -328,6 +329,10 @@ class Zendesk:
         body = comment.get("body") or ""
         if not body.strip():
             raise NotFound(SERVICE, "GET", apply_path, 200, f"macro {title!r} adds no comment")
+        if comment.get("public") is False:
+            # Its author meant that text for agents only: it must not start a public reply.
+            raise ConfigError(f"[macros] post_call: the macro {title!r} adds an internal "
+                              "comment; name a macro whose comment is public")
         return str(body)
 
     def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:

@@ -357,3 +357,19 @@ def test_a_half_sent_post_call_says_so_and_a_re_run_sends_only_the_rest(
     assert "#7 post-call: already on the ticket, skipped" in out
     comments = [c for c in double.tickets[7].comments if c["author_id"] == API_USER]
     assert [c["public"] for c in comments] == [True, False]
+
+
+def test_a_public_template_cannot_read_the_internal_notes(
+        tmp_path: Path, double: ZendeskDouble) -> None:
+    overrides = tmp_path / "mine"
+    overrides.mkdir()
+    (overrides / "post_call.j2").write_text("{{ notes }}\n{{ internal_notes }}\n")
+    config = write_config(tmp_path, extra='\n[templates]\npath = "mine"\n')
+    double.create(7)
+
+    code, _, err = emergency("--config", str(config), "post-call", "7", "--notes",
+                             str(write_notes(str(config))), "--internal", "-", "--yes",
+                             stdin=io.StringIO("SECRET-INTERNAL"))
+
+    assert code == cli.EXIT_CONFIG and "internal_notes" in err
+    assert double.puts == []

@@ -421,3 +421,16 @@ def test_slack_region_hours_with_a_zone_are_refused(source):
     message = config_error(raw, source)
 
     assert_one_line_naming(message, source, "[slack.regions] hours", "without a zone")
+
+
+@pytest.mark.parametrize("url", ["http://acme.zendesk.com", "http://10.0.0.5:8080"])
+def test_plain_http_is_refused_except_on_this_machine(source, url):
+    message = config_error(data(zendesk={"url": url}), source)
+
+    assert_one_line_naming(message, source, "[zendesk] url", "https://")
+
+
+def test_plain_http_on_loopback_is_allowed_for_the_sandbox(source):
+    cfg = parse(data(zendesk={"url": "http://127.0.0.1:8765"}), source)
+
+    assert cfg.zendesk.url == "http://127.0.0.1:8765"

@@ -39,7 +39,7 @@ def test_post_call_through_the_macro_as_the_engineer(
         sandbox: Sandbox, account: Account, config: str, clock: FakeClock,
         tmp_path: Path) -> None:
     sandbox.zendesk.add_macro("Support::Self-Managed::Post Customer Call",
-                              "Summary of our call:", public=False)
+                              "Summary of our call:", public=True)
     ticket_id = urgent(sandbox, account)
     notes = tmp_path / "notes.md"
     notes.write_text("Rolled back the 17.2 upgrade; pushes work again.")
@@ -54,7 +54,7 @@ def test_post_call_through_the_macro_as_the_engineer(
     assert [(c["public"], c["author_id"]) for c in comments] == [
         (True, account.agent_id), (False, account.agent_id)]
     public, internal = comments
-    assert public["body"].count("Summary of our call:") == 1  # the macro's text, made public
+    assert public["body"].count("Summary of our call:") == 1  # the macro's text
     assert "Rolled back" in public["body"] and "17:00 UTC" in public["body"]
     assert "DBA unaware" in internal["body"] and "DBA unaware" not in public["body"]
 
@@ -124,3 +124,19 @@ def test_brief_shows_up_linked_on_the_organizations_next_emergency(
     assert link["public"] is False and "Upgrade to 17.2" in link["body"]
     assert f"/agent/tickets/{planning}" in link["body"] and "Giulia Verdi" in link["body"]
     assert ack["public"] is True
+
+
+def test_a_macro_with_an_internal_comment_never_starts_public_notes(
+        sandbox: Sandbox, account: Account, config: str, clock: FakeClock,
+        tmp_path: Path) -> None:
+    sandbox.zendesk.add_macro("Support::Self-Managed::Post Customer Call",
+                              "Internal checklist: verify the customer's licence", public=False)
+    ticket_id = urgent(sandbox, account)
+    notes = tmp_path / "notes.md"
+    notes.write_text("All good.")
+
+    code, _, err = emergency(sandbox, clock, "--config", config, "post-call", str(ticket_id),
+                             "--notes", str(notes), "--yes")
+
+    assert code == cli.EXIT_CONFIG and "adds an internal comment" in err
+    assert len(sandbox.zendesk.comments(ticket_id)) == 1

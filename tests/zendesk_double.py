@@ -182,7 +182,8 @@ class ZendeskDouble:
         macro_id = int(re.search(r"/macros/(\d+)/", request.url).group(1))  # type: ignore[union-attr]
         macro = next(m for m in self.macros if m["id"] == macro_id)
         return self._json(200, {"result": {"ticket": {
-            "id": 1, "comment": {"body": macro["body"], "public": False}, "priority": None}}})
+            "id": 1, "comment": {"body": macro["body"], "public": macro.get("public", True)},
+            "priority": None}}})
 
     def _put(self, request: Any) -> tuple[int, dict[str, str], str]:
         self._log(request)
