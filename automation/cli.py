@@ -404,6 +404,8 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     print(f"{'TICKET':>8}  {'STATE':<18} {'NEXT STEP':<12} {'DUE':<24} SUBJECT", file=ctx.out)
     for t in tracked.values():
         due = f"{t.due_at:%H:%M} ({_relative(t.due_at, now)})" if t.due_at else "-"
+        if not t.active:
+            due = "- (no longer listed)"
         print(f"{t.ticket_id:>8}  {t.state:<18} {t.next_step or '-':<12} {due:<24} "
               f"{t.subject[:60]}", file=ctx.out)
     return EXIT_OK
@@ -482,6 +484,11 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     templates = Templates(cfg.templates_path)
     failures = 0
     context = sample_context(cfg)
+    if cfg.templates_path is not None:
+        for path in sorted(cfg.templates_path.glob("*.j2")):
+            if path.stem not in REGISTRY:
+                print(f"warning: {path} overrides no template (a typo?); known: "
+                      f"{', '.join(sorted(REGISTRY))}", file=ctx.out)
     for name in sorted(REGISTRY):
         try:
             rendered = templates.render(name, context)

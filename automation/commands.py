@@ -108,31 +108,70 @@ def preview(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+# The Slack thread's line for each step sent by hand.
+MANUAL_ECHOES = {
+    Step.ACKNOWLEDGE: "Acknowledgement posted by hand by {who} (public): the bridge is offered",
+    Step.FOLLOW_UP: "Follow-up sent by hand by {who}",
+    Step.CLOSE: "Bridge closed by hand by {who}: priority set to HIGH",
+}
+
+# A Markdown section heading names its field by one of these words.
+BRIEF_HEADINGS = {
+    "planned": ("planned", "plan"),
+    "when": ("when", "date", "schedule"),
+    "problems": ("problem", "risk"),
+    "solutions": ("solution", "mitigation"),
+    "architecture": ("architecture", "account", "notes"),
+}
+
+
 def parse_brief_file(text: str, name: str) -> dict[str, str]:
-    """A brief from TOML (keys) or Markdown (`## Planned` ... sections)."""
-    if name.endswith(".toml"):
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{name}: not valid TOML: {exc}") from None
-        unknown = sorted(set(data) - set(BRIEF_FIELDS))
+    """A brief from TOML keys, or Markdown with `## Planned`, `## When`, ... sections."""
+    toml = _brief_toml(text)
+    if name.endswith(".toml") or toml is not None:
+        if toml is None:
+            try:
+                tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise InputError(f"{name}: not valid TOML: {exc}") from None
+            raise InputError(f"{name}: expected keys {', '.join(BRIEF_FIELDS)}")
+        unknown = sorted(set(toml) - set(BRIEF_FIELDS))
         if unknown:
             raise InputError(f"{name}: unknown key {unknown[0]!r}; expected "
-                          f"{', '.join(BRIEF_FIELDS)}")
-        return {k: str(v).strip() for k, v in data.items()}
+                             f"{', '.join(BRIEF_FIELDS)}")
+        for key, value in toml.items():
+            if isinstance(value, dict | list):
+                raise InputError(f"{name}: {key} must be text, got a TOML "
+                                 f"{'table' if isinstance(value, dict) else 'array'}")
+        return {k: str(v).strip() for k, v in toml.items()}
     sections: dict[str, list[str]] = {}
     current: str | None = None
-    for line in text.splitlines():
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip().lower()
-            current = next((f for f in BRIEF_FIELDS if heading.startswith(f[:5])), None)
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("##"):
+            heading = stripped.lstrip("#").strip().lower()
+            current = next((field for field, words in BRIEF_HEADINGS.items()
+                            if any(word in heading for word in words)), None)
             if current is None:
-                raise InputError(f"{name}: unknown section {line.strip()!r}; expected headings "
-                              f"{', '.join('## ' + f.title() for f in BRIEF_FIELDS)}")
-            sections[current] = []
+                raise InputError(
+                    f"{name} line {number}: unknown section {stripped!r}; expected headings "
+                    f"{', '.join('## ' + f.title() for f in BRIEF_FIELDS)}")
+            sections.setdefault(current, [])
         elif current is not None:
             sections[current].append(line)
+        elif stripped and not stripped.startswith("# "):
+            raise InputError(f"{name} line {number}: text before the first section; start "
+                             "with a heading such as '## Planned'")
     return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+def _brief_toml(text: str) -> dict[str, object] | None:
+    """The TOML table when `text` is a TOML brief (standard input can be either kind)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+    return data if data and set(data) & set(BRIEF_FIELDS) else None
 
 
 class Commands:
@@ -197,7 +236,11 @@ class Commands:
         write = Write(step=step, rendered=rendered, tags_to_add=(workflow.MARKER_TAGS[step],),
                       priority=workflow.STEPPED_DOWN_PRIORITY if step is Step.CLOSE else None,
                       guard=lambda fresh: _step_refusal(fresh, step))
-        return Plan(snapshot, author, [write])
+        plan = Plan(snapshot, author, [write])
+        if self.chat is not None:
+            who = escape(author.name if author else self.config.workflow.signature)
+            plan.slack_lines.append((step, MANUAL_ECHOES[step].format(who=who)))
+        return plan
 
     def plan_post_call(self, ticket_id: int, notes: str, internal: str | None,
                        as_email: str | None = None, available_until: str | None = None,

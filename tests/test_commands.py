@@ -373,3 +373,39 @@ def test_a_public_template_cannot_read_the_internal_notes(
 
     assert code == cli.EXIT_CONFIG and "internal_notes" in err
     assert double.puts == []
+
+
+def test_markdown_brief_tolerates_a_title_and_the_templates_own_labels() -> None:
+    from automation.commands import parse_brief_file
+
+    text = ("# Brief for Acme\n\n## What is planned\nUpgrade to 17.2\n## When\n"
+            "2026-01-06T02:00:00+00:00\n## Possible problems\n#1 risk: long migrations\n"
+            "## Suggested solutions\nRestore\n## Architecture notes\nGeo\n")
+
+    fields = parse_brief_file(text, "-")
+
+    assert fields == {"planned": "Upgrade to 17.2", "when": "2026-01-06T02:00:00+00:00",
+                      "problems": "#1 risk: long migrations", "solutions": "Restore",
+                      "architecture": "Geo"}
+
+
+def test_toml_brief_on_standard_input_is_read_as_toml() -> None:
+    from automation.commands import parse_brief_file
+
+    fields = parse_brief_file('planned = "Upgrade"\nwhen = 2026-01-06T02:00:00Z\n', "-")
+
+    assert fields["planned"] == "Upgrade" and fields["when"].startswith("2026-01-06")
+
+
+@pytest.mark.parametrize(("text", "name", "expected"), [
+    ("Some notes\n## Planned\nx\n", "-", "text before the first section"),
+    ("## Weather\nsunny\n", "b.md", "unknown section"),
+    ('planned = "x"\n[architecture]\na = 1\n', "b.toml", "must be text"),
+    ('planned = "x"\nweather = "sunny"\n', "b.toml", "unknown key 'weather'"),
+])
+def test_unusable_brief_files_are_named(text: str, name: str, expected: str) -> None:
+    from automation.commands import parse_brief_file
+    from automation.errors import InputError
+
+    with pytest.raises(InputError, match=expected):
+        parse_brief_file(text, name)

@@ -285,3 +285,16 @@ def test_slack_refusing_does_not_stop_an_engineers_command(
     assert "Slack line(s) pending" in out
     [note] = [c for c in sandbox.zendesk.comments(ticket_id) if not c["public"]]
     assert "Staging only" in note["body"]
+
+
+def test_a_step_sent_by_hand_is_echoed_in_the_thread(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, _, err = run_cli(sandbox, account, clock, tmp_path, "ack", str(ticket_id), "--yes",
+                           "--as", account.agent_email)
+
+    assert code == 0, err
+    replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
+    assert replies[-1] == ("Acknowledgement posted by hand by Francesca Rossi (public): the "
+                           "bridge is offered")
