@@ -27,13 +27,12 @@ from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
 from automation.worker import template_context
-from automation.zendesk import Zendesk
+from automation.zendesk import BRIEF_TAG, Zendesk
 
 log = logging.getLogger(__name__)
 
 MAX_SEND_ATTEMPTS = 3
 NOT_EMERGENCY_TAG = "emergency_not_qualified"
-BRIEF_TAG = "emergency_pre_task_brief"
 BRIEF_FIELDS = ("planned", "when", "problems", "solutions", "architecture")
 
 

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS briefs (
     filed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS briefs_organization ON briefs (organization_id, planned_for);
+CREATE UNIQUE INDEX IF NOT EXISTS briefs_once ON briefs (ticket_id, planned, planned_for);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ticket_id INTEGER NOT NULL,
@@ -210,8 +211,8 @@ class Store:
 
     def add_brief(self, brief: Brief) -> None:
         self.db.execute(
-            "INSERT INTO briefs (ticket_id, organization_id, organization, author, planned,"
-            " planned_for, url, filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO briefs (ticket_id, organization_id, organization, author,"
+            " planned, planned_for, url, filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (brief.ticket_id, brief.organization_id, brief.organization, brief.author,
              brief.planned, brief.when.isoformat(), brief.url, brief.filed_at.isoformat()),
         )

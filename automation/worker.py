@@ -23,7 +23,16 @@ from automation.errors import (
     UpstreamError,
     WriteUncertain,
 )
-from automation.model import Action, Assessment, Person, Snapshot, State, Step, Ticket
+from automation.model import (
+    Action,
+    Assessment,
+    Brief,
+    Person,
+    Snapshot,
+    State,
+    Step,
+    Ticket,
+)
 from automation.paging import Paging
 from automation.slack import escape
 from automation.store import Entry, Store, TrackedTicket
@@ -47,6 +56,8 @@ PAGE_ECHOES = {
     "manager-paged": "Second emergency: {detail}",
 }
 BUSY_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
+
+BRIEF_REFRESH = timedelta(minutes=10)
 
 # Reads of one ticket in one pass: a 409 or an unanswered write costs a re-read each.
 MAX_ATTEMPTS_PER_TICKET = 4
@@ -119,6 +130,7 @@ class Worker:
         self.actor = actor or zendesk.email
         self.chat = chat
         self.paging = paging
+        self._briefs_read_at: dict[int, datetime] = {}
 
     def close(self) -> None:
         """Release connections (PagerDuty's client keeps a pool)."""
@@ -175,8 +187,7 @@ class Worker:
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
                 snapshot = self.zendesk.snapshot(ticket_id)
-                snapshot = replace(snapshot, briefs=tuple(
-                    self.store.briefs_for(snapshot.ticket.organization_id)))
+                snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, now)))
                 page = self._page_facts(snapshot, now) if paging_up else None
                 coverage = self.paging.profile(snapshot.ticket, now).coverage \
                     if self.paging is not None else None
@@ -225,6 +236,29 @@ class Worker:
             if self.chat is not None and last is not None:
                 live = last[1].state in workflow.LIVE_STATES
                 report.slack_pending += self.chat.serve(last[0], now, live)
+
+    def _briefs(self, snapshot: Snapshot, now: datetime) -> list[Brief]:
+        """The organization's briefs: filed from anywhere (found on Zendesk) or from here.
+
+        Looked up only while a live emergency still needs its brief linked, and at most once
+        per organization every BRIEF_REFRESH.
+        """
+        ticket = snapshot.ticket
+        org_id = ticket.organization_id
+        if org_id is None:
+            return []
+        wanted = (ticket.priority == workflow.EMERGENCY_PRIORITY
+                  and not workflow.is_finished(snapshot)
+                  and workflow.BRIEF_LINKED_TAG not in ticket.tags)
+        looked = self._briefs_read_at.get(org_id)
+        if wanted and (looked is None or now - looked >= BRIEF_REFRESH):
+            try:
+                for brief in self.zendesk.find_briefs(org_id):
+                    self.store.add_brief(brief)
+                self._briefs_read_at[org_id] = now
+            except (NotFound, Rejected) as exc:
+                log.warning("briefs of organization %s not read: %s", org_id, exc)
+        return self.store.briefs_for(org_id)
 
     def _page_facts(self, snapshot: Snapshot, now: datetime) -> workflow.Page | None:
         if self.paging is None:

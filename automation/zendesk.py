@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from automation.errors import (
     Unreachable,
     WriteUncertain,
 )
-from automation.model import Comment, Organization, Person, Snapshot, Ticket
+from automation.model import Brief, Comment, Organization, Person, Snapshot, Ticket
 from automation.templates import Rendered
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 SERVICE = "Zendesk"
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
+BRIEF_TAG = "emergency_pre_task_brief"
+MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enough
 MAX_READ_ATTEMPTS = 8
 
 
@@ -354,6 +357,28 @@ class Zendesk:
         """Where an agent opens the ticket (for internal notes and Slack)."""
         return f"{self.base_url}/agent/tickets/{ticket_id}"
 
+    def find_briefs(self, organization_id: int) -> list[Brief]:
+        """Pre-task briefs filed on the organization's tickets (by anyone, from any machine).
+
+        A brief is an internal note of the `brief` template on a ticket tagged with
+        BRIEF_TAG: its "What is planned:" and "When:" lines are read back.
+        """
+        query = f"type:ticket tags:{BRIEF_TAG} organization:{organization_id}"
+        tickets = self._read("GET", "/api/v2/search.json", lambda: [
+            ticket_from(t) for t in self.client.search(query)
+            if getattr(t, "id", None) is not None])
+        organization = self.organization(organization_id)
+        found = []
+        for ticket in tickets[:MAX_BRIEF_TICKETS]:
+            comments = self.comments(ticket.id)
+            authors = self.people(c.author_id for c in comments)
+            for comment in comments:
+                brief = brief_from(comment, ticket, organization, authors,
+                                   self.agent_url(ticket.id))
+                if brief is not None:
+                    found.append(brief)
+        return found
+
     def me(self) -> Person:
         return self._read("GET", "/api/v2/users/me.json",
                           lambda: person_from(self.client.users.me()))
@@ -405,6 +430,27 @@ def build_update(ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable
     if priority is not None:
         payload["priority"] = priority
     return {"ticket": payload}
+
+
+BRIEF_PLANNED = re.compile(r"^What is planned: (.+)$", re.MULTILINE)
+BRIEF_WHEN = re.compile(r"^When: (\d{4}-\d\d-\d\d \d\d:\d\d) UTC$", re.MULTILINE)
+
+
+def brief_from(comment: Comment, ticket: Ticket, organization: Organization | None,
+               authors: dict[int, Person], url: str) -> Brief | None:
+    """A brief read back from its internal note, or None for any other comment."""
+    if comment.public:
+        return None
+    planned, when = BRIEF_PLANNED.search(comment.body), BRIEF_WHEN.search(comment.body)
+    if planned is None or when is None:
+        return None
+    author = authors.get(comment.author_id)
+    return Brief(ticket_id=ticket.id, organization_id=ticket.organization_id,
+                 organization=organization.name if organization else "",
+                 author=author.name if author else f"user {comment.author_id}",
+                 planned=planned.group(1).strip(),
+                 when=datetime.strptime(when.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC),
+                 url=url, filed_at=comment.created_at)
 
 
 def comment_id_from_audit(audit: Any) -> int | None:

@@ -140,3 +140,34 @@ def test_a_macro_with_an_internal_comment_never_starts_public_notes(
 
     assert code == cli.EXIT_CONFIG and "adds an internal comment" in err
     assert len(sandbox.zendesk.comments(ticket_id)) == 1
+
+
+def test_a_brief_filed_from_another_machine_is_found_on_zendesk(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    def config_with_state(name: str) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "config.toml"
+        path.write_text(f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+                        '[workflow]\nbridge_url = "https://bridge.example.com/x"\n')
+        return str(path)
+
+    ase_laptop, worker_server = config_with_state("laptop"), config_with_state("server")
+    planning = sandbox.zendesk.create_ticket(account.requester_id, "Upgrade planning",
+                                             "Heads-up", priority="normal",
+                                             organization_id=account.organization_id)
+    code, _, err = emergency(sandbox, clock, "--config", ase_laptop, "brief", str(planning),
+                             "--planned", "Geo failover test", "--when",
+                             "2026-01-05T07:30:00-01:00", "--yes",
+                             "--as", "giulia.verdi@example.com")
+    assert code == cli.EXIT_OK, err
+    ticket_id = urgent(sandbox, account)
+
+    emergency(sandbox, clock, "--config", worker_server, "tick")
+
+    link = sandbox.zendesk.comments(ticket_id)[1]
+    assert link["public"] is False and "Geo failover test" in link["body"]
+    assert "(2026-01-05 08:30 UTC)" in link["body"] and "Giulia Verdi" in link["body"]
+    code, out, _ = emergency(sandbox, clock, "--config", worker_server, "briefs", "--org",
+                             "Acme")
+    assert "Geo failover test" in out
