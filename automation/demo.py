@@ -335,7 +335,7 @@ def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
         failures += not ok
         print(f"  #{ticket_id:<3} {state:<15} priority {ticket['priority']:<7} "
               f"acknowledged by {expected.acknowledged_by:<9} {len(public)} public message(s), "
-              f"1 Slack thread, {len(manager_pages)} manager page  "
+              f"{len(threads)} Slack thread, {len(manager_pages)} manager page  "
               f"{'ok' if ok else 'UNEXPECTED'}", file=out)
     if failures:
         print(f"\n{failures} emergency(ies) did not end as the runbook says", file=out)

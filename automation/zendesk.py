@@ -66,6 +66,7 @@ class _RetryableResponse(Exception):
 
 
 def retry_after_seconds(response: requests.Response, default: float = 1.0) -> float:
+    """Retry-After in seconds, or as an HTTP date measured against the same answer's Date."""
     value = response.headers.get("Retry-After")
     if value is None:
         return default
@@ -76,7 +77,11 @@ def retry_after_seconds(response: requests.Response, default: float = 1.0) -> fl
             moment = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return default
-        return max((moment - datetime.now(moment.tzinfo)).total_seconds(), 0.0)
+        try:
+            sent = parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError):
+            return default
+        return max((moment - sent).total_seconds(), 0.0)
 
 
 class ZendeskSession(requests.Session):

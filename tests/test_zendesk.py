@@ -170,3 +170,15 @@ def test_a_url_that_is_not_zendesk_is_one_clear_error() -> None:
         client(FakeClock()).find_emergencies("type:ticket")
 
     assert "HTTP 404" in str(caught.value) and "check [zendesk] url" in str(caught.value)
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_retry_after_as_an_http_date_is_measured_against_zendesks_date() -> None:
+    clock = FakeClock()
+    responses.get(SEARCH, status=429, json={}, headers={
+        "Retry-After": "Mon, 05 Jan 2026 10:00:45 GMT", "Date": "Mon, 05 Jan 2026 10:00:00 GMT"})
+    responses.get(SEARCH, json=search_page())
+
+    client(clock).find_emergencies("type:ticket")
+
+    assert clock.slept == [45.0]
