@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from automation.clock import Clock
 from automation.config import Region, SlackConfig
-from automation.errors import Conflict, UpstreamError, WriteUncertain
+from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
 from automation.model import Organization, Snapshot, Ticket
 from automation.slack import Slack, escape, link, mention_group, mention_user
 from automation.store import Store
@@ -102,6 +102,8 @@ class Chat:
         self.templates = templates
         self.config = config
         self.clock = clock
+        # Slack refused our token during the pass: the worker reports it after the pass.
+        self.rejected: CredentialsRejected | None = None
 
     # --- what the worker calls -----------------------------------------------------------------
 
@@ -125,10 +127,17 @@ class Chat:
             if thread is not None:
                 self._flush(ticket_id, thread, now)
         except UpstreamError as exc:
-            log.warning("ticket %s: Slack work pending: %s", ticket_id, exc)
+            self._note(exc, ticket_id)
         except Conflict:
             log.info("ticket %s changed while its Slack thread was being recorded", ticket_id)
         return len(self.store.outbox(ticket_id))
+
+    def _note(self, exc: UpstreamError, ticket_id: int) -> None:
+        """A refused token is reported once after the pass; anything else is logged now."""
+        if isinstance(exc, CredentialsRejected) and exc.service == "Slack":
+            self.rejected = exc
+            return
+        log.warning("ticket %s: Slack work pending: %s", ticket_id, exc)
 
     def drain(self, now: datetime, skip: set[int]) -> int:
         """Post the lines still waiting for tickets no longer listed (e.g. just stepped down
@@ -141,7 +150,7 @@ class Chat:
             try:
                 self._flush(ticket_id, Thread(*cached), now)
             except UpstreamError as exc:
-                log.warning("ticket %s: Slack work pending: %s", ticket_id, exc)
+                self._note(exc, ticket_id)
             pending += len(self.store.outbox(ticket_id))
         return pending
 
@@ -233,7 +242,10 @@ class Chat:
             user_id = self.slack.user_id_by_email(email)
         except UpstreamError as exc:
             # Slack down or refusing: name them plainly; nothing else waits on Slack.
-            log.warning("Slack: could not look up %s: %s", email, exc)
+            if isinstance(exc, CredentialsRejected):
+                self.rejected = exc
+            else:
+                log.warning("Slack: could not look up %s: %s", email, exc)
             user_id = None
         return (email, mention_user(user_id)) if user_id else (email, escape(email))
 

@@ -432,8 +432,9 @@ class Commands:
                 self.chat.echo(ticket_id, kind, text, now)
             pending = self.chat.serve(snapshot, now, live=True)
             if pending:
-                sent.append(Sent("slack", None, False,
-                                 f"{pending} Slack line(s) pending: the worker retries them"))
+                why = f" ({self.chat.rejected})" if self.chat.rejected else ""
+                sent.append(Sent("slack", None, False, f"{pending} Slack line(s) pending: the "
+                                 f"worker retries them{why}"))
         return sent
 
     def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:

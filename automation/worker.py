@@ -81,7 +81,7 @@ class PassReport:
     posted: list[StepResult] = field(default_factory=list)
     failed: list[StepResult] = field(default_factory=list)
     slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
-    # PagerDuty refused our credentials: Zendesk steps went ahead, paging did not.
+    # PagerDuty or Slack refused our credentials: the Zendesk steps went ahead regardless.
     rejected: CredentialsRejected | None = None
 
     @property
@@ -161,6 +161,8 @@ class Worker:
             log.info("ticket %s is no longer listed as an emergency", ticket_id)
         if self.chat is not None:
             report.slack_pending += self.chat.drain(now, skip={t.id for t in listing})
+            report.rejected = report.rejected or self.chat.rejected
+            self.chat.rejected = None
         return report
 
     def _begin_paging(self, report: PassReport) -> bool:
@@ -414,7 +416,8 @@ class Worker:
             try:
                 report = self.run_once()
                 if report.rejected is not None:
-                    log.error("%s; paging is off until this is fixed", report.rejected)
+                    log.error("%s; its part of the workflow waits until this is fixed",
+                              report.rejected)
                 if report.posted or report.failed:
                     log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
                              report.read, len(report.posted), len(report.failed))

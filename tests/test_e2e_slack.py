@@ -298,3 +298,16 @@ def test_a_step_sent_by_hand_is_echoed_in_the_thread(
     replies = thread_texts(sandbox, account.self_managed_channel, ticket_id)
     assert replies[-1] == ("Acknowledgement posted by hand by Francesca Rossi (public): the "
                            "bridge is offered")
+
+
+def test_a_wrong_slack_token_fails_tick_with_exit_three_after_the_zendesk_steps(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+
+    code, out, err = run_cli(sandbox, account, clock, tmp_path, "tick",
+                             slack_token="xoxb-wrong-SECRET-1234")
+
+    assert code == 3
+    assert err.count("\n") == 1 and err.startswith("error: Slack") and "invalid_auth" in err
+    assert "SECRET" not in out + err
+    assert len(sandbox.zendesk.public_comments(ticket_id)) == 2  # the acknowledgement went out
