@@ -225,10 +225,10 @@ class Commands:
                   force: bool = False) -> Plan:
         """The worker's own steps by hand, with the same exactly-once guard."""
         snapshot = self.load(ticket_id)
-        self._require_emergency(snapshot, force)
         refusal = _step_refusal(snapshot, step)
         if refusal:
             raise Refused(refusal)
+        self._require_emergency(snapshot, force)
         author = self.author(as_email)
         rendered = self.templates.render(workflow.TEMPLATES[step],
                                          self._context(snapshot, author))

@@ -409,3 +409,30 @@ def test_unusable_brief_files_are_named(text: str, name: str, expected: str) -> 
 
     with pytest.raises(InputError, match=expected):
         parse_brief_file(text, name)
+
+
+def test_follow_up_and_close_by_hand_each_write_once_with_their_marker(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    double.comment(7, AGENT, "Calling you now")
+
+    follow = emergency("--config", config, "follow-up", "7", "--yes")
+    close = emergency("--config", config, "close", "7", "--yes")
+    again = emergency("--config", config, "close", "7", "--yes")
+
+    assert follow[0] == close[0] == cli.EXIT_OK
+    assert again[0] == cli.EXIT_REFUSED and "already" in again[2]
+    follow_put, close_put = (p["ticket"] for p in double.puts)
+    assert "emergency_followed_up" in follow_put["tags"] and "priority" not in follow_put
+    assert "emergency_closed_to_high" in close_put["tags"] and close_put["priority"] == "high"
+    assert double.tickets[7].priority == "high"
+
+
+def test_follow_up_by_hand_before_any_contact_is_refused(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+
+    code, _, err = emergency("--config", config, "follow-up", "7", "--yes")
+
+    assert code == cli.EXIT_REFUSED and "has no contact yet" in err
+    assert double.puts == []

@@ -171,3 +171,18 @@ def test_a_brief_filed_from_another_machine_is_found_on_zendesk(
     code, out, _ = emergency(sandbox, clock, "--config", worker_server, "briefs", "--org",
                              "Acme")
     assert "Geo failover test" in out
+
+
+def test_follow_up_and_close_by_hand_on_the_sandbox(
+        sandbox: Sandbox, account: Account, config: str, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    emergency(sandbox, clock, "--config", config, "ack", str(ticket_id), "--yes")
+
+    follow = emergency(sandbox, clock, "--config", config, "follow-up", str(ticket_id), "--yes")
+    close = emergency(sandbox, clock, "--config", config, "close", str(ticket_id), "--yes")
+    emergency(sandbox, clock, "--config", config, "tick")
+
+    assert follow[0] == close[0] == cli.EXIT_OK
+    public = sandbox.zendesk.public_comments(ticket_id)[1:]
+    assert len(public) == 3 and "other arrangements" in public[1]["body"]
+    assert sandbox.zendesk.ticket(ticket_id)["priority"] == "high"
