@@ -286,8 +286,7 @@ def _configure_logging(stream: TextIO, level: int) -> None:
 
 
 def load_config(args: argparse.Namespace, ctx: Context) -> config.Config:
-    explicit = args.config or ctx.environ.get(config.CONFIG_ENV)
-    return config.load(Path(explicit or config.DEFAULT_PATH))
+    return config.load(config.resolve_path(args.config, ctx.environ))
 
 
 def build_zendesk(cfg: config.Config, ctx: Context) -> Zendesk:

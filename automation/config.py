@@ -6,6 +6,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -151,9 +152,11 @@ class Config:
     pagerduty: PagerDutyConfig | None = None
 
 
-def resolve_path(cli_value: str | None) -> Path:
+def resolve_path(cli_value: str | None,
+                 environ: Mapping[str, str] | None = None) -> Path:
     """`--config`, else `$EMERGENCY_CONFIG`, else ./config.toml."""
-    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
+    environ = os.environ if environ is None else environ
+    return Path(cli_value or environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
 def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:

@@ -130,10 +130,6 @@ class Templates:
             raise TemplateError(f"template {filename} rendered an empty comment")
         return Rendered(template=name, body=body, public=visibility is Visibility.PUBLIC)
 
-    def check_all(self, context: dict[str, Any]) -> list[Rendered]:
-        """Render every registered template with ``context`` (for `emergency check`)."""
-        return [self.render(name, context) for name in sorted(REGISTRY)]
-
 
 def _template_line(exc: BaseException, filename: str) -> int | None:
     """Jinja rewrites tracebacks so template frames carry the template's own line numbers."""
