@@ -26,7 +26,7 @@ from automation.paging import PAGED_TAG, incident_key, incident_tag
 from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
-from automation.worker import template_context
+from automation.worker import read_snapshot, template_context
 from automation.zendesk import BRIEF_TAG, Zendesk
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Commands:
 
     # --- reading and refusing ------------------------------------------------------------------
     def load(self, ticket_id: int) -> Snapshot:
-        snapshot = self.zendesk.snapshot(ticket_id)
+        snapshot = read_snapshot(self.zendesk, ticket_id)
         if workflow.is_finished(snapshot):
             raise Refused(f"ticket #{ticket_id} is {snapshot.ticket.status}: nothing is posted "
                           "on a solved or closed ticket")
@@ -443,7 +443,7 @@ class Commands:
         actor = author.email if author else self.zendesk.email
         for attempt in range(MAX_SEND_ATTEMPTS):
             if attempt:
-                snapshot = self.zendesk.snapshot(ticket_id)
+                snapshot = read_snapshot(self.zendesk, ticket_id)
                 if already_posted(snapshot, write.rendered):
                     return self._record(now, ticket_id, write, actor, None,
                                         "confirmed on re-read: it was already on the ticket")

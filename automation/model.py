@@ -78,6 +78,8 @@ class Snapshot:
     organization: Organization | None = None
     briefs: tuple[Brief, ...] = ()  # the organization's pre-task briefs, from the journal
     me: int | None = None  # the worker's own Zendesk user
+    # When the ticket became urgent, when it was raised after creation: contact counts from then.
+    urgent_since: datetime | None = None
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)

@@ -89,6 +89,14 @@ class PassReport:
         return not self.failed
 
 
+def read_snapshot(zendesk: Zendesk, ticket_id: int) -> Snapshot:
+    """The ticket as the workflow needs it; its audits too when contact might predate it."""
+    snapshot = zendesk.snapshot(ticket_id)
+    if workflow.needs_urgent_since(snapshot):
+        snapshot = replace(snapshot, urgent_since=zendesk.urgent_since(ticket_id))
+    return snapshot
+
+
 def template_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,
                      organization: Any, now: datetime) -> dict[str, Any]:
     """Everything a template may use. Customer text arrives here as data only."""
@@ -188,7 +196,7 @@ class Worker:
         last: tuple[Snapshot, Assessment] | None = None
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
-                snapshot = self.zendesk.snapshot(ticket_id)
+                snapshot = read_snapshot(self.zendesk, ticket_id)
                 snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, now)))
                 page = self._page_facts(snapshot, now) if paging_up else None
                 coverage = self.paging.profile(snapshot.ticket, now).coverage \

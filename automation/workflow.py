@@ -95,14 +95,27 @@ def off_hours_note(snapshot: Snapshot) -> Comment | None:
 def find_contact(snapshot: Snapshot) -> Comment | None:
     """Contact is the first public comment by an agent after the ticket's description.
 
-    The off-hours reply is not contact: it offers no bridge, so no timer runs from it.
+    The off-hours reply is not contact: it offers no bridge, so no timer runs from it; nor is
+    a comment from before the ticket became urgent.
     """
     skip = off_hours_note(snapshot)
+    since = snapshot.urgent_since
     for comment in snapshot.comments[1:]:
         author = snapshot.author(comment)
-        if comment.public and author is not None and author.is_agent and comment is not skip:
+        if comment.public and author is not None and author.is_agent and comment is not skip \
+                and (since is None or comment.created_at >= since):
             return comment
     return None
+
+
+def needs_urgent_since(snapshot: Snapshot) -> bool:
+    """Whether contact might predate the emergency: the first agent reply is a person's, so
+    the ticket may have been raised to urgent after it. Then its audits tell when.
+
+    Ours is never older than the emergency: the worker only writes on urgent tickets.
+    """
+    contact = find_contact(snapshot)
+    return contact is not None and contact.author_id != snapshot.me
 
 
 def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:

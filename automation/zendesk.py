@@ -44,7 +44,8 @@ SERVICE = "Zendesk"
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
 BRIEF_TAG = "emergency_pre_task_brief"
-MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enough
+MAX_BRIEF_TICKETS = 20
+MAX_AUDIT_PAGES = 20  # the organization's most recent brief tickets are enough
 MAX_READ_ATTEMPTS = 8
 
 
@@ -383,6 +384,25 @@ class Zendesk:
                 if brief is not None:
                     found.append(brief)
         return found
+
+    def urgent_since(self, ticket_id: int) -> datetime | None:
+        """When the ticket last became urgent (created so, or raised), from its audits."""
+        url: str | None = f"{self.base_url}/api/v2/tickets/{ticket_id}/audits.json"
+        params: dict[str, str] | None = {"page[size]": "100"}
+        since = None
+        for _ in range(MAX_AUDIT_PAGES):
+            if url is None:
+                break
+            data = self._get_json(url.removeprefix(self.base_url), params or {})
+            for audit in data.get("audits") or ():
+                for event in audit.get("events") or ():
+                    if event.get("field_name") == "priority" and event.get("value") == "urgent" \
+                            and event.get("type") in ("Create", "Change"):
+                        since = parse_time(audit["created_at"])
+            url = (data.get("links") or {}).get("next") if (data.get("meta") or {}).get(
+                "has_more") else None
+            params = None  # the next link carries its own cursor
+        return since
 
     def me(self) -> Person:
         return self._read("GET", "/api/v2/users/me.json",

@@ -213,3 +213,18 @@ def test_sandbox_rejects_what_zendesk_rejects(sandbox: Sandbox, account: Account
 
 
 PUT_TICKET_RE = __import__("re").compile(PUT_TICKET)
+
+
+def test_ticket_raised_to_urgent_later_gets_the_whole_lifecycle_over_http(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = sandbox.zendesk.create_ticket(account.requester_id, "Question", "How do I?",
+                                              priority="normal",
+                                              organization_id=account.organization_id)
+    clock.advance(timedelta(hours=3))
+    sandbox.zendesk.add_comment(ticket_id, account.agent_id, "Here is how.", public=True)
+    clock.advance(timedelta(days=1))
+    sandbox.zendesk.set_priority(ticket_id, "urgent", account.agent_id)
+
+    play(worker, clock, 40)
+
+    assert_full_lifecycle(sandbox, account, ticket_id)

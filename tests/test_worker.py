@@ -257,3 +257,32 @@ def test_journal_records_each_step_with_its_comment_id(
     [posted] = [e for e in worker.store.journal(1) if e.outcome == "posted"]
     assert posted.step == "acknowledge" and posted.public is True
     assert posted.comment_id == double.public_comments(1, author=API_USER)[0]["id"]
+
+
+def test_a_ticket_raised_to_urgent_later_is_acknowledged_despite_an_older_agent_reply(
+        double: ZendeskDouble, worker: Worker, clock: FakeClock) -> None:
+    double.create(1, priority="normal")
+    clock.advance(minutes(60 * 24))
+    double.comment(1, AGENT, "We are looking into your question.")
+    clock.advance(minutes(60 * 24))
+    double.raise_priority(1, "urgent")  # the customer's production is now down
+
+    report = worker.run_once()
+
+    assert [r.step for r in report.posted] == ["acknowledge"]
+    clock.advance(minutes(14))
+    assert worker.run_once().posted == []  # timers run from today's contact, not the old reply
+
+
+def test_an_agent_reply_after_the_raise_is_contact(
+        double: ZendeskDouble, worker: Worker, clock: FakeClock) -> None:
+    double.create(1, priority="normal")
+    clock.advance(minutes(60))
+    double.raise_priority(1, "urgent")
+    clock.advance(minutes(1))
+    double.comment(1, AGENT, "I'm on it, calling you.")
+
+    report = worker.run_once()
+
+    assert report.posted == []
+    assert worker.store.tracked()[1].state == State.AWAITING_CUSTOMER

@@ -41,6 +41,8 @@ class DoubleTicket:
     requester_id: int = REQUESTER
     organization_id: int | None = 50
     comments: list[dict[str, Any]] = field(default_factory=list)
+    # (when, priority): the audits' priority events, creation first.
+    priority_changes: list[tuple[datetime, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "subject": self.subject, "status": self.status,
@@ -86,8 +88,16 @@ class ZendeskDouble:
         now = self.clock.now().replace(microsecond=0)
         ticket = DoubleTicket(id=ticket_id, subject=subject, created_at=now, updated_at=now, **kw)
         self.tickets[ticket_id] = ticket
+        ticket.priority_changes.append((now, ticket.priority))
         self._add_comment(ticket, ticket.requester_id, "Everything is down!", True)
         return ticket
+
+    def raise_priority(self, ticket_id: int, priority: str) -> None:
+        """An agent changes the priority in the UI."""
+        ticket = self.tickets[ticket_id]
+        ticket.priority = priority
+        self._touch(ticket)
+        ticket.priority_changes.append((ticket.updated_at, priority))
 
     def _add_comment(self, ticket: DoubleTicket, author: int, body: str, public: bool) -> int:
         self._next_comment += 1
@@ -114,6 +124,8 @@ class ZendeskDouble:
                        callback=self._comments)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/tickets/\d+\.json.*"),
                        callback=self._show)
+        r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/tickets/\d+/audits\.json.*"),
+                       callback=self._audits)
         r.add_callback(responses.PUT, re.compile(rf"{BASE}/api/v2/tickets/\d+\.json"),
                        callback=self._put)
         r.add_callback(responses.GET, re.compile(rf"{BASE}/api/v2/users/show_many\.json.*"),
@@ -165,6 +177,17 @@ class ZendeskDouble:
         return self._json(200, {"comments": ticket.comments, "meta": {"has_more": False},
                                 "links": {"next": None}})
 
+    def _audits(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self._log(request)
+        ticket = self._ticket(request)
+        if ticket is None:
+            return self._json(404, {"error": "RecordNotFound", "description": "Not found"})
+        audits = [{"created_at": stamp(when), "events": [
+            {"type": "Create" if n == 0 else "Change", "field_name": "priority",
+             "value": value}]} for n, (when, value) in enumerate(ticket.priority_changes)]
+        return self._json(200, {"audits": audits, "meta": {"has_more": False},
+                                "links": {"next": None}})
+
     def _users(self, request: Any) -> tuple[int, dict[str, str], str]:
         self._log(request)
         ids = parse_qs(urlsplit(request.url).query)["ids"][0].split(",")
@@ -209,6 +232,7 @@ class ZendeskDouble:
             ticket.tags = list(update["tags"])
         if "priority" in update:
             ticket.priority = update["priority"]
+            ticket.priority_changes.append((self.clock.now(), update["priority"]))
         if ticket.status == "new":
             ticket.status = "open"
         self._touch(ticket)
