@@ -435,4 +435,6 @@ class Worker:
                 log.warning("pass skipped: %s", exc)
             except AutomationError as exc:
                 log.warning("pass failed: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
+                log.exception("pass failed on an unexpected error; the next pass tries again")
             stop.wait(interval)

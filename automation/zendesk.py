@@ -130,7 +130,8 @@ class ZendeskSession(requests.Session):
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(
-                (_RetryableResponse, requests.ConnectionError, requests.Timeout)),
+                (_RetryableResponse, requests.ConnectionError, requests.Timeout,
+                 requests.exceptions.ChunkedEncodingError)),
             wait=self._wait,
             stop=out_of_time,
             sleep=self._sleep,
@@ -143,7 +144,8 @@ class ZendeskSession(requests.Session):
         except _RetryableResponse as exc:
             raise Unreachable(SERVICE, method, path, exc.response.status_code,
                               excerpt(exc.response), "gave up after retrying") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
             raise Unreachable(SERVICE, method, path, None, _connection_text(exc),
                               "check [zendesk] url and the network") from None
 
@@ -181,7 +183,11 @@ def _outcome_text(state: tenacity.RetryCallState) -> str:
 
 
 def _connection_text(exc: BaseException) -> str:
-    return "connection failed" if isinstance(exc, requests.ConnectionError) else "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return f"the answer was cut short ({type(exc).__name__})"
 
 
 def point_zenpy_at(client: Zenpy, base_url: str) -> None:
@@ -254,6 +260,12 @@ class Zendesk:
                               "the answer is not Zendesk's JSON: check [zendesk] url") from None
         except ZenpyException as exc:
             raise Rejected(SERVICE, method, path, None, str(exc)[:160]) from None
+        except ValueError as exc:  # JSON that would not decode: not Zendesk's API answering
+            raise Unreachable(SERVICE, method, path, None, _zenpy_text(exc),
+                              "the answer is not Zendesk's JSON: check [zendesk] url") from None
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise Rejected(SERVICE, method, path, None,
+                           f"unexpected answer: {type(exc).__name__}: {_zenpy_text(exc)}") from None
 
     def find_emergencies(self, query: str, view_id: int | None = None) -> list[Ticket]:
         """One listing per pass: the search query, or the view's tickets (all pages)."""
@@ -347,7 +359,7 @@ class Zendesk:
     def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         try:
             response = self.session.request("GET", self.base_url + path, params=params)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.RequestException as exc:
             raise Unreachable(SERVICE, "GET", path, None, _connection_text(exc)) from None
         if response.status_code == 404:
             raise NotFound(SERVICE, "GET", path, 404, excerpt(response))
@@ -398,7 +410,8 @@ class Zendesk:
                 for event in audit.get("events") or ():
                     if event.get("field_name") == "priority" and event.get("value") == "urgent" \
                             and event.get("type") in ("Create", "Change"):
-                        since = parse_time(audit["created_at"])
+                        created = audit.get("created_at")
+                        since = parse_time(created) if isinstance(created, str) else since
             url = (data.get("links") or {}).get("next") if (data.get("meta") or {}).get(
                 "has_more") else None
             params = None  # the next link carries its own cursor
@@ -411,17 +424,19 @@ class Zendesk:
     # --- the one write -------------------------------------------------------------------------
 
     def update(self, ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
-               priority: str | None = None, author_id: int | None = None) -> Update:
+               priority: str | None = None, author_id: int | None = None,
+               tags_to_remove: Iterable[str] = ()) -> Update:
         """One safe update: the comment and its field changes land together or not at all.
 
         Raises Conflict on 409 (the ticket moved since it was read) and WriteUncertain when
         the answer was lost or a 5xx/429: the caller re-reads before deciding anything.
         """
         path = f"/api/v2/tickets/{ticket.id}.json"
-        body = build_update(ticket, comment, tags_to_add, priority, author_id)
+        body = build_update(ticket, comment, tags_to_add, priority, author_id, tags_to_remove)
         try:
             response = self.session.request("PUT", self.base_url + path, json=body)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.RequestException as exc:
+            # Broken before, during or after the answer (e.g. a body cut short): unknown.
             raise WriteUncertain(SERVICE, "PUT", path, None, _connection_text(exc)) from None
         status = response.status_code
         if status == 409:
@@ -441,17 +456,19 @@ class Zendesk:
 
 
 def build_update(ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
-                 priority: str | None = None, author_id: int | None = None) -> dict[str, Any]:
+                 priority: str | None = None, author_id: int | None = None,
+                 tags_to_remove: Iterable[str] = ()) -> dict[str, Any]:
     """The PUT body. `public` comes from the template's registered visibility, always explicit."""
     payload: dict[str, Any] = {"safe_update": True, "updated_stamp": ticket.updated_stamp}
     if comment is not None:
         payload["comment"] = {"body": comment.body, "public": bool(comment.public)}
         if author_id is not None:
             payload["comment"]["author_id"] = author_id
+    removed = set(tags_to_remove)
     new_tags = [t for t in tags_to_add if t not in ticket.tags]
-    if new_tags:
+    if new_tags or removed & set(ticket.tags):
         # `tags` replaces the list; safe_update guarantees nobody changed it since our read.
-        payload["tags"] = [*ticket.tags, *new_tags]
+        payload["tags"] = [*(t for t in ticket.tags if t not in removed), *new_tags]
     if priority is not None:
         payload["priority"] = priority
     return {"ticket": payload}
@@ -469,13 +486,18 @@ def brief_from(comment: Comment, ticket: Ticket, organization: Organization | No
     planned, when = BRIEF_PLANNED.search(comment.body), BRIEF_WHEN.search(comment.body)
     if planned is None or when is None:
         return None
+    try:
+        moment = datetime.strptime(when.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    except ValueError:  # a note typed by hand that only looks like a brief
+        log.warning("ticket %s: comment %s looks like a brief but its When: is no date",
+                    ticket.id, comment.id)
+        return None
     author = authors.get(comment.author_id)
     return Brief(ticket_id=ticket.id, organization_id=ticket.organization_id,
                  organization=organization.name if organization else "",
                  author=author.name if author else f"user {comment.author_id}",
-                 planned=planned.group(1).strip(),
-                 when=datetime.strptime(when.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC),
-                 url=url, filed_at=comment.created_at)
+                 planned=planned.group(1).strip(), when=moment, url=url,
+                 filed_at=comment.created_at)
 
 
 def comment_id_from_audit(audit: Any) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -60,3 +61,26 @@ def test_sigterm_stops_emergency_run_cleanly(sandbox: Sandbox, account: Account,
     assert "SIGTERM received: finishing the pass in hand, then stopping" in log
     assert log.rstrip().endswith("stopped")
     assert "Traceback" not in log
+
+
+def test_an_unexpected_error_in_a_pass_is_logged_with_its_traceback_and_the_service_goes_on(
+        worker: Worker, double, caplog) -> None:
+    stop = threading.Event()
+    calls = []
+
+    def failing_pass() -> PassReport:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()
+        raise RuntimeError("a bug")
+
+    worker.run_once = failing_pass  # type: ignore[method-assign]
+    logger = logging.getLogger("automation")  # the CLI may have stopped its propagation
+    logger.addHandler(caplog.handler)
+    try:
+        worker.run_forever(stop, interval_seconds=0)
+    finally:
+        logger.removeHandler(caplog.handler)
+
+    assert len(calls) == 2
+    assert "unexpected error" in caplog.text and "RuntimeError: a bug" in caplog.text

@@ -182,3 +182,48 @@ def test_retry_after_as_an_http_date_is_measured_against_zendesks_date() -> None
     client(clock).find_emergencies("type:ticket")
 
     assert clock.slept == [45.0]
+
+
+@responses.activate
+def test_a_write_whose_answer_is_cut_short_is_uncertain() -> None:
+    responses.put(f"{BASE}/api/v2/tickets/7.json",
+                  body=requests.exceptions.ChunkedEncodingError("connection broken"))
+
+    with pytest.raises(WriteUncertain) as caught:
+        client(FakeClock()).update(_ticket(), Rendered("acknowledgement", "x", True))
+
+    assert "cut short" in str(caught.value)
+
+
+@responses.activate
+def test_an_html_page_answered_200_is_one_clear_error() -> None:
+    responses.get(SEARCH, status=200, body="<html>Sign in</html>", content_type="text/html")
+
+    with pytest.raises(Unreachable) as caught:
+        client(FakeClock()).find_emergencies("type:ticket")
+
+    assert "not Zendesk's JSON" in str(caught.value)
+
+
+@responses.activate
+def test_a_ticket_of_an_unexpected_shape_is_rejected_not_a_crash() -> None:
+    from automation.errors import Rejected
+
+    responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": {"id": 7}})
+
+    with pytest.raises(Rejected) as caught:
+        client(FakeClock()).ticket(7)
+
+    assert "unexpected answer" in str(caught.value)
+
+
+def test_a_note_that_only_looks_like_a_brief_is_not_one() -> None:
+    from datetime import UTC, datetime
+
+    from automation.model import Comment
+    from automation.zendesk import brief_from
+
+    note = Comment(1, 5, False, datetime(2026, 1, 5, tzinfo=UTC),
+                   "What is planned: upgrade\nWhen: 2026-02-30 02:00 UTC")
+
+    assert brief_from(note, _ticket(), None, {}, "https://x") is None
