@@ -8,6 +8,7 @@ the ticket itself that the same text is not already there.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tomllib
 from collections.abc import Callable
@@ -54,6 +55,8 @@ class Write:
     priority: str | None = None
     # Checked on a fresh read just before sending: a reason to stop, or None.
     guard: Callable[[Snapshot], str | None] | None = None
+    # A tag written with it that names its input: on the ticket means already sent.
+    marker: str | None = None
 
 
 @dataclass
@@ -76,6 +79,19 @@ class Sent:
 
 def normalized(text: str) -> str:
     return " ".join(text.split())
+
+
+def already_done(snapshot: Snapshot, write: Write) -> bool:
+    """The write is on the ticket: its marker tag (made from the engineer's input, so a re-run
+    whose hand-off text changed is still recognised), or exactly its text."""
+    if write.marker is not None and write.marker in snapshot.ticket.tags:
+        return True
+    return already_posted(snapshot, write.rendered)
+
+
+def input_marker(prefix: str, text: str) -> str:
+    """A tag that names a piece of input: the same notes give the same tag."""
+    return f"{prefix}_{hashlib.sha256(normalized(text).encode()).hexdigest()[:12]}"
 
 
 def already_posted(snapshot: Snapshot, rendered: Rendered) -> bool:
@@ -280,10 +296,14 @@ class Commands:
                        if macro_title else None)
         # The public text never sees the internal notes, whatever a template override says.
         public_context = {k: v for k, v in context.items() if k != "internal_notes"}
-        writes = [Write("post-call", self.templates.render("post_call", public_context))]
+        public_marker = input_marker("emergency_post_call", notes)
+        writes = [Write("post-call", self.templates.render("post_call", public_context),
+                        tags_to_add=(public_marker,), marker=public_marker)]
         if internal is not None:
+            internal_marker = input_marker("emergency_post_call_note", internal)
             writes.append(Write("post-call-internal",
-                                self.templates.render("post_call_internal", context)))
+                                self.templates.render("post_call_internal", context),
+                                tags_to_add=(internal_marker,), marker=internal_marker))
         plan = Plan(snapshot, author, writes)
         if self.chat is not None:
             handoff = ""
@@ -407,10 +427,10 @@ class Commands:
         sent: list[Sent] = []
         snapshot = plan.snapshot
         ticket_id = snapshot.ticket.id
-        if all(already_posted(snapshot, w.rendered) for w in plan.writes):
+        if all(already_done(snapshot, w) for w in plan.writes):
             raise Refused(f"ticket #{ticket_id} already has exactly this text; nothing was sent")
         for write in plan.writes:
-            if already_posted(snapshot, write.rendered):
+            if already_done(snapshot, write):
                 sent.append(Sent(write.step, None, write.rendered.public,
                                  "already on the ticket", skipped=True))
                 continue
@@ -444,7 +464,7 @@ class Commands:
         for attempt in range(MAX_SEND_ATTEMPTS):
             if attempt:
                 snapshot = read_snapshot(self.zendesk, ticket_id)
-                if already_posted(snapshot, write.rendered):
+                if already_done(snapshot, write):
                     return self._record(now, ticket_id, write, actor, None,
                                         "confirmed on re-read: it was already on the ticket")
                 if write.guard and (reason := write.guard(snapshot)):

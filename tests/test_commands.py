@@ -436,3 +436,18 @@ def test_follow_up_by_hand_before_any_contact_is_refused(
 
     assert code == cli.EXIT_REFUSED and "has no contact yet" in err
     assert double.puts == []
+
+
+def test_a_re_run_whose_hand_off_text_changed_still_sends_the_notes_only_once(
+        config: str, double: ZendeskDouble) -> None:
+    double.create(7)
+    notes = str(write_notes(config))
+
+    first = emergency("--config", config, "post-call", "7", "--notes", notes, "--yes",
+                      "--until", "17:00 UTC")
+    second = emergency("--config", config, "post-call", "7", "--notes", notes, "--yes",
+                       "--next", "Chris")  # the hand-off moved on between the two runs
+
+    assert first[0] == cli.EXIT_OK
+    assert second[0] == cli.EXIT_REFUSED and "nothing was sent" in second[2]
+    assert len([c for c in double.public_comments(7) if c["author_id"] == API_USER]) == 1
