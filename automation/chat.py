@@ -58,6 +58,10 @@ def claim_from_tags(tags: tuple[str, ...]) -> datetime | None:
     return None
 
 
+def claim_tags(tags: tuple[str, ...]) -> list[str]:
+    return [tag for tag in tags if CLAIM_TAG.match(tag)]
+
+
 def pick_channel(config: SlackConfig, ticket: Ticket, organization: Organization | None) -> str:
     """The first rule that matches the ticket picks the channel; else the default."""
     org_tags = set(organization.tags) if organization else set()
@@ -164,7 +168,10 @@ class Chat:
             return known
         cached = self.store.thread(ticket.id)
         if cached is not None:
-            return Thread(*cached)
+            # Ours, but not yet written on the ticket (Slack or Zendesk failed halfway):
+            # write it now, so other workers find it and the ASE note is there.
+            return self._record(snapshot, Thread(*cached), now,
+                                self.zendesk.organization(ticket.organization_id), opened=False)
         if not start:
             return None
         organization = self.zendesk.organization(ticket.organization_id)
@@ -176,16 +183,18 @@ class Chat:
             existing = self.slack.find_message(channel, marker, oldest=ticket.created_at)
             return self._record(snapshot, Thread(channel, existing.ts), now, organization,
                                 opened=False) if existing else None
-        if claimed_at is None:
-            claim = f"emergency_slack_claim_{int(now.timestamp())}"
-            try:
-                self.zendesk.update(ticket, None, [claim])
-            except Conflict:
-                # The ticket moved since it was read (often our own page tag): look again.
-                fresh = self.zendesk.ticket(ticket.id)
-                if thread_from_tags(fresh.tags) or claim_from_tags(fresh.tags):
-                    return None  # another worker is on it; the next pass reads what it did
-                self.zendesk.update(fresh, None, [claim])
+        # No claim, or one whose worker died: claim it (a safe update only one worker wins).
+        claim = f"emergency_slack_claim_{int(now.timestamp())}"
+        try:
+            self.zendesk.update(ticket, None, [claim], tags_to_remove=claim_tags(ticket.tags))
+        except Conflict:
+            # The ticket moved since it was read (often our own page tag): look again.
+            fresh = self.zendesk.ticket(ticket.id)
+            fresh_claim = claim_from_tags(fresh.tags)
+            if thread_from_tags(fresh.tags) or (
+                    fresh_claim is not None and now - fresh_claim < CLAIM_TIMEOUT):
+                return None  # another worker is on it; the next pass reads what it did
+            self.zendesk.update(fresh, None, [claim], tags_to_remove=claim_tags(fresh.tags))
         existing = self.slack.find_message(channel, marker, oldest=ticket.created_at)
         if existing is not None:
             return self._record(snapshot, Thread(channel, existing.ts), now, organization,

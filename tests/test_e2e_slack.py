@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from automation.chat import Chat, thread_from_tags
 from automation.clock import FakeClock
@@ -311,3 +312,40 @@ def test_a_wrong_slack_token_fails_tick_with_exit_three_after_the_zendesk_steps(
     assert err.count("\n") == 1 and err.startswith("error: Slack") and "invalid_auth" in err
     assert "SECRET" not in out + err
     assert len(sandbox.zendesk.public_comments(ticket_id)) == 2  # the acknowledgement went out
+
+
+def test_a_thread_whose_recording_failed_is_written_on_the_ticket_later(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = urgent(sandbox, account)
+    sandbox.slack.faults.drop("chat.getPermalink", times=None)
+    play([worker], clock, 1)  # the parent is posted, its permalink never answers
+    assert thread_from_tags(tuple(sandbox.zendesk.ticket(ticket_id)["tags"])) is None
+    sandbox.slack.faults.clear()
+
+    play([worker], clock, 2)
+
+    assert thread_from_tags(tuple(sandbox.zendesk.ticket(ticket_id)["tags"])) is not None
+    notes = [c for c in sandbox.zendesk.comments(ticket_id) if not c["public"]]
+    assert len(notes) == 1 and "/archives/" in notes[0]["body"]
+    assert len(parents(sandbox, account.self_managed_channel)) == 1
+
+
+def test_a_stale_claim_is_taken_over_by_one_worker_only(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    stale = int((clock.now() - timedelta(minutes=10)).timestamp())
+    # A worker claimed the thread ten minutes ago and died before posting it.
+    requests.put(f"{sandbox.url}/api/v2/tickets/{ticket_id}.json", auth=sandbox.auth,
+                 timeout=5, json={"ticket": {"additional_tags": [
+                     f"emergency_slack_claim_{stale}"]}})
+    workers = [worker_for(sandbox, account, clock, tmp_path / f"w{n}.sqlite3") for n in (1, 2)]
+
+    for _ in range(3):
+        threads = [threading.Thread(target=w.run_once) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        clock.advance(timedelta(minutes=1))
+
+    assert len(parents(sandbox, account.self_managed_channel)) == 1
