@@ -78,8 +78,10 @@ class Snapshot:
     organization: Organization | None = None
     briefs: tuple[Brief, ...] = ()  # the organization's pre-task briefs, from the journal
     me: int | None = None  # the worker's own Zendesk user
-    # When the ticket became urgent, when it was raised after creation: contact counts from then.
+    # From the audits, read when they matter: when the ticket became urgent (contact counts
+    # from then), and when each tag was added (a marker from an earlier emergency is stale).
     urgent_since: datetime | None = None
+    tags_added_at: dict[str, datetime] = field(default_factory=dict)
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)
@@ -101,6 +103,7 @@ class Step(enum.StrEnum):
     CLOSE = "close"
     LINK_BRIEF = "link-brief"  # internal: point the on-call at the account's pre-task brief
     OFF_HOURS = "off-hours"  # public: outside the profile's coverage hours, nobody is paged
+    RESET = "reset"  # tags only: clear an earlier emergency's markers when urgent again
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,4 @@ class Action:
     tags_to_add: tuple[str, ...] = ()
     priority: str | None = None
     author_email: str | None = None  # post as this agent (who acknowledged the page)
+    tags_to_remove: tuple[str, ...] = ()

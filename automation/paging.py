@@ -18,14 +18,19 @@ from automation.config import PagerDutyConfig
 from automation.errors import Conflict, WriteUncertain
 from automation.model import Assessment, Snapshot, State, Ticket
 from automation.pagerduty import Incident, PagerDuty
-from automation.workflow import Coverage, Page, coverage_at
+from automation.workflow import (
+    INCIDENT_TAG_PREFIX,
+    MANAGER_PAGED_TAG,
+    PAGED_TAG,
+    Coverage,
+    Page,
+    coverage_at,
+)
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
 
-PAGED_TAG = "emergency_paged"
-MANAGER_PAGED_TAG = "emergency_manager_paged"
-INCIDENT_TAG = re.compile(r"^emergency_incident_([a-z0-9]+)$")
+INCIDENT_TAG = re.compile(rf"^{INCIDENT_TAG_PREFIX}([a-z0-9]+)$")
 
 
 def incident_key(ticket_id: int) -> str:
@@ -37,7 +42,7 @@ def manager_key(ticket_id: int) -> str:
 
 
 def incident_tag(incident_id: str) -> str:
-    return f"emergency_incident_{incident_id.lower()}"
+    return f"{INCIDENT_TAG_PREFIX}{incident_id.lower()}"
 
 
 def incident_from_tags(tags: tuple[str, ...]) -> str | None:
@@ -207,8 +212,11 @@ class Paging:
             return False
         if now < ticket.created_at + timedelta(minutes=self.config.trigger_after_minutes):
             return False  # give Zendesk's own PagerDuty integration its chance first
-        # A resolved incident with our key means a person already handled the page.
-        if self.pd.incident_by_key(incident_key(ticket.id), [profile.service_id]):
+        # A resolved incident with our key means a person already handled this emergency's
+        # page (one from before the ticket last became urgent belongs to an earlier one).
+        earlier = self.pd.incident_by_key(incident_key(ticket.id), [profile.service_id])
+        if earlier is not None and (snapshot.urgent_since is None
+                                    or earlier.created_at >= snapshot.urgent_since):
             self._handled_elsewhere.add(ticket.id)
             return False
         return True

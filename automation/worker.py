@@ -92,8 +92,10 @@ class PassReport:
 def read_snapshot(zendesk: Zendesk, ticket_id: int) -> Snapshot:
     """The ticket as the workflow needs it; its audits too when contact might predate it."""
     snapshot = zendesk.snapshot(ticket_id)
-    if workflow.needs_urgent_since(snapshot):
-        snapshot = replace(snapshot, urgent_since=zendesk.urgent_since(ticket_id))
+    if workflow.needs_history(snapshot):
+        history = zendesk.history(ticket_id)
+        snapshot = replace(snapshot, urgent_since=history.urgent_since,
+                           tags_added_at=history.tags_added_at)
     return snapshot
 
 
@@ -213,6 +215,9 @@ class Worker:
                 step = action.step
                 if attempt == MAX_ATTEMPTS_PER_TICKET - 1:
                     break  # the last read only looks: never write on what we cannot confirm
+                if action.step is Step.RESET:
+                    self._reset(snapshot, action, now)
+                    continue
                 author = self._author(action)
                 rendered = self._render(action, snapshot, assessment, now, author)
                 try:
@@ -269,6 +274,18 @@ class Worker:
             except (NotFound, Rejected) as exc:
                 log.warning("briefs of organization %s not read: %s", org_id, exc)
         return self.store.briefs_for(org_id)
+
+    def _reset(self, snapshot: Snapshot, action: Action, now: datetime) -> None:
+        """Urgent again: clear the earlier emergency's markers (no comment); then re-read."""
+        try:
+            self.zendesk.update(snapshot.ticket, None, tags_to_remove=action.tags_to_remove)
+        except (Conflict, WriteUncertain) as exc:
+            log.info("ticket %s: reset not confirmed (%s); re-reading", action.ticket_id, exc)
+            return
+        self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
+                                outcome="done", actor=self.actor,
+                                detail="urgent again: cleared " + ", ".join(
+                                    action.tags_to_remove)))
 
     def _page_facts(self, snapshot: Snapshot, now: datetime) -> workflow.Page | None:
         if self.paging is None:

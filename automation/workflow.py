@@ -22,6 +22,11 @@ MARKER_TAGS = {Step.ACKNOWLEDGE: ACKNOWLEDGED_TAG, Step.FOLLOW_UP: FOLLOWED_UP_T
                Step.CLOSE: CLOSED_TAG, Step.LINK_BRIEF: BRIEF_LINKED_TAG,
                Step.OFF_HOURS: OFF_HOURS_TAG}
 
+# Written by the PagerDuty side (paging.py); an emergency's, like the markers above.
+PAGED_TAG = "emergency_paged"
+MANAGER_PAGED_TAG = "emergency_manager_paged"
+INCIDENT_TAG_PREFIX = "emergency_incident_"
+
 TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
              Step.CLOSE: "bridge_closed", Step.LINK_BRIEF: "brief_link",
              Step.OFF_HOURS: "off_hours"}
@@ -108,14 +113,23 @@ def find_contact(snapshot: Snapshot) -> Comment | None:
     return None
 
 
-def needs_urgent_since(snapshot: Snapshot) -> bool:
-    """Whether contact might predate the emergency: the first agent reply is a person's, so
-    the ticket may have been raised to urgent after it. Then its audits tell when.
+def needs_history(snapshot: Snapshot) -> bool:
+    """Whether the ticket's audits matter: an agent spoke or a step of ours ran, and either may
+    belong to an earlier emergency (a ticket lowered and raised to urgent again, or raised
+    to urgent long after an agent's reply)."""
+    return bool(set(snapshot.ticket.tags) & set(MARKER_TAGS.values())) or \
+        find_contact(snapshot) is not None
 
-    Ours is never older than the emergency: the worker only writes on urgent tickets.
-    """
-    contact = find_contact(snapshot)
-    return contact is not None and contact.author_id != snapshot.me
+
+def stale_markers(snapshot: Snapshot) -> set[str]:
+    """Our marker tags that were written before the ticket last became urgent."""
+    since = snapshot.urgent_since
+    if since is None:
+        return set()
+    ours = set(MARKER_TAGS.values()) | {PAGED_TAG, MANAGER_PAGED_TAG}
+    return {tag for tag in snapshot.ticket.tags
+            if (tag in ours or tag.startswith(INCIDENT_TAG_PREFIX))
+            and (added := snapshot.tags_added_at.get(tag)) is not None and added < since}
 
 
 def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:
@@ -165,9 +179,13 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
 
     if is_finished(snapshot):
         return result(State.SOLVED)
+    stale = stale_markers(snapshot)
+    if stale and ticket.priority == EMERGENCY_PRIORITY:
+        # Urgent again after an earlier emergency: clear its markers first, then start over.
+        return result(State.NEW, Step.RESET, ticket.updated_at)
     contact = find_contact(snapshot)
     if CLOSED_TAG in tags:
-        # Stepped down once already; if a person raised it again, the timers are theirs.
+        # Stepped down by us and not urgent again since (a raise shows as a stale marker).
         return result(State.CLOSED_TO_HIGH, contact=contact)
     if ticket.priority != EMERGENCY_PRIORITY:
         return result(State.NOT_URGENT, contact=contact)
@@ -211,6 +229,9 @@ def relevant_briefs(snapshot: Snapshot, now: datetime) -> list[Brief]:
 
 def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None) -> Action | None:
     """The write that is due now, if any. A brief link comes first: the on-call needs it."""
+    if assessment.next_step is Step.RESET and snapshot is not None:
+        return Action(ticket_id=assessment.ticket_id, step=Step.RESET, template="",
+                      tags_to_remove=tuple(sorted(stale_markers(snapshot))))
     if (snapshot is not None and assessment.state in LIVE_STATES
             and BRIEF_LINKED_TAG not in snapshot.ticket.tags
             and relevant_briefs(snapshot, now)):
@@ -231,6 +252,8 @@ def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None
 
 def step_done(snapshot: Snapshot, step: Step) -> bool:
     """Whether the ticket already carries the marker of ``step`` (or contact, for the ack)."""
+    if step is Step.RESET:
+        return not stale_markers(snapshot)
     if step is Step.ACKNOWLEDGE and find_contact(snapshot) is not None:
         return True
     return MARKER_TAGS[step] in snapshot.ticket.tags

@@ -212,6 +212,14 @@ def point_zenpy_at(client: Zenpy, base_url: str) -> None:
 
 
 @dataclass(frozen=True)
+class History:
+    """What a ticket's audits say that the ticket itself does not."""
+
+    urgent_since: datetime | None
+    tags_added_at: dict[str, datetime]
+
+
+@dataclass(frozen=True)
 class Update:
     """What Zendesk answered to a successful write."""
 
@@ -397,25 +405,34 @@ class Zendesk:
                     found.append(brief)
         return found
 
-    def urgent_since(self, ticket_id: int) -> datetime | None:
-        """When the ticket last became urgent (created so, or raised), from its audits."""
+    def history(self, ticket_id: int) -> History:
+        """From the ticket's audits: when it last became urgent, and when each tag was added."""
         url: str | None = f"{self.base_url}/api/v2/tickets/{ticket_id}/audits.json"
         params: dict[str, str] | None = {"page[size]": "100"}
-        since = None
+        since: datetime | None = None
+        added: dict[str, datetime] = {}
         for _ in range(MAX_AUDIT_PAGES):
             if url is None:
                 break
             data = self._get_json(url.removeprefix(self.base_url), params or {})
             for audit in data.get("audits") or ():
+                created = audit.get("created_at")
+                if not isinstance(created, str):
+                    continue
+                at = parse_time(created)
                 for event in audit.get("events") or ():
-                    if event.get("field_name") == "priority" and event.get("value") == "urgent" \
-                            and event.get("type") in ("Create", "Change"):
-                        created = audit.get("created_at")
-                        since = parse_time(created) if isinstance(created, str) else since
+                    if event.get("type") not in ("Create", "Change"):
+                        continue
+                    if event.get("field_name") == "priority" and event.get("value") == "urgent":
+                        since = at
+                    elif event.get("field_name") == "tags":
+                        before = set(event.get("previous_value") or ())
+                        for tag in set(event.get("value") or ()) - before:
+                            added[tag] = at
             url = (data.get("links") or {}).get("next") if (data.get("meta") or {}).get(
                 "has_more") else None
             params = None  # the next link carries its own cursor
-        return since
+        return History(urgent_since=since, tags_added_at=added)
 
     def me(self) -> Person:
         return self._read("GET", "/api/v2/users/me.json",

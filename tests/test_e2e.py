@@ -228,3 +228,17 @@ def test_ticket_raised_to_urgent_later_gets_the_whole_lifecycle_over_http(
     play(worker, clock, 40)
 
     assert_full_lifecycle(sandbox, account, ticket_id)
+
+
+def test_urgent_again_after_the_bridge_closed_starts_a_new_lifecycle(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    ticket_id = new_emergency(sandbox, account)
+    play(worker, clock, 40)
+    assert_full_lifecycle(sandbox, account, ticket_id)
+    clock.advance(timedelta(days=1))
+    sandbox.zendesk.set_priority(ticket_id, "urgent", account.agent_id)
+
+    play(worker, clock, 40)
+
+    assert len(worker_messages(sandbox, account, ticket_id)) == 6
+    assert sandbox.zendesk.ticket(ticket_id)["priority"] == "high"

@@ -286,3 +286,50 @@ def test_an_agent_reply_after_the_raise_is_contact(
 
     assert report.posted == []
     assert worker.store.tracked()[1].state == State.AWAITING_CUSTOMER
+
+
+def test_urgent_again_after_an_agent_lowered_it_is_a_new_emergency(
+        double: ZendeskDouble, worker: Worker, clock: FakeClock) -> None:
+    double.create(1)
+    worker.run_once()  # acknowledged
+    clock.advance(minutes(5))
+    double.raise_priority(1, "high")  # an agent steps it down by hand
+    worker.run_once()
+    clock.advance(minutes(60 * 24))
+    double.raise_priority(1, "urgent")  # the next day, production is down again
+
+    report = worker.run_once()
+
+    assert [r.step for r in report.posted] == ["acknowledge"]
+    assert len(bot_comments(double, 1)) == 2
+    assert [e.step for e in worker.store.journal(1) if e.outcome == "done"] == ["reset"]
+    clock.advance(minutes(14))
+    assert worker.run_once().posted == []  # the follow-up counts from today's contact
+    clock.advance(minutes(1))
+    assert [r.step for r in worker.run_once().posted] == ["follow-up"]
+
+
+def test_urgent_again_after_a_persons_reply_is_not_stuck(
+        double: ZendeskDouble, worker: Worker, clock: FakeClock) -> None:
+    double.create(1)
+    worker.run_once()
+    double.comment(1, AGENT, "Joining the call")
+    double.raise_priority(1, "normal")
+    clock.advance(minutes(60 * 24))
+    double.raise_priority(1, "urgent")
+
+    report = worker.run_once()
+
+    assert [r.step for r in report.posted] == ["acknowledge"]
+
+
+def test_an_old_public_reply_by_the_api_user_is_not_contact_for_a_later_emergency(
+        double: ZendeskDouble, worker: Worker, clock: FakeClock) -> None:
+    double.create(1, priority="normal")
+    double.comment(1, API_USER, "Thanks, we received your request.")  # another script's reply
+    clock.advance(minutes(60 * 24))
+    double.raise_priority(1, "urgent")
+
+    report = worker.run_once()
+
+    assert [r.step for r in report.posted] == ["acknowledge"]

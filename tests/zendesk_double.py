@@ -43,6 +43,8 @@ class DoubleTicket:
     comments: list[dict[str, Any]] = field(default_factory=list)
     # (when, priority): the audits' priority events, creation first.
     priority_changes: list[tuple[datetime, str]] = field(default_factory=list)
+    # (when, tags after, tags before): the audits' tag events.
+    tag_changes: list[tuple[datetime, list[str], list[str]]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "subject": self.subject, "status": self.status,
@@ -185,6 +187,10 @@ class ZendeskDouble:
         audits = [{"created_at": stamp(when), "events": [
             {"type": "Create" if n == 0 else "Change", "field_name": "priority",
              "value": value}]} for n, (when, value) in enumerate(ticket.priority_changes)]
+        audits += [{"created_at": stamp(when), "events": [
+            {"type": "Change", "field_name": "tags", "value": after, "previous_value": before}]}
+            for when, after, before in ticket.tag_changes]
+        audits.sort(key=lambda audit: audit["created_at"])
         return self._json(200, {"audits": audits, "meta": {"has_more": False},
                                 "links": {"next": None}})
 
@@ -229,6 +235,7 @@ class ZendeskDouble:
             comment_id = self._add_comment(ticket, comment.get("author_id", API_USER),
                                            comment["body"], comment["public"])
         if "tags" in update:
+            ticket.tag_changes.append((self.clock.now(), list(update["tags"]), list(ticket.tags)))
             ticket.tags = list(update["tags"])
         if "priority" in update:
             ticket.priority = update["priority"]
