@@ -436,7 +436,8 @@ class Worker:
 
     def run_forever(self, stop: threading.Event, interval_seconds: float | None = None) -> None:
         """Passes on a timer until ``stop`` is set; the pass in hand always finishes."""
-        interval = interval_seconds or self.settings.poll_interval_seconds
+        interval = self.settings.poll_interval_seconds if interval_seconds is None \
+            else interval_seconds
         while not stop.is_set():
             try:
                 report = self.run_once()
