@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("tick", help="run one pass and exit (for cron)")
     run = commands.add_parser("run", help="run passes on a timer until SIGTERM/SIGINT")
-    run.add_argument("--interval", type=float, metavar="SECONDS",
+    run.add_argument("--interval", type=positive_number, metavar="SECONDS",
                      help="seconds between passes (default: [workflow] poll_interval_seconds)")
     status = commands.add_parser("status", help="the emergencies the worker tracks")
     status.add_argument("--json", action="store_true", help="machine-readable output")
