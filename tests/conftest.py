@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,14 @@ def make_worker(clock: FakeClock, state: Path) -> Worker:
 @pytest.fixture
 def worker(clock: FakeClock, tmp_path: Path, double: ZendeskDouble) -> Worker:
     return make_worker(clock, tmp_path / "state.sqlite3")
+
+
+def play_together(workers: list[Worker], clock: FakeClock, minutes: int) -> None:
+    """Each simulated minute, every worker runs a pass at the same time (threads)."""
+    for _ in range(minutes):
+        threads = [threading.Thread(target=w.run_once) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        clock.advance(timedelta(minutes=1))

@@ -6,7 +6,6 @@ customer-visible comments asserted each time.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from automation.templates import Templates
 from automation.worker import Worker
 from automation.workflow import CLOSED_TAG
 from automation.zendesk import Zendesk
+from tests.conftest import play_together
 
 BRIDGE = "https://bridge.example.com/e2e"
 PUT_TICKET = r"/api/v2/tickets/\d+\.json"
@@ -183,13 +183,7 @@ def test_two_workers_at_once_post_every_message_exactly_once(
     tickets = [new_emergency(sandbox, account, f"Emergency {n}") for n in range(4)]
     sandbox.faults.latency("PUT", PUT_TICKET_RE, seconds=0.02, times=6)  # widen the race
 
-    for _ in range(40):
-        threads = [threading.Thread(target=w.run_once) for w in workers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        clock.advance(timedelta(minutes=1))
+    play_together(workers, clock, 40)
 
     for ticket_id in tickets:
         assert_full_lifecycle(sandbox, account, ticket_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from automation.store import Store
 from automation.templates import Templates
 from automation.worker import Worker
 from automation.zendesk import Zendesk
+from tests.conftest import play_together
 
 
 def slack_config(account: Account, sandbox: Sandbox) -> SlackConfig:
@@ -129,13 +129,7 @@ def test_two_workers_at_once_one_thread_each_line_once(
     workers = [worker_for(sandbox, account, clock, tmp_path / f"w{n}.sqlite3") for n in (1, 2)]
     tickets = [urgent(sandbox, account, f"Emergency {n}") for n in range(3)]
 
-    for _ in range(40):
-        threads = [threading.Thread(target=w.run_once) for w in workers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        clock.advance(timedelta(minutes=1))
+    play_together(workers, clock, 40)
 
     channel = account.self_managed_channel
     assert len(parents(sandbox, channel)) == 3
@@ -340,12 +334,6 @@ def test_a_stale_claim_is_taken_over_by_one_worker_only(
                      f"emergency_slack_claim_{stale}"]}})
     workers = [worker_for(sandbox, account, clock, tmp_path / f"w{n}.sqlite3") for n in (1, 2)]
 
-    for _ in range(3):
-        threads = [threading.Thread(target=w.run_once) for w in workers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        clock.advance(timedelta(minutes=1))
+    play_together(workers, clock, 3)
 
     assert len(parents(sandbox, account.self_managed_channel)) == 1
