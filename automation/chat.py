@@ -232,15 +232,8 @@ class Chat:
         note = self.templates.render("slack_thread_note", {
             "permalink": permalink, "account_manager": manager[0] if manager else None,
             "ase": ase[0] if ase else None})
-        fresh = snapshot.ticket
-        for _ in range(3):
-            try:
-                self.zendesk.update(fresh, note, [thread_tag(thread)])
-                break
-            except (Conflict, WriteUncertain):
-                fresh = self.zendesk.ticket(ticket.id)
-                if thread_from_tags(fresh.tags) is not None:
-                    break
+        self.zendesk.ensure_tags(ticket, [thread_tag(thread)], note,
+                                 done=lambda fresh: thread_from_tags(fresh.tags) is not None)
         return thread
 
     def person(self, email: object) -> tuple[str, str] | None:

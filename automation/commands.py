@@ -407,9 +407,7 @@ class Commands:
         incident = pd.trigger(cfg.service_id, title, incident_key(ticket.id),
                               f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
                               assignee_id=engineer.id)
-        tags = [PAGED_TAG, incident_tag(incident.id)]
-        if not all(t in ticket.tags for t in tags):
-            self.zendesk.update(ticket, None, tags)
+        self.zendesk.ensure_tags(ticket, [PAGED_TAG, incident_tag(incident.id)])
         self.store.record(Entry(at=self.clock.now(), ticket_id=ticket.id, step="paged",
                                 outcome="done", actor=cfg.from_email,
                                 detail=f"{engineer.name} paged by hand: incident {incident.id}"))

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from automation.clock import Clock
 from automation.config import PagerDutyConfig
-from automation.errors import Conflict, WriteUncertain
 from automation.model import Assessment, Snapshot, State, Ticket
 from automation.pagerduty import Incident, PagerDuty
 from automation.workflow import (
@@ -227,7 +226,7 @@ class Paging:
         incident = self.pd.trigger(
             profile.service_id, f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
             incident_key(ticket.id), f"Customer emergency on Zendesk: {url}")
-        self._tag(snapshot, [PAGED_TAG, incident_tag(incident.id)])
+        self.zendesk.ensure_tags(snapshot.ticket, [PAGED_TAG, incident_tag(incident.id)])
         return incident
 
     def _engineer(self, incident_id: str) -> str | None:
@@ -247,7 +246,7 @@ class Paging:
             f"The on-call engineer {engineer} is already on emergency #{other_ticket} "
             f"({self.zendesk.agent_url(other_ticket)}). Find an engineer for "
             f"{self.zendesk.agent_url(ticket.id)}.")
-        self._tag(snapshot, [MANAGER_PAGED_TAG])
+        self.zendesk.ensure_tags(snapshot.ticket, [MANAGER_PAGED_TAG])
         return Done(ticket.id, "manager-paged",
                     f"on-call {engineer} is busy with #{other_ticket}: Support Manager paged "
                     f"(incident {incident.id})")
@@ -264,16 +263,3 @@ class Paging:
         self.pd.resolve(incident_id)
         return Done(ticket.id, "incident-resolved", f"incident {incident_id} resolved after "
                                                      f"contact by {name}")
-
-    def _tag(self, snapshot: Snapshot, tags: list[str]) -> None:
-        """Record the page on the ticket so every worker sees it; a conflict means re-read."""
-        ticket = snapshot.ticket
-        for _ in range(3):
-            try:
-                self.zendesk.update(ticket, None, tags)
-                return
-            except (Conflict, WriteUncertain):
-                ticket = self.zendesk.ticket(ticket.id)
-                if all(t in ticket.tags for t in tags):
-                    return
-        log.warning("ticket %s: could not record %s on the ticket", ticket.id, ", ".join(tags))

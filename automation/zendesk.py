@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -45,7 +45,8 @@ RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
 BRIEF_TAG = "emergency_pre_task_brief"
 MAX_BRIEF_TICKETS = 20
-MAX_AUDIT_PAGES = 20  # the organization's most recent brief tickets are enough
+MAX_AUDIT_PAGES = 20
+MAX_TAG_ATTEMPTS = 3  # the organization's most recent brief tickets are enough
 MAX_READ_ATTEMPTS = 8
 
 
@@ -405,6 +406,28 @@ class Zendesk:
                     found.append(brief)
         return found
 
+    def ensure_tags(self, ticket: Ticket, tags: Iterable[str], comment: Rendered | None = None,
+                    done: Callable[[Ticket], bool] | None = None) -> bool:
+        """Make sure the ticket carries `tags` (with `comment`, in the same update, if given).
+
+        A conflict or a lost answer means: re-read, and stop if the ticket already says it is
+        done (by default: all the tags are there), else try again on the fresh stamp.
+        """
+        tags = list(tags)
+        is_done = done or _has_all(tags)
+        for _ in range(MAX_TAG_ATTEMPTS):
+            if is_done(ticket):
+                return True
+            try:
+                self.update(ticket, comment, tags)
+                return True
+            except (Conflict, WriteUncertain):
+                ticket = self.ticket(ticket.id)
+        if is_done(ticket):
+            return True
+        log.warning("ticket %s: could not record %s on the ticket", ticket.id, ", ".join(tags))
+        return False
+
     def history(self, ticket_id: int) -> History:
         """From the ticket's audits: when it last became urgent, and when each tag was added."""
         url: str | None = f"{self.base_url}/api/v2/tickets/{ticket_id}/audits.json"
@@ -470,6 +493,11 @@ class Zendesk:
         except (ValueError, KeyError, TypeError):
             raise WriteUncertain(SERVICE, "PUT", path, status, "unreadable answer") from None
         return Update(ticket=updated, comment_id=comment_id_from_audit(data.get("audit")))
+
+
+def _has_all(tags: Iterable[str]) -> Callable[[Ticket], bool]:
+    wanted = list(tags)
+    return lambda ticket: all(t in ticket.tags for t in wanted)
 
 
 def build_update(ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),

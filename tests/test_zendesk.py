@@ -227,3 +227,15 @@ def test_a_note_that_only_looks_like_a_brief_is_not_one() -> None:
                    "What is planned: upgrade\nWhen: 2026-02-30 02:00 UTC")
 
     assert brief_from(note, _ticket(), None, {}, "https://x") is None
+
+
+@responses.activate
+def test_ensure_tags_re_reads_after_a_conflict_and_stops_when_the_tags_are_there() -> None:
+    tagged = dict(TICKET_JSON, tags=["vip", "emergency_paged"], updated_at="2026-01-05T09:02:00Z")
+    responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
+    responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": tagged})
+
+    done = client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
+
+    assert done is True
+    assert [c.request.method for c in responses.calls] == ["PUT", "GET"]
