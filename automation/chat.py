@@ -258,7 +258,12 @@ class Chat:
         if not queued:
             return
         # A line already in the thread (a restart, a lost answer) is not posted again.
-        already = {m.text for m in self.slack.thread_replies(thread.channel, thread.ts)}
+        try:
+            already = {m.text for m in self.slack.thread_replies(thread.channel, thread.ts)}
+        except UpstreamError as exc:
+            for line in queued:
+                self.store.mark_failed(line.id, str(exc))
+            raise
         for line in queued:
             if line.text in already:
                 self.store.mark_sent(line.id, now)

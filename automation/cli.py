@@ -430,8 +430,10 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
         lines.append((entry.at, 1, text))
     for queued in store.outbox(args.ticket, pending_only=False):
         status = "posted" if queued.sent_at else "PENDING"
+        why = f" [{queued.attempts} tries; last: {queued.last_error[:80]}]" \
+            if not queued.sent_at and queued.last_error else ""
         lines.append((queued.sent_at or queued.queued_at, 2,
-                      f"slack    {status:<8} {queued.kind}: {queued.text[:80]}"))
+                      f"slack    {status:<8} {queued.kind}: {queued.text[:80]}{why}"))
     t = snapshot.ticket
     print(f"#{t.id} {t.subject} — {t.status}, priority {t.priority}, tags "
           f"{', '.join(t.tags) or '-'}", file=ctx.out)

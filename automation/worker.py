@@ -195,7 +195,7 @@ class Worker:
         """Read, decide and act on one ticket until it has nothing due (or attempts run out)."""
         pending: tuple[Action, Rendered] | None = None  # a write whose answer was lost
         step = "-"
-        last: tuple[Snapshot, Assessment] | None = None
+        last: tuple[Snapshot, Assessment, workflow.Page | None] | None = None
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
                 snapshot = read_snapshot(self.zendesk, ticket_id)
@@ -208,7 +208,7 @@ class Worker:
                     self._confirm(pending, snapshot, now, report)
                     pending = None
                 known_state = self._track(snapshot, assessment, now, known_state)
-                last = (snapshot, assessment)
+                last = (snapshot, assessment, page)
                 action = workflow.plan(assessment, now, snapshot)
                 if action is None:
                     return
@@ -247,7 +247,7 @@ class Worker:
             self._fail(report, now, ticket_id, step, str(exc))
         finally:
             if last is not None and self.paging is not None and paging_up:
-                self._page(last[0], last[1], now, report)
+                self._page(*last, now, report)
             if self.chat is not None and last is not None:
                 live = last[1].state in workflow.LIVE_STATES
                 report.slack_pending += self.chat.serve(last[0], now, live)
@@ -307,12 +307,12 @@ class Worker:
             return None
         return person
 
-    def _page(self, snapshot: Snapshot, assessment: Assessment, now: datetime,
-              report: PassReport) -> None:
+    def _page(self, snapshot: Snapshot, assessment: Assessment, page: workflow.Page | None,
+              now: datetime, report: PassReport) -> None:
         """PagerDuty's part, after the Zendesk step: a failure here is a failed step."""
         assert self.paging is not None
         try:
-            page = self.paging.page_for(snapshot, now)
+            page = page or self.paging.page_for(snapshot, now)
             done = self.paging.act(snapshot, assessment, page, now, self._busy(now))
         except UpstreamError as exc:
             self._fail(report, now, snapshot.ticket.id, "pagerduty", str(exc))

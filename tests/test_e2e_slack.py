@@ -337,3 +337,18 @@ def test_a_stale_claim_is_taken_over_by_one_worker_only(
     play_together(workers, clock, 3)
 
     assert len(parents(sandbox, account.self_managed_channel)) == 1
+
+
+def test_timeline_shows_a_pending_slack_line_and_why(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    run_cli(sandbox, account, clock, tmp_path, "tick")
+    sandbox.slack.faults.outage(times=None)
+    clock.advance(timedelta(minutes=16))
+    run_cli(sandbox, account, clock, tmp_path, "tick")  # the follow-up echo cannot go out
+
+    code, out, _ = run_cli(sandbox, account, clock, tmp_path, "timeline", str(ticket_id))
+
+    assert code == 0
+    [pending] = [line for line in out.splitlines() if "PENDING" in line]
+    assert "follow-up" in pending and "tries; last: Slack POST" in pending
