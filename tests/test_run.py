@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -84,3 +85,34 @@ def test_an_unexpected_error_in_a_pass_is_logged_with_its_traceback_and_the_serv
 
     assert len(calls) == 2
     assert "unexpected error" in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
+def test_sandbox_serve_is_ready_for_the_cli_by_hand(tmp_path: Path) -> None:
+    from automation import cli
+
+    config = tmp_path / "sandbox.toml"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from automation.cli import main; main()", "sandbox", "serve",
+         "--port", "0", "--write-config", str(config)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert process.stdout is not None
+    try:
+        printed = []
+        for line in process.stdout:  # wait until it says it is serving
+            printed.append(line)
+            if "Ctrl-C stops the sandbox" in line:
+                break
+        exports = next(line for line in printed if "export ZENDESK_API_TOKEN=" in line)
+        environ = dict(pair.split("=", 1) for pair in exports.split()[1:])
+        out, err = io.StringIO(), io.StringIO()
+
+        code = cli.run(["--config", str(config), "tick"], out=out, err=err, environ=environ)
+
+        assert code == cli.EXIT_OK, err.getvalue()
+        # The seeded emergency is seen; with PagerDuty on, its acknowledgement waits for a person.
+        assert "1 emergencies listed, 1 read, 0 posted, 0 failed" in out.getvalue()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        process.stdout.close()
+    assert process.returncode == 0
