@@ -18,8 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from automation import __version__, config
-from automation.chat import Chat
+from automation import __version__, config, wiring
 from automation.clock import Clock, SystemClock
 from automation.commands import BRIEF_FIELDS, Commands, Plan, Refused, parse_brief_file, preview
 from automation.demo import run_demo, scenario_names
@@ -31,13 +30,12 @@ from automation.errors import (
     TemplateError,
     Unreachable,
 )
+from automation.facts import template_context
 from automation.model import Step
 from automation.pagerduty import PagerDuty
-from automation.paging import Paging
-from automation.slack import Slack
 from automation.store import Store
 from automation.templates import REGISTRY, Templates, summary_line
-from automation.worker import Worker, template_context
+from automation.worker import Worker
 from automation.workflow import coverage_at
 from automation.zendesk import Zendesk
 
@@ -290,41 +288,18 @@ def load_config(args: argparse.Namespace, ctx: Context) -> config.Config:
 
 
 def build_zendesk(cfg: config.Config, ctx: Context) -> Zendesk:
-    token = config.zendesk_token(ctx.environ)
-    return Zendesk(cfg.zendesk.url, cfg.zendesk.email, token, ctx.clock,
-                   timeout=cfg.zendesk.timeout_seconds,
-                   max_retry_seconds=cfg.zendesk.max_retry_seconds)
-
-
-def build_chat(cfg: config.Config, ctx: Context, zendesk: Zendesk, store: Store,
-               templates: Templates) -> Chat | None:
-    """The Slack side, when `[slack]` is configured."""
-    if cfg.slack is None:
-        return None
-    slack = Slack(config.slack_token(ctx.environ), ctx.clock, base_url=cfg.slack.url)
-    return Chat(slack, zendesk, store, templates, cfg.slack, ctx.clock)
+    return wiring.build_zendesk(cfg, ctx.clock, ctx.environ)
 
 
 def build_pagerduty(cfg: config.Config, ctx: Context) -> PagerDuty | None:
-    if cfg.pagerduty is None:
-        return None
-    pd = cfg.pagerduty
-    client = PagerDuty(config.pagerduty_token(ctx.environ), pd.from_email, ctx.clock,
-                       base_url=pd.url, verify=str(pd.ca_file) if pd.ca_file else True)
-    ctx.closers.append(client.close)
+    client = wiring.build_pagerduty(cfg, ctx.clock, ctx.environ)
+    if client is not None:
+        ctx.closers.append(client.close)
     return client
 
 
-def build_worker(cfg: config.Config, ctx: Context, zendesk: Zendesk | None = None) -> Worker:
-    templates = Templates(cfg.templates_path)
-    zendesk = zendesk or build_zendesk(cfg, ctx)
-    store = Store(cfg.state_path)
-    pagerduty = build_pagerduty(cfg, ctx)
-    paging = Paging(pagerduty, zendesk, cfg.pagerduty, ctx.clock) \
-        if pagerduty is not None and cfg.pagerduty is not None else None
-    return Worker(zendesk, store, templates, cfg.workflow, ctx.clock, cfg.zendesk.query,
-                  cfg.zendesk.view_id, chat=build_chat(cfg, ctx, zendesk, store, templates),
-                  paging=paging)
+def build_worker(cfg: config.Config, ctx: Context) -> Worker:
+    return wiring.build_worker(cfg, ctx.clock, ctx.environ)
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
@@ -456,7 +431,7 @@ def sample_context(cfg: config.Config) -> dict[str, Any]:
     assessment = Assessment(ticket_id=ticket.id, state=State.AWAITING_CUSTOMER, next_step=None,
                             due_at=None, contact_at=now)
     org = type("SampleOrganization", (), {"name": "Example Corp"})()
-    context = template_context(snapshot, assessment, cfg.workflow, org, now)
+    context = template_context(snapshot, assessment, cfg.workflow, cfg.policy, org, now)
     context.update(
         engineer="Sam Engineer", reason="The customer's staging system is down.",
         informed="The account manager", notes="We rolled back the upgrade; pushes work again.",
@@ -535,11 +510,9 @@ def read_text(value: str, flag: str, ctx: Context) -> str:
 
 
 def build_commands(args: argparse.Namespace, ctx: Context) -> Commands:
-    cfg = load_config(args, ctx)
-    zendesk, store, templates = build_zendesk(cfg, ctx), Store(cfg.state_path), \
-        Templates(cfg.templates_path)
-    return Commands(zendesk, store, templates, cfg, ctx.clock,
-                    build_chat(cfg, ctx, zendesk, store, templates), build_pagerduty(cfg, ctx))
+    commands = wiring.build_commands(load_config(args, ctx), ctx.clock, ctx.environ)
+    ctx.closers.append(commands.close)
+    return commands
 
 
 def confirmed(text: str, args: argparse.Namespace, ctx: Context) -> bool:

@@ -21,13 +21,13 @@ from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import Config
 from automation.errors import AutomationError, Conflict, InputError, WriteUncertain
+from automation.facts import read_snapshot, template_context
 from automation.model import Person, Snapshot, Step
 from automation.pagerduty import PagerDuty
 from automation.paging import PAGED_TAG, incident_key, incident_tag
 from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
-from automation.worker import read_snapshot, template_context
 from automation.zendesk import BRIEF_TAG, Zendesk
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,11 @@ class Commands:
         self.config = config
         self.clock = clock
 
+    def close(self) -> None:
+        """Release connections (PagerDuty's client keeps a pool)."""
+        if self.pagerduty is not None:
+            self.pagerduty.close()
+
     # --- reading and refusing ------------------------------------------------------------------
     def load(self, ticket_id: int) -> Snapshot:
         snapshot = read_snapshot(self.zendesk, ticket_id)
@@ -223,9 +228,10 @@ class Commands:
 
     def _context(self, snapshot: Snapshot, author: Person | None) -> dict[str, Any]:
         now = self.zendesk.server_time or self.clock.now()
-        assessment = workflow.assess(snapshot, now, self.config.workflow.policy)
+        assessment = workflow.assess(snapshot, now, self.config.policy)
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
-        context = template_context(snapshot, assessment, self.config.workflow, organization, now)
+        context = template_context(snapshot, assessment, self.config.workflow, self.config.policy,
+                                   organization, now)
         context["engineer"] = author.name if author else self.config.workflow.signature
         if author is not None and assessment.contact_at is None:
             context["bridge_url"] = self.config.workflow.bridge_for(author.email)

@@ -49,17 +49,6 @@ class WorkflowConfig:
     poll_interval_seconds: float = 60
     # Each engineer's own bridge, by email (else bridge_url).
     bridges: dict[str, str] = field(default_factory=dict)
-    # With PagerDuty on, the acknowledgement waits this long for a person, then goes out anyway.
-    acknowledge_fallback_minutes: float | None = None
-
-    @property
-    def policy(self) -> Policy:
-        fallback = self.acknowledge_fallback_minutes
-        return Policy(
-            follow_up_after=timedelta(minutes=self.follow_up_after_minutes),
-            close_after=timedelta(minutes=self.close_after_minutes),
-            acknowledge_fallback=timedelta(minutes=fallback) if fallback is not None else None,
-        )
 
     def bridge_for(self, email: str | None) -> str:
         return self.bridges.get((email or "").lower(), self.bridge_url)
@@ -151,6 +140,17 @@ class Config:
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
 
+    @property
+    def policy(self) -> Policy:
+        """The runbook's timings; with PagerDuty on, the acknowledgement waits for a person
+        (`[pagerduty] acknowledge_fallback_minutes`) before it goes out from the team."""
+        fallback = self.pagerduty.acknowledge_fallback_minutes if self.pagerduty else None
+        return Policy(
+            follow_up_after=timedelta(minutes=self.workflow.follow_up_after_minutes),
+            close_after=timedelta(minutes=self.workflow.close_after_minutes),
+            acknowledge_fallback=timedelta(minutes=fallback) if fallback is not None else None,
+        )
+
 
 def resolve_path(cli_value: str | None,
                  environ: Mapping[str, str] | None = None) -> Path:
@@ -159,7 +159,7 @@ def resolve_path(cli_value: str | None,
     return Path(cli_value or environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
-def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def zendesk_token(environ: Mapping[str, str] = os.environ) -> str:
     token = environ.get(ZENDESK_TOKEN_ENV, "").strip()
     if not token:
         raise ConfigError(
@@ -168,7 +168,7 @@ def zendesk_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> st
     return token
 
 
-def pagerduty_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def pagerduty_token(environ: Mapping[str, str] = os.environ) -> str:
     token = environ.get(PAGERDUTY_TOKEN_ENV, "").strip()
     if not token:
         raise ConfigError(f"{PAGERDUTY_TOKEN_ENV} is not set: [pagerduty] is configured, so "
@@ -176,7 +176,7 @@ def pagerduty_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> 
     return token
 
 
-def slack_token(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def slack_token(environ: Mapping[str, str] = os.environ) -> str:
     token = environ.get(SLACK_TOKEN_ENV, "").strip()
     if not token:
         raise ConfigError(f"{SLACK_TOKEN_ENV} is not set: [slack] is configured, so export "
@@ -306,8 +306,6 @@ def parse(data: dict[str, Any], source: Path) -> Config:
         close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
         poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
         bridges={k.lower(): v for k, v in bridges.items()},
-        acknowledge_fallback_minutes=pagerduty.acknowledge_fallback_minutes
-        if pagerduty else None,
     )
 
     st = _Section(source, "state", data.get("state", {}), {"path"})

@@ -9,30 +9,25 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from automation.chat import Chat
 from automation.clock import FakeClock, ScaledClock
 from automation.config import (
-    DEFAULT_QUERY,
     PagerDutyConfig,
     Region,
     SlackConfig,
     WorkflowConfig,
 )
 from automation.model import State
-from automation.pagerduty import PagerDuty
-from automation.paging import Paging
-from automation.sandbox import Account, Sandbox, seed_account
-from automation.slack import Slack
+from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
 from automation.store import Brief, Store
-from automation.templates import Templates, summary_line
+from automation.templates import summary_line
+from automation.wiring import build_worker
 from automation.worker import Worker
 from automation.workflow import CLOSED_TAG
-from automation.zendesk import Zendesk
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LENGTH = timedelta(minutes=37)
@@ -160,9 +155,9 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
         }
         tickets["user:globex"] = sandbox.zendesk.add_user(
             "Sam Okafor", "sam.okafor@globex.example.com", "end-user", tickets["org:globex"])
-        store = Store(Path(tmp) / "demo-state.sqlite3")
+        worker = _worker(sandbox, account, Path(tmp) / "demo-state.sqlite3", clock)
+        store = worker.store
         _file_brief(store, sandbox, account)
-        worker = _worker(sandbox, account, store, clock)
         timeline = Timeline(out, sandbox, store, clock, account)
 
         length = LENGTH.total_seconds() / speed
@@ -189,29 +184,23 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
         return _verdict(out, chosen, sandbox, store, tickets, account)
 
 
-def _worker(sandbox: Sandbox, account: Account, store: Store,
+def _worker(sandbox: Sandbox, account: Account, state_path: Path,
             clock: FakeClock | ScaledClock) -> Worker:
     """The real worker, wired as `emergency run` wires it, to the sandbox's three services."""
-    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=10,
-                      max_retry_seconds=120)
-    settings = WorkflowConfig(bridge_url=BRIDGE, signature="The Support Team",
-                              poll_interval_seconds=POLL.total_seconds(),
-                              bridges={"francesca@example.com": FRANCESCA_BRIDGE},
-                              acknowledge_fallback_minutes=20)
-    templates = Templates()
-    slack = Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url)
-    chat = Chat(slack, zendesk, store, templates,
-                SlackConfig(default_channel=account.self_managed_channel, url=sandbox.slack_url,
-                            regions=(Region("americas", "support-team-americas", time(0, 0),
-                                            time(23, 59)),)), clock)
-    paging_config = PagerDutyConfig(
-        from_email=sandbox.email, service_id=account.pd_service_id,
-        escalation_policy_id=account.pd_policy_id, url=sandbox.pagerduty_url,
-        managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1)
-    pagerduty = PagerDuty(sandbox.pagerduty.token, sandbox.email, clock,
-                          base_url=sandbox.pagerduty_url, verify=sandbox.pagerduty_ca)
-    return Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat,
-                  paging=Paging(pagerduty, zendesk, paging_config, clock))
+    cfg = sandbox_config(
+        sandbox, account, state_path,
+        workflow=WorkflowConfig(bridge_url=BRIDGE, signature="The Support Team",
+                                poll_interval_seconds=POLL.total_seconds(),
+                                bridges={"francesca@example.com": FRANCESCA_BRIDGE}),
+        slack=SlackConfig(default_channel=account.self_managed_channel,
+                          regions=(Region("americas", "support-team-americas", time(0, 0),
+                                          time(23, 59)),)),
+        pagerduty=PagerDutyConfig(
+            from_email=sandbox.email, service_id=account.pd_service_id,
+            escalation_policy_id=account.pd_policy_id,
+            managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1))
+    cfg = replace(cfg, zendesk=replace(cfg.zendesk, timeout_seconds=10, max_retry_seconds=120))
+    return build_worker(cfg, clock, sandbox_environ(sandbox))
 
 
 def _file_brief(store: Store, sandbox: Sandbox, account: Account) -> None:

@@ -6,12 +6,11 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from automation import workflow
 from automation.chat import Chat
 from automation.clock import Clock
-from automation.config import WorkflowConfig
+from automation.config import Config
 from automation.errors import (
     AutomationError,
     Conflict,
@@ -23,6 +22,7 @@ from automation.errors import (
     UpstreamError,
     WriteUncertain,
 )
+from automation.facts import read_snapshot, template_context
 from automation.model import (
     Action,
     Assessment,
@@ -89,55 +89,18 @@ class PassReport:
         return not self.failed
 
 
-def read_snapshot(zendesk: Zendesk, ticket_id: int) -> Snapshot:
-    """The ticket as the workflow needs it; its audits too when contact might predate it."""
-    snapshot = zendesk.snapshot(ticket_id)
-    if workflow.needs_history(snapshot):
-        history = zendesk.history(ticket_id)
-        snapshot = replace(snapshot, urgent_since=history.urgent_since,
-                           tags_added_at=history.tags_added_at)
-    return snapshot
-
-
-def template_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,
-                     organization: Any, now: datetime) -> dict[str, Any]:
-    """Everything a template may use. Customer text arrives here as data only."""
-    ticket = snapshot.ticket
-    requester = snapshot.people.get(ticket.requester_id)
-    policy = settings.policy
-    # The bridge stays the one offered at contact (the engineer's own, when they made it).
-    contact = snapshot.people.get(assessment.contact_by or 0)
-    bridge = settings.bridge_for(contact.email if contact else None)
-    return {
-        "ticket": {"id": ticket.id, "subject": ticket.subject, "url": ticket.url,
-                   "priority": ticket.priority},
-        "requester": {"name": requester.name if requester and requester.name else "there",
-                      "email": requester.email if requester else ""},
-        "organization": {"name": organization.name} if organization else None,
-        "bridge_url": bridge,
-        "signature": settings.signature,
-        "engineer": None,
-        "contact_at": assessment.contact_at,
-        "follow_up_after": policy.follow_up_after,
-        "close_after": policy.close_after,
-        "now": now,
-    }
-
-
 class Worker:
-    def __init__(self, zendesk: Zendesk, store: Store, templates: Templates,
-                 settings: WorkflowConfig, clock: Clock, query: str,
-                 view_id: int | None = None, actor: str = "", chat: Chat | None = None,
-                 paging: Paging | None = None) -> None:
+    def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
+                 clock: Clock, chat: Chat | None = None, paging: Paging | None = None) -> None:
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
-        self.settings = settings
-        self.policy = settings.policy
+        self.settings = config.workflow
+        self.policy = config.policy
         self.clock = clock
-        self.query = query
-        self.view_id = view_id
-        self.actor = actor or zendesk.email
+        self.query = config.zendesk.query
+        self.view_id = config.zendesk.view_id
+        self.actor = zendesk.email
         self.chat = chat
         self.paging = paging
         self._briefs_read_at: dict[int, datetime] = {}
@@ -377,7 +340,8 @@ class Worker:
     def _render(self, action: Action, snapshot: Snapshot, assessment: Assessment,
                 now: datetime, author: Person | None = None) -> Rendered:
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
-        context = template_context(snapshot, assessment, self.settings, organization, now)
+        context = template_context(snapshot, assessment, self.settings, self.policy, organization,
+                                   now)
         if action.author_email:
             context["bridge_url"] = self.settings.bridge_for(action.author_email)
             context["engineer"] = author.name if author else None

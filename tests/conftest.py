@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
 
 from automation.clock import FakeClock
-from automation.config import DEFAULT_QUERY, WorkflowConfig
-from automation.sandbox import Account, Sandbox, seed_account
-from automation.store import Store
-from automation.templates import Templates
+from automation.config import Config, WorkflowConfig, ZendeskConfig
+from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
+from automation.wiring import build_worker
 from automation.worker import Worker
-from automation.zendesk import Zendesk
 from tests.zendesk_double import BASE, ZendeskDouble
 
 TOKEN = "s3cr3t-zendesk-token-1234"
@@ -50,9 +50,24 @@ def double(rsps: responses.RequestsMock, clock: FakeClock) -> ZendeskDouble:
 
 
 def make_worker(clock: FakeClock, state: Path) -> Worker:
-    zendesk = Zendesk(BASE, "bot@example.com", TOKEN, clock, timeout=5, max_retry_seconds=60)
-    return Worker(zendesk, Store(state), Templates(), WorkflowConfig(bridge_url=BRIDGE), clock,
-                  DEFAULT_QUERY)
+    """The worker against the `responses` double of Zendesk, wired as the CLI wires it."""
+    cfg = Config(source=state.parent / "config.toml",
+                 zendesk=ZendeskConfig(url=BASE, email="bot@example.com", timeout_seconds=5),
+                 workflow=WorkflowConfig(bridge_url=BRIDGE), state_path=state)
+    return build_worker(cfg, clock, {"ZENDESK_API_TOKEN": TOKEN})
+
+
+def sandbox_worker(sandbox: Sandbox, account: Account | None, clock: FakeClock, state: Path,
+                   **sections: Any) -> Worker:
+    """The worker against the sandbox, wired as the CLI wires it; ``sections`` as for
+    ``sandbox_config`` (Zendesk only unless `slack`/`pagerduty` are given)."""
+    sections.setdefault("slack", False)
+    sections.setdefault("pagerduty", False)
+    zendesk = sections.pop("zendesk", None)
+    cfg = sandbox_config(sandbox, account, state, **sections)
+    if zendesk is not None:
+        cfg = replace(cfg, zendesk=replace(cfg.zendesk, **zendesk))
+    return build_worker(cfg, clock, sandbox_environ(sandbox))
 
 
 @pytest.fixture

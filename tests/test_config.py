@@ -90,7 +90,7 @@ def test_example_config_at_the_repo_root_loads():
     assert cfg.zendesk.email == "emergency-bot@example.com"
     assert cfg.zendesk.view_id is None
     assert cfg.workflow.bridge_url.startswith("https://")
-    assert cfg.workflow.policy == Policy(follow_up_after=timedelta(minutes=15),
+    assert cfg.policy == Policy(follow_up_after=timedelta(minutes=15),
                                          close_after=timedelta(minutes=15))
     assert cfg.state_path == REPO_ROOT / "emergency-state.sqlite3"
     assert cfg.templates_path is None
@@ -118,7 +118,7 @@ def test_valid_minimal_file_loads_with_defaults(source):
     # then the rest takes its defaults
     assert cfg.zendesk.url == "https://acme.zendesk.com"
     assert cfg.zendesk.query == DEFAULT_QUERY
-    assert cfg.workflow.policy == Policy()
+    assert cfg.policy == Policy()
     assert cfg.state_path == source.parent.resolve() / "emergency-state.sqlite3"
 
 
@@ -135,7 +135,7 @@ def test_workflow_timings_become_the_policy(source):
     cfg = parse(raw, source)
 
     # then the workflow's policy carries them
-    assert cfg.workflow.policy == Policy(follow_up_after=timedelta(minutes=20),
+    assert cfg.policy == Policy(follow_up_after=timedelta(minutes=20),
                                          close_after=timedelta(minutes=8))
 
 
@@ -265,7 +265,7 @@ def test_non_finite_huge_or_fractional_minutes_are_refused(source, value):
 
     # when parsed and its policy is used
     with pytest.raises(ConfigError) as caught:
-        _ = parse(raw, source).workflow.policy
+        _ = parse(raw, source).policy
 
     # then it is refused up front, naming the key
     assert_one_line_naming(str(caught.value), source, "[workflow] follow_up_after_minutes")

@@ -13,24 +13,19 @@ import pytest
 import requests
 
 from automation.clock import FakeClock
-from automation.config import DEFAULT_QUERY, WorkflowConfig
+from automation.config import WorkflowConfig
 from automation.sandbox import Account, Sandbox
-from automation.store import Store
-from automation.templates import Templates
 from automation.worker import Worker
 from automation.workflow import CLOSED_TAG
-from automation.zendesk import Zendesk
-from tests.conftest import play_together
+from tests.conftest import play_together, sandbox_worker
 
 BRIDGE = "https://bridge.example.com/e2e"
 PUT_TICKET = r"/api/v2/tickets/\d+\.json"
 
 
 def worker_for(sandbox: Sandbox, clock: FakeClock, state: Path) -> Worker:
-    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5,
-                      max_retry_seconds=120)
-    return Worker(zendesk, Store(state), Templates(), WorkflowConfig(bridge_url=BRIDGE), clock,
-                  DEFAULT_QUERY)
+    return sandbox_worker(sandbox, None, clock, state, workflow=WorkflowConfig(bridge_url=BRIDGE),
+                          zendesk={"max_retry_seconds": 120})
 
 
 @pytest.fixture

@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 
 from automation import cli
-from automation.chat import Chat
 from automation.clock import FakeClock
-from automation.config import DEFAULT_QUERY, PagerDutyConfig, SlackConfig, WorkflowConfig
-from automation.pagerduty import PagerDuty
-from automation.paging import Paging
+from automation.config import PagerDutyConfig, WorkflowConfig
 from automation.sandbox import Account, Sandbox
-from automation.slack import Slack
-from automation.store import Store
-from automation.templates import Templates
 from automation.worker import Worker
-from automation.zendesk import Zendesk
+from tests.conftest import sandbox_worker
 
 PD_TOKEN = "sandbox-pagerduty-token"
 FRANCESCA_BRIDGE = "https://zoom.example.com/j/francesca"
@@ -34,22 +28,10 @@ def pd_config(account: Account, sandbox: Sandbox) -> PagerDutyConfig:
 
 def worker_for(sandbox: Sandbox, account: Account, clock: FakeClock, state: Path,
                slack: bool = True) -> Worker:
-    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5)
-    store = Store(state)
-    templates = Templates()
     settings = WorkflowConfig(bridge_url="https://bridge.example.com/team",
-                              bridges={"francesca@example.com": FRANCESCA_BRIDGE},
-                              acknowledge_fallback_minutes=20)
-    config = pd_config(account, sandbox)
-    pagerduty = PagerDuty(PD_TOKEN, sandbox.email, clock, base_url=sandbox.pagerduty_url,
-                          verify=sandbox.pagerduty_ca)
-    chat = None
-    if slack:
-        chat = Chat(Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url), zendesk, store,
-                    templates, SlackConfig(default_channel=account.self_managed_channel,
-                                           url=sandbox.slack_url), clock)
-    return Worker(zendesk, store, templates, settings, clock, DEFAULT_QUERY, chat=chat,
-                  paging=Paging(pagerduty, zendesk, config, clock))
+                              bridges={"francesca@example.com": FRANCESCA_BRIDGE})
+    return sandbox_worker(sandbox, account, clock, state, workflow=settings, slack=slack,
+                          pagerduty=pd_config(account, sandbox))
 
 
 @pytest.fixture

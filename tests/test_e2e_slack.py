@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from automation.chat import Chat, thread_from_tags
+from automation.chat import thread_from_tags
 from automation.clock import FakeClock
-from automation.config import DEFAULT_QUERY, ChannelRule, SlackConfig, WorkflowConfig
+from automation.config import ChannelRule, SlackConfig, WorkflowConfig
 from automation.sandbox import Account, Sandbox
 from automation.sandbox.slack import DEFAULT_TOKEN
-from automation.slack import Slack
-from automation.store import Store
-from automation.templates import Templates
 from automation.worker import Worker
-from automation.zendesk import Zendesk
-from tests.conftest import play_together
+from tests.conftest import play_together, sandbox_worker
 
 
 def slack_config(account: Account, sandbox: Sandbox) -> SlackConfig:
@@ -27,13 +23,9 @@ def slack_config(account: Account, sandbox: Sandbox) -> SlackConfig:
 
 
 def worker_for(sandbox: Sandbox, account: Account, clock: FakeClock, state: Path) -> Worker:
-    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5)
-    store = Store(state)
-    templates = Templates()
-    slack = Slack(DEFAULT_TOKEN, clock, base_url=sandbox.slack_url, max_retry_seconds=30)
-    chat = Chat(slack, zendesk, store, templates, slack_config(account, sandbox), clock)
-    return Worker(zendesk, store, templates, WorkflowConfig(bridge_url="https://b.example/x"),
-                  clock, DEFAULT_QUERY, chat=chat)
+    return sandbox_worker(sandbox, account, clock, state,
+                          workflow=WorkflowConfig(bridge_url="https://b.example/x"),
+                          slack=slack_config(account, sandbox))
 
 
 @pytest.fixture

@@ -8,24 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from automation.chat import Chat
 from automation.clock import FakeClock
 from automation.config import (
-    DEFAULT_QUERY,
     FederalConfig,
     PagerDutyConfig,
-    SlackConfig,
     WorkflowConfig,
 )
-from automation.pagerduty import PagerDuty
-from automation.paging import Paging
 from automation.sandbox import Account, Sandbox
-from automation.slack import Slack
-from automation.store import Store
-from automation.templates import Templates
 from automation.worker import Worker
 from automation.workflow import coverage_at
-from automation.zendesk import Zendesk
+from tests.conftest import sandbox_worker
 
 # 2026-01-05 09:00 UTC is 01:00 in Los Angeles: outside 05:00-17:00.
 NIGHT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -72,23 +64,15 @@ def federal(sandbox: Sandbox, account: Account) -> dict[str, object]:
 @pytest.fixture
 def worker(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
            federal: dict[str, object]) -> Iterator[Worker]:
-    zendesk = Zendesk(sandbox.url, sandbox.email, sandbox.token, clock, timeout=5)
-    store = Store(tmp_path / "state.sqlite3")
-    templates = Templates()
     config = PagerDutyConfig(
         from_email=sandbox.email, service_id=account.pd_service_id,
         escalation_policy_id=account.pd_policy_id, url=sandbox.pagerduty_url,
         federal=FederalConfig(service_id=str(federal["service"]),
                               escalation_policy_id=str(federal["policy"]),
                               organization_tags=("us_federal",)))
-    pagerduty = PagerDuty("sandbox-pagerduty-token", sandbox.email, clock,
-                          base_url=sandbox.pagerduty_url, verify=sandbox.pagerduty_ca)
-    chat = Chat(Slack(sandbox.slack.token, clock, base_url=sandbox.slack_url), zendesk, store,
-                templates, SlackConfig(default_channel=account.self_managed_channel,
-                                       url=sandbox.slack_url), clock)
-    made = Worker(zendesk, store, templates,
-                  WorkflowConfig(bridge_url="https://b.example/x", acknowledge_fallback_minutes=20),
-                  clock, DEFAULT_QUERY, chat=chat, paging=Paging(pagerduty, zendesk, config, clock))
+    made = sandbox_worker(sandbox, account, clock, tmp_path / "state.sqlite3",
+                          workflow=WorkflowConfig(bridge_url="https://b.example/x"),
+                          slack=True, pagerduty=config)
     yield made
     made.close()
 

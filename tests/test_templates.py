@@ -10,9 +10,9 @@ import pytest
 from automation.cli import sample_context
 from automation.config import Config, parse
 from automation.errors import TemplateError
+from automation.facts import template_context
 from automation.model import Assessment, State
 from automation.templates import REGISTRY, SUFFIX, Templates, Visibility
-from automation.worker import template_context
 from tests.factories import (
     at,
     customer,
@@ -135,7 +135,7 @@ def customer_context(cfg: Config, text: str) -> dict[str, Any]:
     snapshot = make_snapshot([description()], subject=text, people={1: customer(name=text)})
     assessment = Assessment(ticket_id=snapshot.ticket.id, state=State.AWAITING_CUSTOMER,
                             next_step=None, due_at=None, contact_at=at(2))
-    customer_data = template_context(snapshot, assessment, cfg.workflow,
+    customer_data = template_context(snapshot, assessment, cfg.workflow, cfg.policy,
                                      make_organization(name=text), at(17))
     return {**sample_context(cfg), **customer_data}
 

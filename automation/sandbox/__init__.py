@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from automation.config import (
+    Config,
+    PagerDutyConfig,
+    SlackConfig,
+    WorkflowConfig,
+    ZendeskConfig,
+)
 from automation.sandbox.faults import Fault, Faults, InterleavedComment
 from automation.sandbox.server import RequestRecord, Sandbox
 from automation.sandbox.zendesk import FakeZendesk, Reply
@@ -18,6 +26,8 @@ __all__ = [
     "RequestRecord",
     "Sandbox",
     "URGENT_VIEW_ID",
+    "sandbox_config",
+    "sandbox_environ",
     "seed_account",
 ]
 
@@ -122,3 +132,50 @@ def _seed_slack(sandbox: Sandbox) -> dict[str, str]:
 def _add_urgent_view(sandbox: Sandbox) -> int:
     sandbox.zendesk.add_view(URGENT_VIEW_ID, URGENT_VIEW_QUERY, title="Urgent unsolved tickets")
     return URGENT_VIEW_ID
+
+
+def sandbox_environ(sandbox: Sandbox) -> dict[str, str]:
+    """The three tokens the sandbox accepts, as the CLI reads them from the environment."""
+    return {"ZENDESK_API_TOKEN": sandbox.token,
+            "PAGERDUTY_API_TOKEN": sandbox.pagerduty.token,
+            "SLACK_BOT_TOKEN": sandbox.slack.token}
+
+
+def sandbox_config(sandbox: Sandbox, account: Account | None, state_path: Path, *,
+                   workflow: WorkflowConfig | None = None, slack: bool | SlackConfig = True,
+                   pagerduty: bool | PagerDutyConfig = True) -> Config:
+    """A config.toml's worth of settings pointing at the sandbox's three services.
+
+    ``slack``/``pagerduty``: False leaves the section out, a config object replaces the
+    default one (its urls are pointed at the sandbox).
+    """
+    slack_config = None
+    if slack is not False:
+        slack_config = replace(
+            slack if isinstance(slack, SlackConfig)
+            else SlackConfig(default_channel=_account(account).self_managed_channel),
+            url=sandbox.slack_url)
+    pagerduty_config = None
+    if pagerduty is not False:
+        pagerduty_config = replace(
+            pagerduty if isinstance(pagerduty, PagerDutyConfig) else _pagerduty_config(
+                sandbox, account),
+            url=sandbox.pagerduty_url, ca_file=Path(sandbox.pagerduty_ca))
+    return Config(
+        source=state_path.parent / "sandbox.toml",
+        zendesk=ZendeskConfig(url=sandbox.url, email=sandbox.email, timeout_seconds=5),
+        workflow=workflow or WorkflowConfig(bridge_url="https://bridge.example.com/team"),
+        state_path=state_path, slack=slack_config, pagerduty=pagerduty_config)
+
+
+def _account(account: Account | None) -> Account:
+    if account is None:
+        raise ValueError("the default Slack and PagerDuty sections need the seeded account")
+    return account
+
+
+def _pagerduty_config(sandbox: Sandbox, account: Account | None) -> PagerDutyConfig:
+    account = _account(account)
+    return PagerDutyConfig(from_email=sandbox.email, service_id=account.pd_service_id,
+                           escalation_policy_id=account.pd_policy_id,
+                           managers_service_id=account.pd_managers_service_id)

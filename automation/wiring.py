@@ -1,0 +1,82 @@
+"""One wiring of the worker and the commands, used by the CLI, the demo and the tests.
+
+Integrations are imported only when their section is configured, so a Zendesk-only `tick`
+never loads the PagerDuty or Slack clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from automation import config as settings
+from automation.clock import Clock
+from automation.config import Config
+from automation.store import Store
+from automation.templates import Templates
+from automation.zendesk import Zendesk
+
+if TYPE_CHECKING:
+    from automation.chat import Chat
+    from automation.commands import Commands
+    from automation.pagerduty import PagerDuty
+    from automation.worker import Worker
+
+
+def build_zendesk(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Zendesk:
+    token = settings.zendesk_token(environ)
+    return Zendesk(cfg.zendesk.url, cfg.zendesk.email, token, clock,
+                   timeout=cfg.zendesk.timeout_seconds,
+                   max_retry_seconds=cfg.zendesk.max_retry_seconds)
+
+
+def build_pagerduty(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> PagerDuty | None:
+    """PagerDuty's client when `[pagerduty]` is configured (close it when done)."""
+    if cfg.pagerduty is None:
+        return None
+    from automation.pagerduty import PagerDuty
+
+    pd = cfg.pagerduty
+    return PagerDuty(settings.pagerduty_token(environ), pd.from_email, clock, base_url=pd.url,
+                     verify=str(pd.ca_file) if pd.ca_file else True)
+
+
+def build_chat(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Zendesk,
+               store: Store, templates: Templates) -> Chat | None:
+    """The Slack side, when `[slack]` is configured."""
+    if cfg.slack is None:
+        return None
+    from automation.chat import Chat
+    from automation.slack import Slack
+
+    slack = Slack(settings.slack_token(environ), clock, base_url=cfg.slack.url)
+    return Chat(slack, zendesk, store, templates, cfg.slack, clock)
+
+
+def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worker:
+    """The worker for `tick`, `run` and the demo: Zendesk, and what config.toml switches on."""
+    from automation.worker import Worker
+
+    templates = Templates(cfg.templates_path)
+    zendesk = build_zendesk(cfg, clock, environ)
+    store = Store(cfg.state_path)
+    paging = None
+    pagerduty = build_pagerduty(cfg, clock, environ)
+    if pagerduty is not None and cfg.pagerduty is not None:
+        from automation.paging import Paging
+
+        paging = Paging(pagerduty, zendesk, cfg.pagerduty, clock)
+    chat = build_chat(cfg, clock, environ, zendesk, store, templates)
+    return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging)
+
+
+def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Commands:
+    """The engineers' commands, with Slack and PagerDuty when configured."""
+    from automation.commands import Commands
+
+    templates = Templates(cfg.templates_path)
+    zendesk = build_zendesk(cfg, clock, environ)
+    store = Store(cfg.state_path)
+    return Commands(zendesk, store, templates, cfg, clock,
+                    chat=build_chat(cfg, clock, environ, zendesk, store, templates),
+                    pagerduty=build_pagerduty(cfg, clock, environ))
