@@ -2,8 +2,10 @@
 
 The thread's `ts` is written on the ticket itself (a tag, with an internal note carrying the
 permalink), so a restarted or second worker finds it. Starting a thread is claimed first with
-a safe update of a tag, so two workers never both post a parent. Lines for the thread wait in
-the journal's outbox until they are posted: Slack being down delays only Slack.
+a safe update of a tag, so two workers never both post a parent; a claim this worker made
+(recorded in its state file) never blocks itself. Lines for the thread wait in the journal's
+outbox until they are posted: Slack being down delays only Slack. Every line's text is made
+here; deciding what Slack needs is pure (`decide`), `Chat.carry_out` does it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
-from automation.clock import Clock
 from automation.config import Region, SlackConfig
 from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
-from automation.model import Organization, Snapshot, Ticket
+from automation.executor import Executor
+from automation.model import Brief, Line, Organization, PageStep, Snapshot, Step, Ticket
 from automation.slack import Slack, escape, link, mention_group, mention_user
 from automation.store import Store
 from automation.templates import Templates
+from automation.workflow import Policy
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,11 @@ THREAD_TAG = re.compile(r"^emergency_slack_thread_([a-z0-9]+)_(\d+)_(\d+)$")
 CLAIM_TAG = re.compile(r"^emergency_slack_claim_(\d+)$")
 # A claim older than this whose thread never got recorded (a worker died) may be taken over.
 CLAIM_TIMEOUT = timedelta(minutes=5)
-OPENING_KINDS = ("cc", "ase", "brief")
+OPENING_KINDS = (Line.CC, Line.ASE, Line.BRIEF)
+# People and groups are named by token in queued lines and mentioned when posted.
+TOKEN = re.compile(r"<(user|group):([^<>|\s]+)>")
+TOKEN_UNSAFE = re.compile(r"[<>|\s]")
+SERVICE = "Slack"
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,69 @@ def pick_region(config: SlackConfig, organization: Organization | None,
     return next((r for r in config.regions if r.covers(moment)), None)
 
 
+# --- every line the thread carries (customer text escaped here, never elsewhere) -------------
+
+def step_line(step: Step, policy: Policy, posted_as: str | None = None,
+              fallback: bool = False) -> str | None:
+    """The thread's line for one of the worker's Zendesk steps (None: the step has none)."""
+    minutes = int(policy.follow_up_after.total_seconds() // 60)
+    total = int((policy.follow_up_after + policy.close_after).total_seconds() // 60)
+    if step is Step.ACKNOWLEDGE and posted_as:
+        return f"Acknowledgement posted as {escape(posted_as)}, who acknowledged the page"
+    if step is Step.ACKNOWLEDGE and fallback:
+        return f"Acknowledgement posted from the team: {fallback_detail(policy)}"
+    return {
+        Step.OFF_HOURS: "Outside the US Federal coverage hours: nobody was paged; the off-hours "
+                        "reply went to the customer, and the on-call is paged when coverage "
+                        "opens",
+        Step.ACKNOWLEDGE: "Acknowledgement posted on the ticket (public): the bridge is offered",
+        Step.FOLLOW_UP: f"No reply {minutes} min after contact: follow-up sent to the customer",
+        Step.CLOSE: f"No reply {total} min after contact: bridge closed, priority set to HIGH",
+    }.get(step)
+
+
+def fallback_detail(policy: Policy) -> str:
+    minutes = int((policy.acknowledge_fallback or timedelta()).total_seconds() // 60)
+    return (f"nobody acknowledged the page within {minutes} min: posted from the team; "
+            "the page keeps escalating")
+
+
+def page_line(step: PageStep, detail: str) -> str:
+    """The thread's line for a PagerDuty step."""
+    return {PageStep.PAGED: f"On-call paged in PagerDuty: {detail}",
+            PageStep.INCIDENT_RESOLVED: f"PagerDuty: {detail} (resolved = engaged, not fixed)",
+            PageStep.MANAGER_PAGED: f"Second emergency: {detail}"}[step]
+
+
+def replied_line(at: datetime) -> str:
+    return f"The customer replied at {at:%H:%M} UTC: timers stopped"
+
+
+def user_token(email: object) -> str | None:
+    """A person named by email, mentioned in Slack when the line is posted (see `resolve`)."""
+    if not isinstance(email, str) or "@" not in email or TOKEN_UNSAFE.search(email):
+        return None
+    return f"<user:{email}>"
+
+
+def cc_line(manager: str) -> str:
+    return f"cc {manager} (account manager)"
+
+
+def ase_line(ase: str, organization: Organization | None) -> str:
+    return (f"{ase} your account {escape(organization.name) if organization else ''} has an "
+            "emergency: you know them best, can you help the on-call engineer?")
+
+
+def brief_line(brief: Brief) -> str:
+    return (f"Pre-task brief on file: {link(brief.url, brief.planned)} by "
+            f"{escape(brief.author)} ({brief.when:%Y-%m-%d %H:%M %Z})")
+
+
+def region_line(region: Region, reason: str, ticket_link_text: str) -> str:
+    return (f"<group:{region.group}> {escape(reason)}: {ticket_link_text} needs an engineer")
+
+
 def ticket_link(zendesk: Zendesk, ticket: Ticket) -> str:
     return link(zendesk.agent_url(ticket.id), f"#{ticket.id}")
 
@@ -95,21 +166,75 @@ def parent_text(zendesk: Zendesk, ticket: Ticket, organization: Organization | N
             f"{escape(ticket.subject)}{org}")
 
 
+def opening_lines(config: SlackConfig, snapshot: Snapshot) -> list[tuple[Line, str]]:
+    """A new thread's first lines: the account manager cc'd, the ASE pinged, the briefs."""
+    organization = snapshot.organization
+    fields = organization.fields if organization else {}
+    lines: list[tuple[Line, str]] = []
+    manager = user_token(fields.get(config.account_manager_field))
+    if manager:
+        lines.append((Line.CC, cc_line(manager)))
+    ase = user_token(fields.get(config.ase_field))
+    if ase:
+        lines.append((Line.ASE, ase_line(ase, organization)))
+    lines += [(Line.BRIEF, brief_line(brief)) for brief in snapshot.briefs]
+    return lines
+
+
+# --- intents: what Slack needs for one ticket now --------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """Our thread is not on the ticket yet (Slack or Zendesk failed halfway): write it."""
+
+    thread: Thread
+
+
+@dataclass(frozen=True)
+class Start:
+    """A live emergency without a thread: claim it on the ticket, then open it."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Post the lines queued for the ticket's thread."""
+
+
+Intent = Record | Start | Flush
+
+
+def decide(snapshot: Snapshot, config: SlackConfig, live: bool, ours: Thread | None,
+           queued: bool) -> list[Intent]:
+    """What Slack needs for this ticket now (pure): its thread, then its queued lines."""
+    intents: list[Intent] = []
+    on_ticket = thread_from_tags(snapshot.ticket.tags)
+    if on_ticket is None and ours is not None:
+        intents.append(Record(ours))
+    elif on_ticket is None and ours is None:
+        if not live:
+            return []
+        intents.append(Start(pick_channel(config, snapshot.ticket, snapshot.organization)))
+    if queued or on_ticket is None:
+        intents.append(Flush())
+    return intents
+
+
 class Chat:
     """Keeps each live emergency's Slack thread and posts the lines queued for it."""
 
     def __init__(self, slack: Slack, zendesk: Zendesk, store: Store, templates: Templates,
-                 config: SlackConfig, clock: Clock) -> None:
+                 config: SlackConfig) -> None:
         self.slack = slack
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
         self.config = config
-        self.clock = clock
-        # Slack refused our token during the pass: the worker reports it after the pass.
+        # Slack refused our token during a command: the command reports it.
         self.rejected: CredentialsRejected | None = None
 
-    # --- what the worker calls -----------------------------------------------------------------
+    # --- what the worker and the commands call -------------------------------------------------
 
     def wants(self, ticket_id: int) -> bool:
         """Whether this ticket has Slack work left (so the worker re-reads it)."""
@@ -119,174 +244,177 @@ class Chat:
         """Queue one line for the ticket's thread; it is posted when the thread exists."""
         self.store.enqueue(ticket_id, kind, text, now)
 
-    def serve(self, snapshot: Snapshot, now: datetime, live: bool) -> int:
-        """Make sure a live emergency has its thread, then post its queued lines.
+    def ping_region(self, ticket: Ticket, organization: Organization | None, now: datetime,
+                    reason: str) -> None:
+        """Queue a ping of the regional group on shift (the on-call is busy)."""
+        region = pick_region(self.config, organization, now)
+        if region is not None:
+            self.echo(ticket.id, Line.REGION,
+                      region_line(region, reason, ticket_link(self.zendesk, ticket)), now)
 
-        Returns how many lines are still pending. Slack errors are logged, never raised:
-        the customer-visible steps never wait on Slack.
-        """
+    def plan(self, snapshot: Snapshot, live: bool) -> list[Intent]:
+        """The facts Slack's part is decided on (the thread we know, lines waiting), decided."""
         ticket_id = snapshot.ticket.id
-        try:
-            thread = self._thread(snapshot, now, start=live)
-            if thread is not None:
-                self._flush(ticket_id, thread, now)
-        except UpstreamError as exc:
-            self._note(exc, ticket_id)
-        except Conflict:
-            log.info("ticket %s changed while its Slack thread was being recorded", ticket_id)
-        return len(self.store.outbox(ticket_id))
+        on_ticket = thread_from_tags(snapshot.ticket.tags)
+        if on_ticket is not None:
+            self.store.remember_thread(ticket_id, on_ticket.channel, on_ticket.ts)
+        ours = self.store.thread(ticket_id)
+        return decide(snapshot, self.config, live, Thread(*ours) if ours else None,
+                      bool(self.store.outbox(ticket_id)))
 
-    def _note(self, exc: UpstreamError, ticket_id: int) -> None:
-        """A refused token is reported once after the pass; anything else is logged now."""
-        if isinstance(exc, CredentialsRejected) and exc.service == "Slack":
-            self.rejected = exc
-            return
-        log.warning("ticket %s: Slack work pending: %s", ticket_id, exc)
+    def carry_out(self, intent: Intent, snapshot: Snapshot, now: datetime) -> None:
+        if isinstance(intent, Record):
+            self._record(snapshot, intent.thread)
+        elif isinstance(intent, Start):
+            self._start(snapshot, intent.channel, now)
+        else:
+            self._flush(snapshot.ticket.id, now)
 
-    def drain(self, now: datetime, skip: set[int]) -> int:
+    def serve(self, snapshot: Snapshot, now: datetime, live: bool) -> int:
+        """Slack's part for one ticket at once (the commands); how many lines still wait."""
+        executor = Executor(self.slack.clock)
+        executor.add(SERVICE, self.slack)
+        for intent in self.plan(snapshot, live):
+            executor.call(SERVICE, snapshot.ticket.id, "Slack thread",
+                          partial(self.carry_out, intent, snapshot, now))
+        if isinstance(executor.down(SERVICE), CredentialsRejected):
+            self.rejected = executor.down(SERVICE)  # type: ignore[assignment]
+        return len(self.store.outbox(snapshot.ticket.id))
+
+    def drain(self, executor: Executor, now: datetime, skip: set[int]) -> int:
         """Post the lines still waiting for tickets no longer listed (e.g. just stepped down
         to HIGH while Slack was down); returns how many are still pending."""
         pending = 0
         for ticket_id in sorted({q.ticket_id for q in self.store.outbox()} - skip):
-            cached = self.store.thread(ticket_id)
-            if cached is None:
-                continue
-            try:
-                self._flush(ticket_id, Thread(*cached), now)
-            except UpstreamError as exc:
-                self._note(exc, ticket_id)
-            pending += len(self.store.outbox(ticket_id))
+            if self.store.thread(ticket_id) is not None:
+                executor.call(SERVICE, ticket_id, "Slack lines",
+                              partial(self._flush, ticket_id, now))
+                pending += len(self.store.outbox(ticket_id))
         return pending
 
     # --- the thread ----------------------------------------------------------------------------
 
-    def _thread(self, snapshot: Snapshot, now: datetime, start: bool) -> Thread | None:
+    def _start(self, snapshot: Snapshot, channel: str, now: datetime) -> None:
         ticket = snapshot.ticket
-        known = thread_from_tags(ticket.tags)
-        if known is not None:
-            self.store.remember_thread(ticket.id, known.channel, known.ts)
-            return known
-        cached = self.store.thread(ticket.id)
-        if cached is not None:
-            # Ours, but not yet written on the ticket (Slack or Zendesk failed halfway):
-            # write it now, so other workers find it and the ASE note is there.
-            return self._record(snapshot, Thread(*cached), now,
-                                self.zendesk.organization(ticket.organization_id), opened=False)
-        if not start:
-            return None
-        organization = self.zendesk.organization(ticket.organization_id)
-        channel = pick_channel(self.config, ticket, organization)
-        marker = f"/agent/tickets/{ticket.id}|"
         claimed_at = claim_from_tags(ticket.tags)
-        if claimed_at is not None and now - claimed_at < CLAIM_TIMEOUT:
-            # Another worker (or this one, before a crash) is starting it: adopt it if it exists.
-            existing = self.slack.find_message(channel, marker, oldest=ticket.created_at)
-            return self._record(snapshot, Thread(channel, existing.ts), now, organization,
-                                opened=False) if existing else None
-        # No claim, or one whose worker died: claim it (a safe update only one worker wins).
-        claim = f"emergency_slack_claim_{int(now.timestamp())}"
-        try:
-            self.zendesk.update(ticket, None, [claim], tags_to_remove=claim_tags(ticket.tags))
-        except Conflict:
-            # The ticket moved since it was read (often our own page tag): look again.
-            fresh = self.zendesk.ticket(ticket.id)
-            fresh_claim = claim_from_tags(fresh.tags)
-            if thread_from_tags(fresh.tags) or (
-                    fresh_claim is not None and now - fresh_claim < CLAIM_TIMEOUT):
-                return None  # another worker is on it; the next pass reads what it did
-            self.zendesk.update(fresh, None, [claim], tags_to_remove=claim_tags(fresh.tags))
-        existing = self.slack.find_message(channel, marker, oldest=ticket.created_at)
+        mine = any(self.store.claimed(ticket.id, tag) for tag in claim_tags(ticket.tags))
+        if claimed_at is not None and not mine and now - claimed_at < CLAIM_TIMEOUT:
+            # Another worker is starting it: adopt its thread once it exists.
+            existing = self._find_parent(channel, ticket)
+            if existing is not None:
+                self._record(snapshot, existing)
+            return
+        if not mine and not self._claim(ticket, now):
+            return  # another worker is on it; the next pass reads what it did
+        existing = self._find_parent(channel, ticket)
         if existing is not None:
-            return self._record(snapshot, Thread(channel, existing.ts), now, organization,
-                                opened=False)
+            self._record(snapshot, existing)
+            return
+        self._open(snapshot, channel, now)
+
+    def _claim(self, ticket: Ticket, now: datetime) -> bool:
+        """Claim the thread with a safe update only one worker wins; False: someone else did."""
+        claim = f"emergency_slack_claim_{int(now.timestamp())}"
+        self.store.remember_claim(ticket.id, claim)  # ours, even if the answer is lost
+        for _ in range(2):
+            try:
+                self.zendesk.update(ticket, None, [claim], tags_to_remove=claim_tags(ticket.tags))
+                return True
+            except (Conflict, WriteUncertain):
+                ticket = self.zendesk.ticket(ticket.id)  # often our own page tag moved it
+            if claim in ticket.tags:
+                return True
+            other = claim_from_tags(ticket.tags)
+            if thread_from_tags(ticket.tags) or (
+                    other is not None and now - other < CLAIM_TIMEOUT):
+                return False
+        return False
+
+    def _find_parent(self, channel: str, ticket: Ticket) -> Thread | None:
+        found = self.slack.find_message(channel, f"/agent/tickets/{ticket.id}|",
+                                        oldest=ticket.created_at)
+        return Thread(channel, found.ts) if found is not None else None
+
+    def _open(self, snapshot: Snapshot, channel: str, now: datetime) -> None:
+        ticket = snapshot.ticket
         try:
-            posted = self.slack.post(channel, parent_text(self.zendesk, ticket, organization))
+            posted = self.slack.post(channel, parent_text(self.zendesk, ticket,
+                                                          snapshot.organization))
+            thread = Thread(posted.channel, posted.ts)
         except WriteUncertain:
-            found = self.slack.find_message(channel, marker, oldest=ticket.created_at)
+            found = self._find_parent(channel, ticket)
             if found is None:
                 raise
-            posted = found
-        return self._record(snapshot, Thread(posted.channel, posted.ts), now, organization,
-                            opened=True)
+            thread = found
+        self.store.remember_thread(ticket.id, thread.channel, thread.ts)
+        for kind, text in opening_lines(self.config, snapshot):
+            self.echo(ticket.id, kind, text, now)
+        self._record(snapshot, thread)
 
-    def _record(self, snapshot: Snapshot, thread: Thread, now: datetime,
-                organization: Organization | None, opened: bool) -> Thread:
-        """Open the thread (cc, ASE, brief) and write it on the ticket for every worker."""
+    def _record(self, snapshot: Snapshot, thread: Thread) -> None:
+        """Write the thread on the ticket (tag and an internal note) for every worker."""
         ticket = snapshot.ticket
         self.store.remember_thread(ticket.id, thread.channel, thread.ts)
-        fields = organization.fields if organization else {}
-        manager = self.person(fields.get(self.config.account_manager_field))
-        ase = self.person(fields.get(self.config.ase_field))
-        if opened:
-            if manager:
-                self.echo(ticket.id, "cc", f"cc {manager[1]} (account manager)", now)
-            if ase:
-                self.echo(ticket.id, "ase", f"{ase[1]} your account "
-                          f"{escape(organization.name) if organization else ''} has an emergency: "
-                          "you know them best, can you help the on-call engineer?", now)
-            for brief in snapshot.briefs:
-                self.echo(ticket.id, "brief", "Pre-task brief on file: "
-                          f"{link(brief.url, brief.planned)} by {escape(brief.author)} "
-                          f"({brief.when:%Y-%m-%d %H:%M %Z})", now)
-        permalink = self.slack.permalink(thread.channel, thread.ts)
+        fields = snapshot.organization.fields if snapshot.organization else {}
+        manager = user_token(fields.get(self.config.account_manager_field))
+        ase = user_token(fields.get(self.config.ase_field))
         note = self.templates.render("slack_thread_note", {
-            "permalink": permalink, "account_manager": manager[0] if manager else None,
-            "ase": ase[0] if ase else None})
+            "permalink": self.slack.permalink(thread.channel, thread.ts),
+            "account_manager": manager[6:-1] if manager else None,
+            "ase": ase[6:-1] if ase else None})
         self.zendesk.ensure_tags(ticket, [thread_tag(thread)], note,
                                  done=lambda fresh: thread_from_tags(fresh.tags) is not None)
-        return thread
+
+    # --- the lines -----------------------------------------------------------------------------
 
     def person(self, email: object) -> tuple[str, str] | None:
-        """(plain name for Zendesk, Slack mention) of a person given by email in the org."""
-        if not isinstance(email, str) or "@" not in email:
+        """(plain name for Zendesk, Slack mention) of a person given by email; named plainly
+        when Slack cannot say (a command never waits on Slack)."""
+        token = user_token(email)
+        if token is None:
             return None
         try:
-            user_id = self.slack.user_id_by_email(email)
+            return token[6:-1], self.resolve(token)
         except UpstreamError as exc:
-            # Slack down or refusing: name them plainly; nothing else waits on Slack.
             if isinstance(exc, CredentialsRejected):
                 self.rejected = exc
             else:
-                log.warning("Slack: could not look up %s: %s", email, exc)
-            user_id = None
-        return (email, mention_user(user_id)) if user_id else (email, escape(email))
-
-    def _flush(self, ticket_id: int, thread: Thread, now: datetime) -> None:
-        # The thread's opening lines (cc, ASE, brief) come before the steps' echoes.
-        queued = sorted(self.store.outbox(ticket_id),
-                        key=lambda q: (q.kind not in OPENING_KINDS, q.id))
-        if not queued:
-            return
-        # A line already in the thread (a restart, a lost answer) is not posted again.
-        try:
-            already = {m.text for m in self.slack.thread_replies(thread.channel, thread.ts)}
-        except UpstreamError as exc:
-            for line in queued:
-                self.store.mark_failed(line.id, str(exc))
-            raise
-        for line in queued:
-            if line.text in already:
-                self.store.mark_sent(line.id, now)
-                continue
-            try:
-                self.slack.post(thread.channel, line.text, thread_ts=thread.ts)
-            except UpstreamError as exc:
-                self.store.mark_failed(line.id, str(exc))
-                raise
-            self.store.mark_sent(line.id, now)
-            already.add(line.text)
+                log.warning("Slack: could not look up %s: %s", token[6:-1], exc)
+            return token[6:-1], escape(token[6:-1])
 
     def account_manager(self, organization: Organization | None) -> tuple[str, str] | None:
         fields = organization.fields if organization else {}
         return self.person(fields.get(self.config.account_manager_field))
 
-    def ping_region(self, ticket: Ticket, organization: Organization | None, now: datetime,
-                    reason: str) -> None:
-        """Queue a ping of the regional group on shift (busy on-call)."""
-        region = pick_region(self.config, organization, now)
-        if region is None:
+    def resolve(self, text: str) -> str:
+        """A queued line as posted: its people and groups mentioned (plainly if unknown)."""
+        def mention(match: re.Match[str]) -> str:
+            kind, name = match.groups()
+            if kind == "user":
+                user_id = self.slack.user_id_by_email(name)
+                return mention_user(user_id) if user_id else escape(name)
+            group_id = self.slack.usergroup_id(name)
+            return mention_group(group_id) if group_id else f"@{escape(name)}"
+        return TOKEN.sub(mention, text)
+
+    def _flush(self, ticket_id: int, now: datetime) -> None:
+        cached = self.store.thread(ticket_id)
+        # The thread's opening lines (cc, ASE, brief) come before the steps' echoes.
+        queued = sorted(self.store.outbox(ticket_id),
+                        key=lambda q: (q.kind not in OPENING_KINDS, q.id))
+        if cached is None or not queued:
             return
-        group_id = self.slack.usergroup_id(region.group)
-        who = mention_group(group_id) if group_id else f"@{escape(region.group)}"
-        self.echo(ticket.id, "region", f"{who} {escape(reason)}: "
-                  f"{ticket_link(self.zendesk, ticket)} needs an engineer", now)
+        thread = Thread(*cached)
+        # A line already in the thread (a restart, a lost answer) is not posted again.
+        try:
+            already = {m.text for m in self.slack.thread_replies(thread.channel, thread.ts)}
+            for line in queued:
+                text = self.resolve(line.text)
+                if text not in already:
+                    self.slack.post(thread.channel, text, thread_ts=thread.ts)
+                    already.add(text)
+                self.store.mark_sent(line.id, now)
+        except UpstreamError as exc:
+            for line in self.store.outbox(ticket_id):
+                self.store.mark_failed(line.id, str(exc))
+            raise

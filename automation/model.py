@@ -106,6 +106,38 @@ class Step(enum.StrEnum):
     RESET = "reset"  # tags only: clear an earlier emergency's markers when urgent again
 
 
+class PageStep(enum.StrEnum):
+    """The PagerDuty side's steps, as the journal and the thread name them."""
+
+    PAGED = "paged"
+    INCIDENT_RESOLVED = "incident-resolved"
+    MANAGER_PAGED = "manager-paged"
+
+
+class Outcome(enum.StrEnum):
+    """How a step ended, as the journal records it."""
+
+    POSTED = "posted"  # a comment of ours is on the ticket
+    DONE = "done"  # a write without a comment (tags, a page) was made
+    CONFLICT = "conflict"  # the ticket changed under the write: re-read, decide again
+    UNCERTAIN = "uncertain"  # the answer was lost: re-read to see whether it landed
+    FAILED = "failed"
+
+
+class Line(enum.StrEnum):
+    """The kinds of line an emergency's Slack thread carries, besides the steps' echoes."""
+
+    CC = "cc"  # the account manager, cc'd when the thread opens
+    ASE = "ase"  # the account's ASE, pinged when the thread opens
+    BRIEF = "brief"  # a pre-task brief on file
+    REPLIED = "replied"  # the customer answered: timers stopped
+    REGION = "region"  # the regional group, pinged when the on-call is busy
+
+
+# Journal rows that are not a step: a change of the emergency's state.
+STATE_ENTRY = "state"
+
+
 @dataclass(frozen=True)
 class Assessment:
     """The workflow's reading of one ticket at one instant."""

@@ -259,11 +259,13 @@ class Slack:
         self.min_interval_seconds = min_interval_seconds
         self.pause = Pause(clock, SERVICE)
         # These replace slack_sdk's default handler, which re-sends a dropped chat.postMessage.
-        handlers: list[RetryHandler] = [
+        self._handlers: list[ClockedRateLimitHandler | _ReadBackoff] = [
             ClockedRateLimitHandler(self.pause, max_retry_seconds),
             ReadConnectionErrorHandler(clock, max_retry_seconds),
             ReadServerErrorHandler(clock, max_retry_seconds),
         ]
+        self._max_retry_seconds = max_retry_seconds
+        handlers: list[RetryHandler] = list(self._handlers)
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout_seconds,
                                 retry_handlers=handlers)
         if urlsplit(base_url).hostname in ("127.0.0.1", "localhost", "::1"):
@@ -275,6 +277,17 @@ class Slack:
         self._groups: dict[str, str] = {}
         self._groups_read_at: datetime | None = None
         self._identity: Identity | None = None
+
+    @property
+    def max_retry_seconds(self) -> float:
+        """How long one call may spend waiting out 429s, 5xx and dropped connections."""
+        return self._max_retry_seconds
+
+    @max_retry_seconds.setter
+    def max_retry_seconds(self, seconds: float) -> None:
+        self._max_retry_seconds = seconds
+        for handler in self._handlers:
+            handler.max_retry_seconds = seconds
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -402,6 +415,11 @@ class Slack:
         log.warning("Slack %s: stopped after %d pages", api_method, MAX_PAGES)
 
     def _call(self, api_method: str, send: Callable[[], SlackResponse]) -> dict[str, Any]:
+        held = self.pause.remaining()
+        if held > self.max_retry_seconds:
+            # Waiting out the pause would outlast the call's budget (maybe for minutes).
+            raise Unreachable(SERVICE, HTTP_METHOD, api_method, 429,
+                              f"rate limited for {held:.0f} s more", "the lines wait until then")
         self.pause.wait()
         try:
             response = send()

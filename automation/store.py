@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS threads (
     channel TEXT NOT NULL,
     ts TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    ticket_id INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, tag)
+);
 """
 
 
@@ -268,3 +273,12 @@ class Store:
         row = self.db.execute("SELECT channel, ts FROM threads WHERE ticket_id = ?",
                               (ticket_id,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def remember_claim(self, ticket_id: int, tag: str) -> None:
+        """A Slack thread claim this worker wrote (so it never waits for its own claim)."""
+        self.db.execute("INSERT OR IGNORE INTO claims (ticket_id, tag) VALUES (?, ?)",
+                        (ticket_id, tag))
+
+    def claimed(self, ticket_id: int, tag: str) -> bool:
+        return self.db.execute("SELECT 1 FROM claims WHERE ticket_id = ? AND tag = ?",
+                               (ticket_id, tag)).fetchone() is not None

@@ -50,7 +50,7 @@ def build_chat(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Z
     from automation.slack import Slack
 
     slack = Slack(settings.slack_token(environ), clock, base_url=cfg.slack.url)
-    return Chat(slack, zendesk, store, templates, cfg.slack, clock)
+    return Chat(slack, zendesk, store, templates, cfg.slack)
 
 
 def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worker:
@@ -65,7 +65,7 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
     if pagerduty is not None and cfg.pagerduty is not None:
         from automation.paging import Paging
 
-        paging = Paging(pagerduty, zendesk, cfg.pagerduty, clock)
+        paging = Paging(pagerduty, zendesk, cfg.pagerduty)
     chat = build_chat(cfg, clock, environ, zendesk, store, templates)
     return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging)
 

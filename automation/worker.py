@@ -1,4 +1,11 @@
-"""One pass: discover → snapshot → decide → act → record. `run_forever` is a thin loop around it."""
+"""One pass: read Zendesk's facts → decide the Zendesk step (pure) → write it → decide the
+PagerDuty and Slack intents from the same facts (pure) → carry them out, each service under
+its own error policy and time budget (executor.py).
+
+Every customer's Zendesk step of a pass is taken before any PagerDuty or Slack write, so a
+service that is down delays only itself. `handle_ticket` is the one way to act on a ticket now;
+`run_forever` is a thin loop around `run_once`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,10 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 from automation import workflow
-from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import Config
 from automation.errors import (
@@ -19,48 +27,41 @@ from automation.errors import (
     Rejected,
     TemplateError,
     Unreachable,
-    UpstreamError,
     WriteUncertain,
 )
+from automation.executor import FACTS_BUDGET_SECONDS, Executor
 from automation.facts import read_snapshot, template_context
 from automation.model import (
+    STATE_ENTRY,
     Action,
     Assessment,
     Brief,
+    Line,
+    Outcome,
+    PageStep,
     Person,
     Snapshot,
     State,
     Step,
     Ticket,
 )
-from automation.paging import Paging
-from automation.slack import escape
 from automation.store import Entry, Store, TrackedTicket
 from automation.templates import Rendered, Templates
 from automation.zendesk import Zendesk
 
+if TYPE_CHECKING:
+    from automation.chat import Chat
+    from automation.paging import Done, Paging, Profile
+
 log = logging.getLogger(__name__)
-
-# The line each step leaves in the emergency's Slack thread.
-ECHOES = {
-    Step.OFF_HOURS: "Outside the US Federal coverage hours: nobody was paged; the off-hours "
-                    "reply went to the customer, and the on-call is paged when coverage opens",
-    Step.ACKNOWLEDGE: "Acknowledgement posted on the ticket (public): the bridge is offered",
-    Step.FOLLOW_UP: "No reply {follow_up} min after contact: follow-up sent to the customer",
-    Step.CLOSE: "No reply {total} min after contact: bridge closed, priority set to HIGH",
-}
-
-PAGE_ECHOES = {
-    "paged": "On-call paged in PagerDuty: {detail}",
-    "incident-resolved": "PagerDuty: {detail} (resolved = engaged, not fixed)",
-    "manager-paged": "Second emergency: {detail}",
-}
-BUSY_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
 BRIEF_REFRESH = timedelta(minutes=10)
 
 # Reads of one ticket in one pass: a 409 or an unanswered write costs a re-read each.
 MAX_ATTEMPTS_PER_TICKET = 4
+
+PAGERDUTY = "PagerDuty"
+SLACK = "Slack"
 
 
 @dataclass
@@ -89,6 +90,30 @@ class PassReport:
         return not self.failed
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What handling one ticket read: the PagerDuty and Slack parts are decided on these."""
+
+    snapshot: Snapshot
+    assessment: Assessment
+    page: workflow.Page | None  # None: PagerDuty off, or unavailable this pass
+    profile: Profile | None
+
+
+@dataclass
+class Run:
+    """One pass (or one ticket handled on its own): its clock reading, report and services."""
+
+    now: datetime
+    report: PassReport
+    executor: Executor
+    handled: list[Facts] = field(default_factory=list)
+
+    @property
+    def paging_up(self) -> bool:
+        return self.executor.up(PAGERDUTY)
+
+
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
                  clock: Clock, chat: Chat | None = None, paging: Paging | None = None) -> None:
@@ -114,106 +139,180 @@ class Worker:
         """Zendesk's time when its answers carry it (timers run on its clock), else ours."""
         return self.zendesk.server_time or self.clock.now()
 
+    # --- the two ways in -----------------------------------------------------------------------
+
     def run_once(self) -> PassReport:
-        """One pass over every emergency. Unreachable/credential errors end the pass."""
+        """One pass over every emergency. Unreachable/credential errors of Zendesk end it."""
         listing = self.zendesk.find_emergencies(self.query, self.view_id)
-        now = self.now()
-        report = PassReport(now=now, listed=len(listing))
-        paging_up = self._begin_paging(report)
+        run = self._begin(len(listing))
         tracked = self.store.tracked()
         for ticket in listing:
             known = tracked.get(ticket.id)
-            if known is not None and known.updated_at == ticket.updated_stamp and not (
-                    known.due_at is not None and known.due_at <= now) and not (
-                    self.chat is not None and self.chat.wants(ticket.id)) and not (
-                    paging_up and self.paging is not None and self.paging.wants(ticket, now)):
+            if known is not None and not self._moved(known, ticket, run):
                 continue  # nothing moved here or in PagerDuty, nothing is due: no read
-            report.read += 1
-            self.handle(ticket.id, now, report, known.state if known else None, paging_up)
+            run.report.read += 1
+            self._handle(ticket.id, run, known.state if known else None)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
             log.info("ticket %s is no longer listed as an emergency", ticket_id)
+        self._finish(run, drain_except={t.id for t in listing})
+        return run.report
+
+    def handle_ticket(self, ticket_id: int) -> PassReport:
+        """Read, decide and act on one ticket now, as a pass would (a command, a webhook)."""
+        run = self._begin(0)
+        known = self.store.tracked().get(ticket_id)
+        run.report.read += 1
+        self._handle(ticket_id, run, known.state if known else None)
+        self._finish(run, drain_except=None)
+        return run.report
+
+    def _begin(self, listed: int) -> Run:
+        """The pass's clock reading, and PagerDuty's facts (one quick try: customers wait)."""
+        executor = Executor(self.clock)
+        if self.paging is not None:
+            executor.add(PAGERDUTY, self.paging.pd)
         if self.chat is not None:
-            report.slack_pending += self.chat.drain(now, skip={t.id for t in listing})
-            report.rejected = report.rejected or self.chat.rejected
-            self.chat.rejected = None
-        return report
+            executor.add(SLACK, self.chat.slack)
+        now = self.now()
+        run = Run(now, PassReport(now=now, listed=listed), executor)
+        if self.paging is not None:
+            executor.call(PAGERDUTY, 0, "PagerDuty listing", self.paging.begin_pass,
+                          limit_seconds=FACTS_BUDGET_SECONDS)
+        return run
 
-    def _begin_paging(self, report: PassReport) -> bool:
-        """Read PagerDuty once for the pass; when it fails, Zendesk steps still go ahead."""
-        if self.paging is None:
-            return False
-        try:
-            self.paging.begin_pass()
+    def _moved(self, known: TrackedTicket, ticket: Ticket, run: Run) -> bool:
+        """Whether a tracked ticket needs a read: it changed, a step is due, or Slack or
+        PagerDuty have work for it."""
+        if known.updated_at != ticket.updated_stamp:
             return True
-        except CredentialsRejected as exc:
-            report.rejected = exc
-            return False
-        except UpstreamError as exc:
-            log.warning("PagerDuty unavailable this pass: %s", exc)
-            report.failed.append(StepResult(0, "pagerduty", "failed", str(exc)))
-            return False
+        if known.due_at is not None and known.due_at <= run.now:
+            return True
+        if self.chat is not None and run.executor.up(SLACK) and self.chat.wants(ticket.id):
+            return True
+        return self.paging is not None and run.paging_up and self.paging.wants(
+            ticket, self._profile(ticket, run.now), run.now)
 
-    def handle(self, ticket_id: int, now: datetime, report: PassReport,
-               known_state: str | None, paging_up: bool = False) -> None:
-        """Read, decide and act on one ticket until it has nothing due (or attempts run out)."""
+    def _finish(self, run: Run, drain_except: set[int] | None) -> None:
+        """After every Zendesk step: PagerDuty's part, then Slack's, for each ticket handled."""
+        for facts in run.handled:
+            self._page(facts, run)
+        for facts in run.handled:
+            self._chat(facts, run)
+        if self.chat is not None and drain_except is not None:
+            run.report.slack_pending += self.chat.drain(run.executor, run.now, drain_except)
+        self._report_troubles(run)
+
+    def _report_troubles(self, run: Run) -> None:
+        """A refused token is reported after the pass (exit 3); PagerDuty's other failures
+        are failed steps; Slack's only leave lines pending (the executor logged them)."""
+        for trouble in run.executor.troubles:
+            error = trouble.error
+            if isinstance(error, CredentialsRejected) and error.service == trouble.service:
+                run.report.rejected = run.report.rejected or error
+            elif trouble.service == PAGERDUTY:
+                self._fail(run, trouble.ticket_id, "pagerduty", str(error))
+
+    # --- Zendesk: read, decide, write ----------------------------------------------------------
+
+    def _handle(self, ticket_id: int, run: Run, known_state: str | None) -> None:
+        """Read, decide and write until the ticket has nothing due (or attempts run out)."""
         pending: tuple[Action, Rendered] | None = None  # a write whose answer was lost
         step = "-"
-        last: tuple[Snapshot, Assessment, workflow.Page | None] | None = None
+        facts: Facts | None = None
         try:
             for attempt in range(MAX_ATTEMPTS_PER_TICKET):
-                snapshot = read_snapshot(self.zendesk, ticket_id)
-                snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, now)))
-                page = self._page_facts(snapshot, now) if paging_up else None
-                coverage = self.paging.profile(snapshot.ticket, now).coverage \
-                    if self.paging is not None else None
-                assessment = workflow.assess(snapshot, now, self.policy, page, coverage)
+                facts = self._read(ticket_id, run)
                 if pending is not None:
-                    self._confirm(pending, snapshot, now, report)
-                    pending = None
-                known_state = self._track(snapshot, assessment, now, known_state)
-                last = (snapshot, assessment, page)
-                action = workflow.plan(assessment, now, snapshot)
+                    self._confirm(pending, facts, run)
+                known_state = self._track(facts, run.now, known_state)
+                action = workflow.plan(facts.assessment, run.now, facts.snapshot)
                 if action is None:
-                    return
+                    break
                 step = action.step
                 if attempt == MAX_ATTEMPTS_PER_TICKET - 1:
-                    break  # the last read only looks: never write on what we cannot confirm
-                if action.step is Step.RESET:
-                    self._reset(snapshot, action, now)
-                    continue
-                author = self._author(action)
-                rendered = self._render(action, snapshot, assessment, now, author)
-                try:
-                    update = self.zendesk.update(snapshot.ticket, rendered, action.tags_to_add,
-                                                 action.priority, author.id if author else None)
-                except Conflict as exc:
-                    log.info("ticket %s changed while %s was being sent; re-reading",
-                             ticket_id, step)
-                    self._journal(now, action, "conflict", rendered, detail=str(exc))
-                    continue
-                except WriteUncertain as exc:
-                    log.warning("ticket %s: %s; re-reading to see whether it landed",
-                                ticket_id, exc)
-                    self._journal(now, action, "uncertain", rendered, detail=str(exc))
-                    pending = (action, rendered)
-                    continue
-                self._journal(now, action, "posted", rendered, comment_id=update.comment_id,
-                              detail=self._ack_detail(action, author, rendered),
-                              actor=author.email if author else "")
-                self._echo(action, now, author)
-                report.posted.append(StepResult(ticket_id, step, "posted", rendered.first_line))
-                log.info("ticket %s: %s posted (%s)", ticket_id, step,
-                         "public" if rendered.public else "internal")
-            self._fail(report, now, ticket_id, step, "the ticket kept changing under "
-                       f"{MAX_ATTEMPTS_PER_TICKET} reads; trying again next pass")
+                    # The last read only looks: never write on what we cannot confirm.
+                    self._fail(run, ticket_id, step, "the ticket kept changing under "
+                               f"{MAX_ATTEMPTS_PER_TICKET} reads; trying again next pass")
+                    break
+                pending = self._write(action, facts, run)
         except (NotFound, Rejected, TemplateError) as exc:
-            self._fail(report, now, ticket_id, step, str(exc))
-        finally:
-            if last is not None and self.paging is not None and paging_up:
-                self._page(*last, now, report)
-            if self.chat is not None and last is not None:
-                live = last[1].state in workflow.LIVE_STATES
-                report.slack_pending += self.chat.serve(last[0], now, live)
+            self._fail(run, ticket_id, step, str(exc))
+        if facts is not None:
+            run.handled.append(facts)
+
+    def _read(self, ticket_id: int, run: Run) -> Facts:
+        snapshot = read_snapshot(self.zendesk, ticket_id)
+        organization = self.zendesk.organization(snapshot.ticket.organization_id)
+        snapshot = replace(snapshot, organization=organization)
+        snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, run.now)))
+        profile = self._profile(snapshot.ticket, run.now) if self.paging is not None else None
+        page = self.paging.page_for(snapshot.ticket, profile) \
+            if self.paging is not None and profile is not None and run.paging_up else None
+        assessment = workflow.assess(snapshot, run.now, self.policy, page,
+                                     profile.coverage if profile else None)
+        return Facts(snapshot, assessment, page, profile)
+
+    def _profile(self, ticket: Ticket, now: datetime) -> Profile:
+        from automation.paging import profile_for
+
+        assert self.paging is not None
+        return profile_for(self.paging.config, ticket,
+                           self.zendesk.organization(ticket.organization_id), now)
+
+    def _write(self, action: Action, facts: Facts,
+               run: Run) -> tuple[Action, Rendered] | None:
+        """Make one step's write; what to confirm on the next read when its answer was lost."""
+        if action.step is Step.RESET:
+            self._reset(facts.snapshot, action, run.now)
+            return None
+        author = self._author(action)
+        rendered = self._render(action, facts, run.now, author)
+        ticket_id = action.ticket_id
+        try:
+            update = self.zendesk.update(facts.snapshot.ticket, rendered, action.tags_to_add,
+                                         action.priority, author.id if author else None)
+        except Conflict as exc:
+            log.info("ticket %s changed while %s was being sent; re-reading", ticket_id,
+                     action.step)
+            self._journal(run.now, action, Outcome.CONFLICT, rendered, detail=str(exc))
+            return None
+        except WriteUncertain as exc:
+            log.warning("ticket %s: %s; re-reading to see whether it landed", ticket_id, exc)
+            self._journal(run.now, action, Outcome.UNCERTAIN, rendered, detail=str(exc))
+            return action, rendered
+        self._posted(action, rendered, run, author, update.comment_id)
+        log.info("ticket %s: %s posted (%s)", ticket_id, action.step,
+                 "public" if rendered.public else "internal")
+        return None
+
+    def _posted(self, action: Action, rendered: Rendered, run: Run, author: Person | None,
+                comment_id: int | None = None, detail: str = "") -> None:
+        """A step is on the ticket: journal it, echo it in the thread, report it."""
+        self._journal(run.now, action, Outcome.POSTED, rendered, comment_id=comment_id,
+                      detail=detail or self._ack_detail(action, author, rendered),
+                      actor=author.email if author else "")
+        self._echo(action, run.now, author)
+        run.report.posted.append(StepResult(action.ticket_id, action.step, Outcome.POSTED,
+                                            rendered.first_line))
+
+    def _confirm(self, pending: tuple[Action, Rendered], facts: Facts, run: Run) -> None:
+        """After an unanswered write: the ticket itself says whether it landed."""
+        action, rendered = pending
+        if workflow.step_done(facts.snapshot, action.step):
+            self._posted(action, rendered, run, None,
+                         detail="confirmed on re-read after an unanswered write")
+
+    def _reset(self, snapshot: Snapshot, action: Action, now: datetime) -> None:
+        """Urgent again: clear the earlier emergency's markers (no comment); then re-read."""
+        try:
+            self.zendesk.update(snapshot.ticket, None, tags_to_remove=action.tags_to_remove)
+        except (Conflict, WriteUncertain) as exc:
+            log.info("ticket %s: reset not confirmed (%s); re-reading", action.ticket_id, exc)
+            return
+        self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
+                                outcome=Outcome.DONE, actor=self.actor,
+                                detail="urgent again: cleared " + ", ".join(
+                                    action.tags_to_remove)))
 
     def _briefs(self, snapshot: Snapshot, now: datetime) -> list[Brief]:
         """The organization's briefs: filed from anywhere (found on Zendesk) or from here.
@@ -238,27 +337,6 @@ class Worker:
                 log.warning("briefs of organization %s not read: %s", org_id, exc)
         return self.store.briefs_for(org_id)
 
-    def _reset(self, snapshot: Snapshot, action: Action, now: datetime) -> None:
-        """Urgent again: clear the earlier emergency's markers (no comment); then re-read."""
-        try:
-            self.zendesk.update(snapshot.ticket, None, tags_to_remove=action.tags_to_remove)
-        except (Conflict, WriteUncertain) as exc:
-            log.info("ticket %s: reset not confirmed (%s); re-reading", action.ticket_id, exc)
-            return
-        self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
-                                outcome="done", actor=self.actor,
-                                detail="urgent again: cleared " + ", ".join(
-                                    action.tags_to_remove)))
-
-    def _page_facts(self, snapshot: Snapshot, now: datetime) -> workflow.Page | None:
-        if self.paging is None:
-            return None
-        try:
-            return self.paging.page_for(snapshot, now)
-        except UpstreamError as exc:
-            log.warning("ticket %s: PagerDuty facts unavailable: %s", snapshot.ticket.id, exc)
-            return None
-
     def _author(self, action: Action) -> Person | None:
         """The engineer who acknowledged the page, as a Zendesk agent (None: the API user)."""
         if not action.author_email:
@@ -270,30 +348,70 @@ class Worker:
             return None
         return person
 
-    def _page(self, snapshot: Snapshot, assessment: Assessment, page: workflow.Page | None,
-              now: datetime, report: PassReport) -> None:
-        """PagerDuty's part, after the Zendesk step: a failure here is a failed step."""
-        assert self.paging is not None
-        try:
-            page = page or self.paging.page_for(snapshot, now)
-            done = self.paging.act(snapshot, assessment, page, now, self._busy(now))
-        except UpstreamError as exc:
-            self._fail(report, now, snapshot.ticket.id, "pagerduty", str(exc))
+    def _render(self, action: Action, facts: Facts, now: datetime,
+                author: Person | None = None) -> Rendered:
+        snapshot = facts.snapshot
+        context = template_context(snapshot, facts.assessment, self.settings, self.policy,
+                                   snapshot.organization, now)
+        if action.author_email:
+            context["bridge_url"] = self.settings.bridge_for(action.author_email)
+            context["engineer"] = author.name if author else None
+        if action.step is Step.OFF_HOURS and facts.profile is not None:
+            coverage = facts.profile.coverage
+            context["coverage_hours"] = coverage.hours if coverage else ""
+            context["resumes_at"] = coverage.opens_at if coverage else None
+        context["briefs"] = workflow.relevant_briefs(snapshot, now)
+        return self.templates.render(action.template, context)
+
+    # --- PagerDuty's part and Slack's ----------------------------------------------------------
+
+    def _page(self, facts: Facts, run: Run) -> None:
+        """PagerDuty's intents for the ticket, decided on the pass's facts, then carried out."""
+        if self.paging is None or facts.page is None or facts.profile is None \
+                or not run.paging_up:
             return
-        finally:
-            self.paging.remember(snapshot.ticket.id)
-        for item in done:
-            self.store.record(Entry(at=now, ticket_id=item.ticket_id, step=item.step,
-                                    outcome="done", actor="PagerDuty", detail=item.detail))
-            report.posted.append(StepResult(item.ticket_id, item.step, "done", item.detail))
-            log.info("ticket %s: %s", item.ticket_id, item.detail)
-            if self.chat is not None:
-                self.chat.echo(item.ticket_id, item.step, PAGE_ECHOES[item.step].format(
-                    detail=item.detail), now)
-                if item.step == "manager-paged":
-                    organization = self.zendesk.organization(snapshot.ticket.organization_id)
-                    self.chat.ping_region(snapshot.ticket, organization, now,
-                                          "second emergency while the on-call is busy")
+        from automation.paging import decide
+
+        ticket = facts.snapshot.ticket
+        intents = decide(facts.snapshot, facts.assessment, facts.page, facts.profile,
+                         self.paging.config, run.now, self._busy(run.now), self.zendesk.email)
+        for intent in intents:
+            ok, done = run.executor.call(PAGERDUTY, ticket.id, "pagerduty",
+                                         partial(self.paging.carry_out, intent))
+            if not ok:
+                return  # its page is looked at again next pass
+            if done is not None:
+                self._paged(done, facts, run)
+        self.paging.remember(ticket.id)
+
+    def _paged(self, done: Done, facts: Facts, run: Run) -> None:
+        from automation.chat import page_line
+
+        self.store.record(Entry(at=run.now, ticket_id=done.ticket_id, step=done.step,
+                                outcome=Outcome.DONE, actor="PagerDuty", detail=done.detail))
+        run.report.posted.append(StepResult(done.ticket_id, done.step, Outcome.DONE,
+                                            done.detail))
+        log.info("ticket %s: %s", done.ticket_id, done.detail)
+        if self.chat is None:
+            return
+        self.chat.echo(done.ticket_id, done.step, page_line(done.step, done.detail), run.now)
+        if done.step is PageStep.MANAGER_PAGED:
+            self.chat.ping_region(facts.snapshot.ticket, facts.snapshot.organization, run.now,
+                                  "second emergency while the on-call is busy")
+
+    def _chat(self, facts: Facts, run: Run) -> None:
+        """Slack's intents for the ticket: its thread, then its queued lines."""
+        if self.chat is None:
+            return
+        ticket_id = facts.snapshot.ticket.id
+        if run.executor.up(SLACK):
+            live = facts.assessment.state in workflow.LIVE_STATES
+            for intent in self.chat.plan(facts.snapshot, live):
+                ok, _ = run.executor.call(SLACK, ticket_id, "Slack thread", partial(
+                    self.chat.carry_out, intent, facts.snapshot, run.now))
+                if not ok:
+                    break
+        run.report.slack_pending += len(self.chat.store.outbox(ticket_id))
 
     def _busy(self, now: datetime) -> dict[str, int]:
         """Engineers on an emergency right now: who made contact recently, and on which ticket."""
@@ -302,9 +420,11 @@ class Worker:
         busy: dict[str, int] = {}
         for tracked in self.store.tracked(active_only=True).values():
             if tracked.contact_email and tracked.contact_at and tracked.contact_at >= since \
-                    and tracked.state in BUSY_STATES:
+                    and tracked.state in workflow.LIVE_STATES:
                 busy.setdefault(tracked.contact_email.lower(), tracked.ticket_id)
         return busy
+
+    # --- the journal and the thread's lines ----------------------------------------------------
 
     def _fallback(self, action: Action) -> bool:
         """An acknowledgement posted from the team because nobody acknowledged the page."""
@@ -312,10 +432,10 @@ class Worker:
                 and not action.author_email)
 
     def _ack_detail(self, action: Action, author: Person | None, rendered: Rendered) -> str:
+        from automation.chat import fallback_detail
+
         if self._fallback(action):
-            minutes = int((self.policy.acknowledge_fallback or timedelta()).total_seconds() // 60)
-            return (f"nobody acknowledged the page within {minutes} min: posted from the team; "
-                    "the page keeps escalating")
+            return fallback_detail(self.policy)
         if action.author_email:
             return f"as {author.name if author else action.author_email}, who acknowledged " \
                    "the page"
@@ -323,57 +443,29 @@ class Worker:
 
     def _echo(self, action: Action, now: datetime, author: Person | None = None) -> None:
         """One line in the emergency's Slack thread for each step the worker made."""
-        if self.chat is None or action.step not in ECHOES:
+        if self.chat is None:
             return
-        if action.step is Step.ACKNOWLEDGE and (self._fallback(action) or action.author_email):
-            text = (f"Acknowledgement posted as {escape(author.name)}, who acknowledged the "
-                    "page" if author else "Acknowledgement posted from the team: "
-                    f"{self._ack_detail(action, author, Rendered('', '', True))}")
+        from automation.chat import step_line
+
+        posted_as = (author.name if author else None) if action.author_email else None
+        text = step_line(action.step, self.policy, posted_as,
+                         fallback=self._fallback(action) or bool(action.author_email))
+        if text is not None:
             self.chat.echo(action.ticket_id, action.step, text, now)
-            return
-        text = ECHOES[action.step].format(
-            follow_up=int(self.policy.follow_up_after.total_seconds() // 60),
-            total=int((self.policy.follow_up_after + self.policy.close_after
-                       ).total_seconds() // 60))
-        self.chat.echo(action.ticket_id, action.step, text, now)
 
-    def _render(self, action: Action, snapshot: Snapshot, assessment: Assessment,
-                now: datetime, author: Person | None = None) -> Rendered:
-        organization = self.zendesk.organization(snapshot.ticket.organization_id)
-        context = template_context(snapshot, assessment, self.settings, self.policy, organization,
-                                   now)
-        if action.author_email:
-            context["bridge_url"] = self.settings.bridge_for(action.author_email)
-            context["engineer"] = author.name if author else None
-        if action.step is Step.OFF_HOURS and self.paging is not None:
-            coverage = self.paging.profile(snapshot.ticket, now).coverage
-            context["coverage_hours"] = coverage.hours if coverage else ""
-            context["resumes_at"] = coverage.opens_at if coverage else None
-        context["briefs"] = workflow.relevant_briefs(snapshot, now)
-        return self.templates.render(action.template, context)
-
-    def _confirm(self, pending: tuple[Action, Rendered], snapshot: Snapshot, now: datetime,
-                 report: PassReport) -> None:
-        """After an unanswered write: the ticket itself says whether it landed."""
-        action, rendered = pending
-        if workflow.step_done(snapshot, action.step):
-            self._journal(now, action, "posted", rendered,
-                          detail="confirmed on re-read after an unanswered write")
-            self._echo(action, now)
-            report.posted.append(StepResult(action.ticket_id, action.step, "posted",
-                                            rendered.first_line))
-
-    def _track(self, snapshot: Snapshot, assessment: Assessment, now: datetime,
-               known_state: str | None) -> str:
-        ticket: Ticket = snapshot.ticket
+    def _track(self, facts: Facts, now: datetime, known_state: str | None) -> str:
+        snapshot, assessment = facts.snapshot, facts.assessment
+        ticket = snapshot.ticket
         if assessment.state != known_state:
             detail = ticket.subject if known_state is None else f"was {known_state}"
-            self.store.record(Entry(at=now, ticket_id=ticket.id, step="state",
+            self.store.record(Entry(at=now, ticket_id=ticket.id, step=STATE_ENTRY,
                                     outcome=assessment.state, detail=detail))
             if (self.chat is not None and assessment.state == State.ENGAGED
                     and assessment.replied_at is not None):
-                self.chat.echo(ticket.id, "replied", "The customer replied at "
-                               f"{assessment.replied_at:%H:%M} UTC: timers stopped", now)
+                from automation.chat import replied_line
+
+                self.chat.echo(ticket.id, Line.REPLIED, replied_line(assessment.replied_at),
+                               now)
         contact = snapshot.people.get(assessment.contact_by or 0)
         self.store.track(TrackedTicket(
             ticket_id=ticket.id, subject=ticket.subject, updated_at=ticket.updated_stamp,
@@ -384,19 +476,18 @@ class Worker:
         ))
         return assessment.state
 
-    def _journal(self, now: datetime, action: Action, outcome: str, rendered: Rendered,
+    def _journal(self, now: datetime, action: Action, outcome: Outcome, rendered: Rendered,
                  comment_id: int | None = None, detail: str = "", actor: str = "") -> None:
         self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
                                 outcome=outcome, actor=actor or self.actor,
                                 public=rendered.public,
                                 comment_id=comment_id, detail=detail or rendered.first_line))
 
-    def _fail(self, report: PassReport, now: datetime, ticket_id: int, step: str,
-              reason: str) -> None:
+    def _fail(self, run: Run, ticket_id: int, step: str, reason: str) -> None:
         log.warning("ticket %s: step failed: %s", ticket_id, reason)
-        self.store.record(Entry(at=now, ticket_id=ticket_id, step=step, outcome="failed",
-                                actor=self.actor, detail=reason))
-        report.failed.append(StepResult(ticket_id, step, "failed", reason))
+        self.store.record(Entry(at=run.now, ticket_id=ticket_id, step=step,
+                                outcome=Outcome.FAILED, actor=self.actor, detail=reason))
+        run.report.failed.append(StepResult(ticket_id, step, Outcome.FAILED, reason))
 
     def run_forever(self, stop: threading.Event, interval_seconds: float | None = None) -> None:
         """Passes on a timer until ``stop`` is set; the pass in hand always finishes."""

@@ -33,6 +33,7 @@ TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
 
 # A brief is worth showing from when it is filed until a few days after the planned work.
 BRIEF_RELEVANCE = timedelta(days=3)
+# An emergency still running: its thread stays open and its engineer counts as busy.
 LIVE_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
 EMERGENCY_PRIORITY = "urgent"
@@ -58,6 +59,7 @@ class Page:
     status: str | None = None  # triggered, acknowledged, resolved; None: no incident found
     acknowledged_by: str | None = None  # the email of the person who acknowledged it
     created_at: datetime | None = None  # when the page went out
+    assigned_to: str | None = None  # the email of the person it is assigned to
 
 
 @dataclass(frozen=True)

@@ -148,15 +148,21 @@ def test_no_manager_page_when_the_on_call_is_free(
             if i["service"]["id"] == account.pd_managers_service_id] == []
 
 
-def test_pagerduty_429_with_retry_after_is_waited_out(
+def test_pagerduty_429_with_retry_after_is_honoured_without_stalling_the_pass(
         sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
     ticket_id = urgent(sandbox, account)
     sandbox.pagerduty.faults.rate_limit("GET", "/incidents", retry_after=20, times=1)
     started = clock.now()
 
-    worker.run_once()
+    report = worker.run_once()
 
-    assert clock.now() - started >= timedelta(seconds=20)
+    # The pass does not wait the pause out: PagerDuty's part waits for a later pass.
+    assert clock.now() - started < timedelta(seconds=5)
+    assert [f.step for f in report.failed] == ["pagerduty"]
+    listings = len(sandbox.pagerduty.calls("GET", "/incidents"))
+    clock.advance(timedelta(seconds=10))
+    worker.run_once()  # still paused: no request goes to PagerDuty before Retry-After
+    assert len(sandbox.pagerduty.calls("GET", "/incidents")) == listings
     play(worker, clock, 4)
     assert incident_for(sandbox, ticket_id)["status"] == "triggered"
 

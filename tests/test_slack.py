@@ -222,9 +222,17 @@ def test_429_holds_back_the_next_request_until_retry_after(
         slack.find_message(channel, "hello", mine_only=False)
     assert clock.now() == start
 
-    slack.permalink(channel, ts)  # another method, still held back
+    # Another method is held back too: past this call's budget it is refused unsent...
+    with pytest.raises(Unreachable, match="rate limited for 30 s more"):
+        slack.permalink(channel, ts)
+    assert sandbox.call_count("chat.getPermalink") == 0
+    assert clock.now() == start
+
+    slack.max_retry_seconds = 60  # ...within a budget that allows it, it waits the pause out
+    slack.permalink(channel, ts)
 
     assert clock.now() - start == timedelta(seconds=30)
+    assert sandbox.call_count("chat.getPermalink") == 1
 
 
 def test_429_past_the_budget_gives_up_as_unreachable(
