@@ -19,7 +19,6 @@ from automation.config import WorkflowConfig
 from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ
 from automation.wiring import build_worker
 from automation.worker import Worker
-from automation.workflow import ACKNOWLEDGED_TAG
 from tests.conftest import sandbox_worker
 
 WORKFLOW = WorkflowConfig(bridge_url="https://bridge.example.com/team")
