@@ -269,44 +269,9 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     if "zendesk" not in data:
         raise ConfigError(f"{source}: [zendesk]: missing section (url and email are required)")
     base = source.resolve().parent
-
-    zd = _Section(source, "zendesk", data["zendesk"],
-                  {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds"})
-    email = zd.text("email")
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-        zd.fail("email", "the API user's email address", email)
-    view_id = zd.data.get("view_id")
-    if view_id is not None and (isinstance(view_id, bool) or not isinstance(view_id, int)
-                                or view_id <= 0):
-        zd.fail("view_id", "a positive integer (a Zendesk view id)", view_id)
-    if view_id is not None and "search" in zd.data:
-        raise ConfigError(f"{source}: [zendesk] view_id and search: expected one of them, not both")
-    zendesk = ZendeskConfig(
-        url=zd.api_url("url"),
-        email=email,
-        search=zd.text("search", "") if "search" in zd.data else "",
-        view_id=view_id,
-        timeout_seconds=zd.number("timeout_seconds", 10, minimum=1, maximum=300),
-        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0, maximum=3600),
-    )
-
-    wf = _Section(source, "workflow", data.get("workflow", {}),
-                  {"bridge_url", "signature", "follow_up_after_minutes", "close_after_minutes",
-                   "poll_interval_seconds", "bridges"})
-    bridges = wf.data.get("bridges", {})
-    if not isinstance(bridges, dict) or not all(
-            isinstance(v, str) and urlsplit(v).scheme in ("http", "https")
-            for v in bridges.values()):
-        wf.fail("bridges", 'a table of engineer email = "https://bridge URL"', bridges)
+    zendesk = parse_zendesk(source, data["zendesk"])
     pagerduty = parse_pagerduty(source, data["pagerduty"]) if "pagerduty" in data else None
-    workflow = WorkflowConfig(
-        bridge_url=wf.url("bridge_url"),
-        signature=wf.text("signature", "The Support Team"),
-        follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1, whole=True),
-        close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
-        poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
-        bridges={k.lower(): v for k, v in bridges.items()},
-    )
+    workflow = parse_workflow(source, data.get("workflow", {}))
 
     st = _Section(source, "state", data.get("state", {}), {"path"})
     state_path = base / st.text("path", "emergency-state.sqlite3")
@@ -324,6 +289,47 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
                   templates_path=templates_path, macros=macros, slack=slack,
                   pagerduty=pagerduty)
+
+
+def parse_zendesk(source: Path, data: object) -> ZendeskConfig:
+    zd = _Section(source, "zendesk", data,
+                  {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds"})
+    email = zd.text("email")
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        zd.fail("email", "the API user's email address", email)
+    view_id = zd.data.get("view_id")
+    if view_id is not None and (isinstance(view_id, bool) or not isinstance(view_id, int)
+                                or view_id <= 0):
+        zd.fail("view_id", "a positive integer (a Zendesk view id)", view_id)
+    if view_id is not None and "search" in zd.data:
+        raise ConfigError(f"{source}: [zendesk] view_id and search: expected one of them, not both")
+    return ZendeskConfig(
+        url=zd.api_url("url"),
+        email=email,
+        search=zd.text("search", "") if "search" in zd.data else "",
+        view_id=view_id,
+        timeout_seconds=zd.number("timeout_seconds", 10, minimum=1, maximum=300),
+        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0, maximum=3600),
+    )
+
+
+def parse_workflow(source: Path, data: object) -> WorkflowConfig:
+    wf = _Section(source, "workflow", data,
+                  {"bridge_url", "signature", "follow_up_after_minutes", "close_after_minutes",
+                   "poll_interval_seconds", "bridges"})
+    bridges = wf.data.get("bridges", {})
+    if not isinstance(bridges, dict) or not all(
+            isinstance(v, str) and urlsplit(v).scheme in ("http", "https")
+            for v in bridges.values()):
+        wf.fail("bridges", 'a table of engineer email = "https://bridge URL"', bridges)
+    return WorkflowConfig(
+        bridge_url=wf.url("bridge_url"),
+        signature=wf.text("signature", "The Support Team"),
+        follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1, whole=True),
+        close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
+        poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
+        bridges={k.lower(): v for k, v in bridges.items()},
+    )
 
 
 def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:

@@ -226,12 +226,18 @@ class PagerDuty:
                                          lambda: user_from(self.client.rget(path))))
 
     def token_owner(self) -> PdUser | None:
-        """The user a personal token belongs to; None for an account-level API token."""
+        """The user a personal token belongs to; None for an account-level API token.
+
+        PagerDuty answers 400 to `/users/me` for an account-level token (the only 4xx its
+        reference lists there); any other refusal is raised, never taken for "no owner".
+        """
         try:
             return self._read("GET", "/users/me",
                               lambda: user_from(self.client.rget("/users/me")))
-        except (NotFound, Rejected):
-            return None
+        except Rejected as exc:
+            if exc.status == 400:
+                return None
+            raise
 
     def user_by_email(self, email: str) -> PdUser | None:
         found = self._read("GET", "/users",

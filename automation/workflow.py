@@ -166,62 +166,69 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
     acknowledges the page, and goes out from the team once the fallback time has passed.
     """
     ticket = snapshot.ticket
-    tags = set(ticket.tags)
-
-    def result(state: State, step: Step | None = None, due: datetime | None = None,
-               contact: Comment | None = None, reply: Comment | None = None,
-               by: str | None = None) -> Assessment:
-        return Assessment(
-            ticket_id=ticket.id, state=state, next_step=step, due_at=due,
-            contact_at=contact.created_at if contact else None,
-            contact_by=contact.author_id if contact else None,
-            replied_at=reply.created_at if reply else None,
-            acknowledge_as=by,
-        )
-
     if is_finished(snapshot):
-        return result(State.SOLVED)
-    stale = stale_markers(snapshot)
-    if stale and ticket.priority == EMERGENCY_PRIORITY:
+        return _result(snapshot, State.SOLVED)
+    if stale_markers(snapshot) and ticket.priority == EMERGENCY_PRIORITY:
         # Urgent again after an earlier emergency: clear its markers first, then start over.
-        return result(State.NEW, Step.RESET, ticket.updated_at)
+        return _result(snapshot, State.NEW, Step.RESET, ticket.updated_at)
     contact = find_contact(snapshot)
-    if CLOSED_TAG in tags:
+    if CLOSED_TAG in ticket.tags:
         # Stepped down by us and not urgent again since (a raise shows as a stale marker).
-        return result(State.CLOSED_TO_HIGH, contact=contact)
+        return _result(snapshot, State.CLOSED_TO_HIGH, contact=contact)
     if ticket.priority != EMERGENCY_PRIORITY:
-        return result(State.NOT_URGENT, contact=contact)
-    if contact is None and coverage is not None and not coverage.open_now:
-        # Outside the profile's hours nobody is paged: the customer hears when we are back.
-        if OFF_HOURS_TAG not in tags:
-            return result(State.NEW, Step.OFF_HOURS, ticket.created_at)
-        return result(State.NEW, Step.ACKNOWLEDGE, coverage.opens_at + (
-            policy.acknowledge_fallback or timedelta()))
+        return _result(snapshot, State.NOT_URGENT, contact=contact)
     if contact is None:
-        if tags & {ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG}:
-            # Our acknowledgement is recorded but its author is not visible as an agent:
-            # never acknowledge twice; wait for a person.
-            return result(State.NEW)
-        if policy.acknowledge_fallback is None:
-            return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at)
-        if page is not None and page.acknowledged_by:
-            return result(State.NEW, Step.ACKNOWLEDGE, ticket.created_at,
-                          by=page.acknowledged_by)
-        # Nobody has acknowledged the page yet: the team answers at the fallback time, counted
-        # from when the page could first go out (the opening of coverage, for off-hours tickets).
-        paged_from = max(ticket.created_at, coverage.opened_at) \
-            if coverage is not None and coverage.opened_at is not None else ticket.created_at
-        return result(State.NEW, Step.ACKNOWLEDGE, paged_from + policy.acknowledge_fallback)
+        return _before_contact(snapshot, policy, page, coverage)
     reply = find_customer_reply(snapshot, contact)
     if reply is not None:
-        return result(State.ENGAGED, contact=contact, reply=reply)
-    if FOLLOWED_UP_TAG not in tags:
-        return result(State.AWAITING_CUSTOMER, Step.FOLLOW_UP,
-                      contact.created_at + policy.follow_up_after, contact=contact)
+        return _result(snapshot, State.ENGAGED, contact=contact, reply=reply)
+    if FOLLOWED_UP_TAG not in ticket.tags:
+        return _result(snapshot, State.AWAITING_CUSTOMER, Step.FOLLOW_UP,
+                       contact.created_at + policy.follow_up_after, contact=contact)
     # The bridge closes a full interval after our last public word (normally the follow-up).
     last_word = last_public_agent_comment(snapshot) or contact
-    return result(State.FOLLOWED_UP, Step.CLOSE, last_word.created_at + policy.close_after,
-                  contact=contact)
+    return _result(snapshot, State.FOLLOWED_UP, Step.CLOSE,
+                   last_word.created_at + policy.close_after, contact=contact)
+
+
+def _before_contact(snapshot: Snapshot, policy: Policy, page: Page | None,
+                    coverage: Coverage | None) -> Assessment:
+    """Nobody has made contact yet: when (and as whom) the acknowledgement is due."""
+    ticket = snapshot.ticket
+    tags = set(ticket.tags)
+    if coverage is not None and not coverage.open_now:
+        # Outside the profile's hours nobody is paged: the customer hears when we are back.
+        if OFF_HOURS_TAG not in tags:
+            return _result(snapshot, State.NEW, Step.OFF_HOURS, ticket.created_at)
+        return _result(snapshot, State.NEW, Step.ACKNOWLEDGE, coverage.opens_at + (
+            policy.acknowledge_fallback or timedelta()))
+    if tags & {ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG}:
+        # Our acknowledgement is recorded but its author is not visible as an agent:
+        # never acknowledge twice; wait for a person.
+        return _result(snapshot, State.NEW)
+    if policy.acknowledge_fallback is None:
+        return _result(snapshot, State.NEW, Step.ACKNOWLEDGE, ticket.created_at)
+    if page is not None and page.acknowledged_by:
+        return _result(snapshot, State.NEW, Step.ACKNOWLEDGE, ticket.created_at,
+                       by=page.acknowledged_by)
+    # Nobody has acknowledged the page yet: the team answers at the fallback time, counted
+    # from when the page could first go out (the opening of coverage, for off-hours tickets).
+    paged_from = max(ticket.created_at, coverage.opened_at) \
+        if coverage is not None and coverage.opened_at is not None else ticket.created_at
+    return _result(snapshot, State.NEW, Step.ACKNOWLEDGE,
+                   paged_from + policy.acknowledge_fallback)
+
+
+def _result(snapshot: Snapshot, state: State, step: Step | None = None,
+            due: datetime | None = None, contact: Comment | None = None,
+            reply: Comment | None = None, by: str | None = None) -> Assessment:
+    return Assessment(
+        ticket_id=snapshot.ticket.id, state=state, next_step=step, due_at=due,
+        contact_at=contact.created_at if contact else None,
+        contact_by=contact.author_id if contact else None,
+        replied_at=reply.created_at if reply else None,
+        acknowledge_as=by,
+    )
 
 
 def relevant_briefs(snapshot: Snapshot, now: datetime) -> list[Brief]:

@@ -44,9 +44,9 @@ SERVICE = "Zendesk"
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
 BRIEF_TAG = "emergency_pre_task_brief"
-MAX_BRIEF_TICKETS = 20
+MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enough
 MAX_AUDIT_PAGES = 20
-MAX_TAG_ATTEMPTS = 3  # the organization's most recent brief tickets are enough
+MAX_TAG_ATTEMPTS = 3  # safe updates of tags, each after a re-read
 MAX_READ_ATTEMPTS = 8
 
 
@@ -407,26 +407,27 @@ class Zendesk:
         return found
 
     def ensure_tags(self, ticket: Ticket, tags: Iterable[str], comment: Rendered | None = None,
-                    done: Callable[[Ticket], bool] | None = None) -> bool:
+                    done: Callable[[Ticket], bool] | None = None) -> None:
         """Make sure the ticket carries `tags` (with `comment`, in the same update, if given).
 
         A conflict or a lost answer means: re-read, and stop if the ticket already says it is
-        done (by default: all the tags are there), else try again on the fresh stamp.
+        done (by default: all the tags are there), else try again on the fresh stamp. Raises
+        Conflict when the ticket kept changing under every try.
         """
         tags = list(tags)
         is_done = done or _has_all(tags)
         for _ in range(MAX_TAG_ATTEMPTS):
             if is_done(ticket):
-                return True
+                return
             try:
                 self.update(ticket, comment, tags)
-                return True
+                return
             except (Conflict, WriteUncertain):
                 ticket = self.ticket(ticket.id)
-        if is_done(ticket):
-            return True
-        log.warning("ticket %s: could not record %s on the ticket", ticket.id, ", ".join(tags))
-        return False
+        if not is_done(ticket):
+            raise Conflict(SERVICE, "PUT", f"/api/v2/tickets/{ticket.id}.json", 409,
+                           f"could not record {', '.join(tags)}: the ticket kept changing "
+                           f"under {MAX_TAG_ATTEMPTS} tries", "the next pass tries again")
 
     def history(self, ticket_id: int) -> History:
         """From the ticket's audits: when it last became urgent, and when each tag was added."""

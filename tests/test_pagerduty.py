@@ -19,6 +19,7 @@ from automation.errors import (
     NotFound,
     Rejected,
     Unreachable,
+    UpstreamError,
     WriteUncertain,
 )
 from automation.pagerduty import (
@@ -562,3 +563,16 @@ def test_requests_match_pagerduty_openapi_and_carry_from(
         "application/vnd.pagerduty+json;version=2"}
     assert json.dumps(sandbox.calls("POST", "/incidents")[0].body["incident"]["service"]) == (
         json.dumps({"id": team.customer_support_service_id, "type": "service_reference"}))
+
+
+def test_token_owner_of_an_account_level_token_is_nobody(pd: PagerDuty) -> None:
+    assert pd.token_owner() is None
+
+
+@pytest.mark.parametrize("status", [403, 404, 503])
+def test_token_owner_never_takes_a_refusal_for_nobody(pd: PagerDuty, sandbox: PagerDutySandbox,
+                                                      status: int) -> None:
+    sandbox.faults.server_error("GET", "/users/me", status, times=None)
+
+    with pytest.raises(UpstreamError):
+        pd.token_owner()

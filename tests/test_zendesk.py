@@ -235,7 +235,18 @@ def test_ensure_tags_re_reads_after_a_conflict_and_stops_when_the_tags_are_there
     responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
     responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": tagged})
 
-    done = client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
+    client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
 
-    assert done is True
     assert [c.request.method for c in responses.calls] == ["PUT", "GET"]
+
+
+@responses.activate
+def test_ensure_tags_says_so_when_the_ticket_keeps_changing() -> None:
+    moved = dict(TICKET_JSON, updated_at="2026-01-05T09:02:00Z")
+    responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
+    responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": moved})
+
+    with pytest.raises(Conflict, match="could not record emergency_paged"):
+        client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
+
+    assert [c.request.method for c in responses.calls].count("PUT") == 3

@@ -237,6 +237,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", rf"/incidents/{_ID}/notes", "_list_notes"),
         ("POST", rf"/incidents/{_ID}/notes", "_create_note"),
         ("GET", r"/users", "_list_users"),
+        ("GET", r"/users/me", "_get_me"),
         ("GET", rf"/users/{_ID}", "_get_user"),
         ("GET", r"/oncalls", "_list_oncalls"),
     )
@@ -620,6 +621,11 @@ class PagerDutySandbox:
         found = [u for u in self._users.values()
                  if needle in u.name.lower() or needle in u.email.lower()]
         return 200, self._page(req, "users", [self._user_json(u) for u in found])
+
+    def _get_me(self, req: _Request) -> tuple[int, Json]:
+        # The sandbox's token is account-level: PagerDuty correlates no user with it.
+        raise invalid("Because this request was made using an account-level access token, "
+                      "we were unable to correlate a user with this request.")
 
     def _get_user(self, req: _Request, user_id: str) -> tuple[int, Json]:
         user = self._users.get(user_id)
