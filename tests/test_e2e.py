@@ -76,6 +76,20 @@ def test_full_lifecycle_over_http(sandbox: Sandbox, account: Account, worker: Wo
         assert timedelta(minutes=15) <= later - earlier < timedelta(minutes=16)
 
 
+def test_handle_ticket_acts_on_that_ticket_alone_as_a_pass_would(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    named = new_emergency(sandbox, account, "Production down")
+    other = new_emergency(sandbox, account, "Also down")
+
+    report = worker.handle_ticket(named)
+
+    assert [(r.ticket_id, r.step) for r in report.posted] == [(named, "acknowledge")]
+    assert len(worker_messages(sandbox, account, named)) == 1
+    assert worker_messages(sandbox, account, other) == []
+    assert worker.handle_ticket(named).posted == []  # handled again: nothing twice
+    assert worker.store.tracked()[named].state == "awaiting-customer"
+
+
 def test_customer_reply_over_http_stops_the_timers(
         sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
     ticket_id = new_emergency(sandbox, account)
