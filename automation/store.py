@@ -1,18 +1,27 @@
 """SQLite: the audit journal and the discovery cache. A cache and a log, never a source of truth.
 
 Deleting the file loses history and costs one re-read per ticket, nothing a customer sees:
-every decision is made again from the ticket itself.
+every decision is made again from the ticket itself. So the file failing never stops the
+worker: a file that is not a database is moved aside and a fresh one started; a file that
+cannot be written (disk full, read-only) leaves the store in memory for the rest of the
+process, and `problem` says what is wrong until then.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from automation.errors import ConfigError
 from automation.model import Brief
+
+log = logging.getLogger(__name__)
+MEMORY = ":memory:"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -127,21 +136,85 @@ def _time(value: str | None) -> datetime | None:
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # Why the store is not writing its file (None: all is well).
+        self.problem: str | None = None
+        self._lock = threading.RLock()
+        self.db = self._open(str(path))
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        """The state file, or a fresh one beside a corrupt one, or memory when neither works."""
         try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+            return self._connect(path)
         except (sqlite3.Error, OSError) as exc:
-            raise ConfigError(f"[state] path {path}: cannot open the state file: {exc}") from None
+            if path == MEMORY:
+                raise
+            first = exc
+        if isinstance(first, sqlite3.DatabaseError) and self.path.is_file():
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+            try:
+                self.path.rename(aside)
+                log.error("state file %s is not a usable database (%s): moved aside to %s; "
+                          "starting a fresh one", self.path, first, aside)
+                return self._connect(path)
+            except (sqlite3.Error, OSError) as exc:
+                first = exc
+        self._degrade(first)
+        return self._connect(MEMORY)
+
+    def _connect(self, path: str) -> sqlite3.Connection:
+        if path != MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute("SELECT COUNT(*) FROM journal").fetchone()  # a garbage file fails here
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _degrade(self, exc: BaseException) -> None:
+        self.problem = (f"state file {self.path} cannot be used ({exc}): journalling in memory "
+                        "until the worker restarts; customers' steps go on")
+        log.error("%s", self.problem)
+
+    def _run(self, sql: str, args: Iterable[Any] = (), many: bool = False) -> list[Any]:
+        """One statement; when the file fails, the rest of the process keeps it in memory."""
+        with self._lock:
+            try:
+                return self._execute(sql, args, many)
+            except sqlite3.Error as exc:
+                if self.problem is not None:
+                    raise  # memory itself failed: a bug
+                self._degrade(exc)
+                self.db = self._to_memory()
+                return self._execute(sql, args, many)
+
+    def _run_many(self, sql: str, args: Iterable[Any]) -> None:
+        self._run(sql, list(args), many=True)
+
+    def _execute(self, sql: str, args: Iterable[Any], many: bool) -> list[Any]:
+        if many:
+            self.db.executemany(sql, args)
+            return []
+        return self.db.execute(sql, tuple(args)).fetchall()
+
+    def _to_memory(self) -> sqlite3.Connection:
+        """A copy of what the file still gives (if anything) in memory."""
+        memory = self._connect(MEMORY)
+        try:
+            self.db.backup(memory)
+        except sqlite3.Error:
+            log.warning("the state file's contents could not be read: starting empty")
+        return memory
 
     def close(self) -> None:
         self.db.close()
 
     def record(self, entry: Entry) -> None:
-        self.db.execute(
+        self._run(
             "INSERT INTO journal (at, ticket_id, step, outcome, actor, public, comment_id, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.at.isoformat(), entry.ticket_id, entry.step, entry.outcome, entry.actor,
@@ -155,7 +228,7 @@ class Store:
         if ticket_id is not None:
             query += " WHERE ticket_id = ?"
             args = (ticket_id,)
-        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
+        rows = self._run(query + " ORDER BY id", args)
         return [
             Entry(at=datetime.fromisoformat(at), ticket_id=tid, step=step, outcome=outcome,
                   actor=actor, public=None if public is None else bool(public),
@@ -164,7 +237,7 @@ class Store:
         ]
 
     def track(self, ticket: TrackedTicket) -> None:
-        self.db.execute(
+        self._run(
             "INSERT INTO tickets (ticket_id, subject, updated_at, state, next_step, due_at,"
             " active, seen_at, contact_email, contact_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (ticket_id) DO UPDATE SET subject = excluded.subject,"
@@ -180,10 +253,10 @@ class Store:
 
     def deactivate_except(self, ticket_ids: set[int]) -> list[int]:
         """Mark tickets no longer listed as inactive; return the ids that just dropped out."""
-        rows = self.db.execute("SELECT ticket_id FROM tickets WHERE active = 1").fetchall()
+        rows = self._run("SELECT ticket_id FROM tickets WHERE active = 1")
         gone = [tid for (tid,) in rows if tid not in ticket_ids]
-        self.db.executemany("UPDATE tickets SET active = 0 WHERE ticket_id = ?",
-                            [(tid,) for tid in gone])
+        self._run_many("UPDATE tickets SET active = 0 WHERE ticket_id = ?",
+                       [(tid,) for tid in gone])
         return gone
 
     def tracked(self, active_only: bool = False) -> dict[int, TrackedTicket]:
@@ -193,7 +266,7 @@ class Store:
             query += " WHERE active = 1"
         result = {}
         for (tid, subject, updated_at, state, next_step, due_at, active, seen_at, contact_email,
-             contact_at) in self.db.execute(query + " ORDER BY ticket_id"):
+             contact_at) in self._run(query + " ORDER BY ticket_id"):
             result[tid] = TrackedTicket(
                 ticket_id=tid, subject=subject, updated_at=updated_at, state=state,
                 next_step=next_step, due_at=_time(due_at), active=bool(active),
@@ -203,7 +276,7 @@ class Store:
         return result
 
     def add_brief(self, brief: Brief) -> None:
-        self.db.execute(
+        self._run(
             "INSERT OR IGNORE INTO briefs (ticket_id, organization_id, organization, author,"
             " planned, planned_for, url, filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (brief.ticket_id, brief.organization_id, brief.organization, brief.author,
@@ -213,9 +286,9 @@ class Store:
     def briefs(self, organization: str | None = None,
                since: datetime | None = None) -> list[Brief]:
         """Briefs, soonest first; `organization` matches an id or part of a name."""
-        rows = self.db.execute(
+        rows = self._run(
             "SELECT ticket_id, organization_id, organization, author, planned, planned_for, url,"
-            " filed_at FROM briefs ORDER BY planned_for, id").fetchall()
+            " filed_at FROM briefs ORDER BY planned_for, id")
         result = []
         for tid, org_id, org, author, planned, planned_for, url, filed_at in rows:
             brief = Brief(ticket_id=tid, organization_id=org_id, organization=org,
@@ -240,8 +313,8 @@ class Store:
     # --- Slack: lines waiting for their thread, and the threads themselves ---------------------
 
     def enqueue(self, ticket_id: int, kind: str, text: str, at: datetime) -> None:
-        self.db.execute("INSERT INTO outbox (ticket_id, kind, text, queued_at) VALUES (?, ?, ?, ?)",
-                        (ticket_id, kind, text, at.isoformat()))
+        self._run("INSERT INTO outbox (ticket_id, kind, text, queued_at) VALUES (?, ?, ?, ?)",
+                  (ticket_id, kind, text, at.isoformat()))
 
     def outbox(self, ticket_id: int | None = None, pending_only: bool = True) -> list[Queued]:
         query = ("SELECT id, ticket_id, kind, text, queued_at, sent_at, attempts, last_error"
@@ -254,31 +327,30 @@ class Store:
             args.append(ticket_id)
         return [Queued(id=i, ticket_id=t, kind=k, text=x, queued_at=datetime.fromisoformat(q),
                        sent_at=_time(sent), attempts=a, last_error=e)
-                for i, t, k, x, q, sent, a, e in self.db.execute(query + " ORDER BY id", args)]
+                for i, t, k, x, q, sent, a, e in self._run(query + " ORDER BY id", args)]
 
     def mark_sent(self, queued_id: int, at: datetime) -> None:
-        self.db.execute("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
-                        (at.isoformat(), queued_id))
+        self._run("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                  (at.isoformat(), queued_id))
 
     def mark_failed(self, queued_id: int, error: str) -> None:
-        self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                        (error[:300], queued_id))
+        self._run("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                  (error[:300], queued_id))
 
     def remember_thread(self, ticket_id: int, channel: str, ts: str) -> None:
-        self.db.execute("INSERT INTO threads (ticket_id, channel, ts) VALUES (?, ?, ?)"
-                        " ON CONFLICT (ticket_id) DO UPDATE SET channel = excluded.channel,"
-                        " ts = excluded.ts", (ticket_id, channel, ts))
+        self._run("INSERT INTO threads (ticket_id, channel, ts) VALUES (?, ?, ?)"
+                  " ON CONFLICT (ticket_id) DO UPDATE SET channel = excluded.channel,"
+                  " ts = excluded.ts", (ticket_id, channel, ts))
 
     def thread(self, ticket_id: int) -> tuple[str, str] | None:
-        row = self.db.execute("SELECT channel, ts FROM threads WHERE ticket_id = ?",
-                              (ticket_id,)).fetchone()
-        return (row[0], row[1]) if row else None
+        rows = self._run("SELECT channel, ts FROM threads WHERE ticket_id = ?", (ticket_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def remember_claim(self, ticket_id: int, tag: str) -> None:
         """A Slack thread claim this worker wrote (so it never waits for its own claim)."""
-        self.db.execute("INSERT OR IGNORE INTO claims (ticket_id, tag) VALUES (?, ?)",
-                        (ticket_id, tag))
+        self._run("INSERT OR IGNORE INTO claims (ticket_id, tag) VALUES (?, ?)",
+                  (ticket_id, tag))
 
     def claimed(self, ticket_id: int, tag: str) -> bool:
-        return self.db.execute("SELECT 1 FROM claims WHERE ticket_id = ? AND tag = ?",
-                               (ticket_id, tag)).fetchone() is not None
+        return bool(self._run("SELECT 1 FROM claims WHERE ticket_id = ? AND tag = ?",
+                              (ticket_id, tag)))

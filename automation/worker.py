@@ -84,10 +84,12 @@ class PassReport:
     slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
     # PagerDuty or Slack refused our credentials: the Zendesk steps went ahead regardless.
     rejected: CredentialsRejected | None = None
+    # The state file cannot be used: the pass journalled in memory (customers' steps went on).
+    state_problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.state_problem is None
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,9 @@ class Worker:
         if self.chat is not None and drain_except is not None:
             run.report.slack_pending += self.chat.drain(run.executor, run.now, drain_except)
         self._report_troubles(run)
+        if self.store.problem is not None:
+            run.report.state_problem = self.store.problem
+            log.error("%s", self.store.problem)  # once a pass, until the worker restarts
 
     def _report_troubles(self, run: Run) -> None:
         """A refused token is reported after the pass (exit 3); PagerDuty's other failures

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,6 +14,7 @@ import responses
 from automation.clock import FakeClock
 from automation.config import Config, WorkflowConfig, ZendeskConfig
 from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
+from automation.store import Store
 from automation.wiring import build_worker
 from automation.worker import Worker
 from tests.zendesk_double import BASE, ZendeskDouble
@@ -84,3 +86,30 @@ def play_together(workers: list[Worker], clock: FakeClock, minutes: int) -> None
         for thread in threads:
             thread.join()
         clock.advance(timedelta(minutes=1))
+
+
+class FullDisk:
+    """A state file's connection once the disk is full: reads work, every write fails with
+    SQLite's own error (SQLITE_FULL)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        if not sql.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, args)
+
+    def executemany(self, sql: str, args: Any) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def backup(self, target: sqlite3.Connection) -> None:
+        self._db.backup(target)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def fill_the_disk(store: Store) -> None:
+    """From now on the state file's disk is full."""
+    store.db = FullDisk(store.db)  # type: ignore[assignment]

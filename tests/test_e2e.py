@@ -17,7 +17,7 @@ from automation.config import WorkflowConfig
 from automation.sandbox import Account, Sandbox
 from automation.worker import Worker
 from automation.workflow import CLOSED_TAG
-from tests.conftest import play_together, sandbox_worker
+from tests.conftest import fill_the_disk, play_together, sandbox_worker
 
 BRIDGE = "https://bridge.example.com/e2e"
 PUT_TICKET = r"/api/v2/tickets/\d+\.json"
@@ -88,6 +88,30 @@ def test_handle_ticket_acts_on_that_ticket_alone_as_a_pass_would(
     assert worker_messages(sandbox, account, other) == []
     assert worker.handle_ticket(named).posted == []  # handled again: nothing twice
     assert worker.store.tracked()[named].state == "awaiting-customer"
+
+
+@pytest.mark.parametrize("state", ["full disk", "corrupt file"])
+def test_customers_steps_go_out_whatever_the_state_file_does(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        state: str) -> None:
+    path = tmp_path / "state.sqlite3"
+    if state == "corrupt file":
+        path.write_bytes(b"\x00garbage" * 500)
+    worker = worker_for(sandbox, clock, path)
+    if state == "full disk":
+        fill_the_disk(worker.store)
+    first = new_emergency(sandbox, account, "Production down")
+    second = new_emergency(sandbox, account, "Also down")
+
+    report = worker.run_once()
+    play(worker, clock, 40)
+
+    assert_full_lifecycle(sandbox, account, first)
+    assert_full_lifecycle(sandbox, account, second)
+    assert report.ok is (state == "corrupt file")  # a full disk is said on every pass
+    assert (report.state_problem is None) is (state == "corrupt file")
+    steps = [e.step for e in worker.store.journal(first) if e.outcome == "posted"]
+    assert steps == ["acknowledge", "follow-up", "close"]
 
 
 def test_customer_reply_over_http_stops_the_timers(
