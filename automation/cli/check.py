@@ -10,7 +10,6 @@ from typing import Any
 
 from automation import config
 from automation.errors import TemplateError
-from automation.templates import REGISTRY, Templates
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,8 @@ class ConfigCheck:
 
 def check_config(cfg: config.Config, environ: Mapping[str, str]) -> ConfigCheck:
     """Render every template offline and list what tick and run would miss."""
+    from automation.templates import REGISTRY, Templates
+
     stray: list[Path] = []
     if cfg.templates_path is not None:
         stray = [path for path in sorted(cfg.templates_path.glob("*.j2"))

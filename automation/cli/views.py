@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from automation.templates import summary_line
-
 if TYPE_CHECKING:
     from automation.cli.check import ConfigCheck
     from automation.commands import Page, Plan, Sent
@@ -73,6 +71,8 @@ def print_status(tracked: Sequence[TrackedTicket], now: datetime, out: TextIO) -
 
 
 def _timeline_text(entry: TimelineEntry) -> str:
+    from automation.templates import summary_line  # jinja2 comes with it
+
     if entry.source == "zendesk":
         return f"{entry.what}: {summary_line(entry.text, 80)}"
     if entry.source == "journal":

@@ -12,12 +12,12 @@ from automation.cli import views
 from automation.cli.context import Context
 from automation.cli.exits import EXIT_OK
 from automation.cli.parser import UsageError
-from automation.commands import BRIEF_FIELDS, Plan, parse_brief_file
 from automation.errors import ConfigError
 from automation.model import Step
 
+# automation.commands reads Zendesk: imported by the handlers, not by `import automation.cli`.
 if TYPE_CHECKING:
-    from automation.commands import Commands
+    from automation.commands import Commands, Plan
 
 
 def read_text(value: str, flag: str, ctx: Context) -> str:
@@ -91,6 +91,8 @@ def cmd_post_call(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_brief(args: argparse.Namespace, ctx: Context) -> int:
+    from automation.commands import BRIEF_FIELDS, parse_brief_file
+
     fields: dict[str, str] = {}
     if args.file:
         fields.update(parse_brief_file(read_text(args.file, "--file", ctx), args.file))
@@ -107,6 +109,8 @@ def cmd_brief(args: argparse.Namespace, ctx: Context) -> int:
 def edit_brief(ctx: Context) -> dict[str, str]:
     import subprocess
     import tempfile
+
+    from automation.commands import BRIEF_FIELDS, parse_brief_file
 
     editor = ctx.environ.get("VISUAL") or ctx.environ.get("EDITOR")
     if not editor:
