@@ -30,6 +30,13 @@ def test_importing_the_cli_loads_no_integration() -> None:
     assert [m for m in modules if is_lazy(m)] == []
 
 
+def test_reading_a_tick_command_line_loads_no_integration() -> None:
+    modules = imported_modules("from automation.cli.parser import build_parser; "
+                               "build_parser().parse_args(['tick'])")
+
+    assert [m for m in modules if is_lazy(m)] == []
+
+
 def test_the_check_for_lazy_modules_sees_an_eager_import() -> None:
     modules = imported_modules("import automation.cli; import automation.paging")
 

@@ -122,8 +122,10 @@ def _add_worker_commands(commands: Subcommands) -> None:
 
 def _add_demo_commands(commands: Subcommands) -> None:
     demo = commands.add_parser("demo", help="the real worker against the built-in sandbox")
-    demo.add_argument("--scenario", choices=_Scenarios(), default="all",
-                      help="which story to play (default: all, the stories at once)")
+    scenario = demo.add_argument("--scenario", default="all",
+                                 help="which story to play (default: all, the stories at once)")
+    # Set after add_argument, which formats the choices (importing the demo) to check them.
+    scenario.choices = _Scenarios()
     demo.add_argument("--speed", type=demo_speed, default=120.0, metavar="X",
                       help="simulated seconds per wall-clock second (default 120, at most "
                            f"{MAX_DEMO_SPEED})")
