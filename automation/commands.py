@@ -125,29 +125,6 @@ def already_posted(snapshot: Snapshot, rendered: Rendered) -> bool:
     return any(normalized(c.body) == wanted for c in snapshot.comments)
 
 
-def preview(plan: Plan) -> str:
-    """Exactly what would be sent, in order."""
-    ticket = plan.snapshot.ticket
-    author = plan.author.name + f" <{plan.author.email}>" if plan.author else "the API user"
-    lines = [f"Ticket #{ticket.id}: {ticket.subject} (priority {ticket.priority}, "
-             f"{ticket.status})", f"Posting as: {author}"]
-    for number, write in enumerate(plan.writes, 1):
-        visibility = "PUBLIC reply (the customer sees this)" if write.rendered.public \
-            else "INTERNAL note (agents only)"
-        lines.append(f"\n[{number}] {write.step}: {visibility}")
-        lines.extend(f"    {line}" for line in write.rendered.body.splitlines())
-        changes = []
-        if write.priority and write.priority != ticket.priority:
-            changes.append(f"priority {ticket.priority} -> {write.priority}")
-        new_tags = [t for t in write.tags_to_add if t not in ticket.tags]
-        if new_tags:
-            changes.append("tags + " + ", ".join(new_tags))
-        lines.append("    fields: " + ("; ".join(changes) if changes else "no changes"))
-    for _, text in plan.slack_lines:
-        lines.append(f"\nthen, in the emergency's Slack thread: {text}")
-    return "\n".join(lines)
-
-
 # The Slack thread's line for each step sent by hand.
 MANUAL_ECHOES = {
     Step.ACKNOWLEDGE: "Acknowledgement posted by hand by {who} (public): the bridge is offered",
