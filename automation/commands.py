@@ -12,33 +12,37 @@ import hashlib
 import logging
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automation import workflow
-from automation.chat import Chat
 from automation.clock import Clock
 from automation.config import Config
-from automation.errors import AutomationError, Conflict, InputError, WriteUncertain
+from automation.errors import (
+    AutomationError,
+    Conflict,
+    InputError,
+    Refused,
+    WriteUncertain,
+)
 from automation.facts import read_snapshot, template_context
 from automation.model import Person, Snapshot, Step
-from automation.pagerduty import PagerDuty
-from automation.paging import PAGED_TAG, incident_key, incident_tag
-from automation.slack import escape
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
 from automation.zendesk import BRIEF_TAG, Zendesk
+
+# Integrations load only when configured (see wiring.py): a Zendesk-only command never
+# imports slack_sdk or the PagerDuty client.
+if TYPE_CHECKING:
+    from automation.chat import Chat
+    from automation.pagerduty import Incident, PagerDuty, PdUser
 
 log = logging.getLogger(__name__)
 
 MAX_SEND_ATTEMPTS = 3
 NOT_EMERGENCY_TAG = "emergency_not_qualified"
 BRIEF_FIELDS = ("planned", "when", "problems", "solutions", "architecture")
-
-
-class Refused(AutomationError):
-    """Raised when the ticket's state forbids the command (solved, already done, not urgent)."""
 
 
 class PartlySent(AutomationError):
@@ -77,6 +81,27 @@ class Sent:
     skipped: bool = False  # its exact text was on the ticket already
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page by hand: who would be paged, or the incident that pages them (new or existing)."""
+
+    ticket_id: int
+    engineer: PdUser
+    service_id: str
+    title: str
+    incident_key: str
+    incident: Incident | None = None  # None: not sent (a dry run)
+    assigned: str = ""  # the incident's assignees' names
+    already_paged: bool = False  # the open incident already pages this engineer: nothing sent
+
+
+def escape(text: str) -> str:
+    """Slack's escaping; only called when Slack is configured, so slack_sdk is loaded then."""
+    from automation.slack import escape as slack_escape
+
+    return slack_escape(text)
+
+
 def normalized(text: str) -> str:
     return " ".join(text.split())
 
@@ -98,29 +123,6 @@ def already_posted(snapshot: Snapshot, rendered: Rendered) -> bool:
     """The same text is on the ticket already (a re-run, or a write whose answer was lost)."""
     wanted = normalized(rendered.body)
     return any(normalized(c.body) == wanted for c in snapshot.comments)
-
-
-def preview(plan: Plan) -> str:
-    """Exactly what would be sent, in order."""
-    ticket = plan.snapshot.ticket
-    author = plan.author.name + f" <{plan.author.email}>" if plan.author else "the API user"
-    lines = [f"Ticket #{ticket.id}: {ticket.subject} (priority {ticket.priority}, "
-             f"{ticket.status})", f"Posting as: {author}"]
-    for number, write in enumerate(plan.writes, 1):
-        visibility = "PUBLIC reply (the customer sees this)" if write.rendered.public \
-            else "INTERNAL note (agents only)"
-        lines.append(f"\n[{number}] {write.step}: {visibility}")
-        lines.extend(f"    {line}" for line in write.rendered.body.splitlines())
-        changes = []
-        if write.priority and write.priority != ticket.priority:
-            changes.append(f"priority {ticket.priority} -> {write.priority}")
-        new_tags = [t for t in write.tags_to_add if t not in ticket.tags]
-        if new_tags:
-            changes.append("tags + " + ", ".join(new_tags))
-        lines.append("    fields: " + ("; ".join(changes) if changes else "no changes"))
-    for _, text in plan.slack_lines:
-        lines.append(f"\nthen, in the emergency's Slack thread: {text}")
-    return "\n".join(lines)
 
 
 # The Slack thread's line for each step sent by hand.
@@ -208,6 +210,10 @@ class Commands:
         if self.pagerduty is not None:
             self.pagerduty.close()
 
+    def now(self) -> datetime:
+        """Zendesk's time once it has answered (timers run on its `Date`), else the clock's."""
+        return self.zendesk.server_time or self.clock.now()
+
     # --- reading and refusing ------------------------------------------------------------------
     def load(self, ticket_id: int) -> Snapshot:
         snapshot = read_snapshot(self.zendesk, ticket_id)
@@ -227,7 +233,7 @@ class Commands:
         return person
 
     def _context(self, snapshot: Snapshot, author: Person | None) -> dict[str, Any]:
-        now = self.zendesk.server_time or self.clock.now()
+        now = self.now()
         assessment = workflow.assess(snapshot, now, self.config.policy)
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
         context = template_context(snapshot, assessment, self.config.workflow, self.config.policy,
@@ -277,19 +283,8 @@ class Commands:
         self._require_emergency(snapshot, force)
         author = self.author(as_email)
         context = self._context(snapshot, author)
-        if self.pagerduty is not None and self.config.pagerduty is not None and not (
-                available_until or next_engineer):
-            current, following = self.pagerduty.now_and_next(
-                self.config.pagerduty.escalation_policy_id, self.clock.now())
-            if current is not None and author is not None and \
-                    current.user.email.lower() == author.email.lower():
-                # The runbook's hand-off: "I'm on call until ..., then my colleague ...".
-                if current.end is not None:
-                    available_until = f"{current.end:%H:%M} UTC"
-                if following is not None:
-                    next_engineer = following.user.email
-            elif current is not None:
-                next_engineer = current.user.email  # whoever is on call takes a new emergency
+        if not (available_until or next_engineer):
+            available_until, next_engineer = self._handoff(author)
         next_name = next_engineer
         if next_engineer and "@" in next_engineer:
             colleague = self.zendesk.person_by_email(next_engineer)
@@ -312,14 +307,33 @@ class Commands:
                                 tags_to_add=(internal_marker,), marker=internal_marker))
         plan = Plan(snapshot, author, writes)
         if self.chat is not None:
-            handoff = ""
-            if next_engineer:
-                person = self.chat.person(next_engineer)
-                who = person[1] if person else escape(next_engineer)
-                handoff = f" Hand-off: {who} is the next on-call engineer."
-            plan.slack_lines.append(("post-call", f"Post-call notes posted by "
-                                     f"{escape(context['engineer'])}.{handoff}"))
+            plan.slack_lines.append(("post-call", self._post_call_echo(context["engineer"],
+                                                                       next_engineer)))
         return plan
+
+    def _handoff(self, author: Person | None) -> tuple[str | None, str | None]:
+        """(available until, next engineer) from PagerDuty's on-call, when it is configured."""
+        if self.pagerduty is None or self.config.pagerduty is None:
+            return None, None
+        current, following = self.pagerduty.now_and_next(
+            self.config.pagerduty.escalation_policy_id, self.now())
+        if current is None:
+            return None, None
+        if author is None or current.user.email.lower() != author.email.lower():
+            return None, current.user.email  # whoever is on call takes a new emergency
+        # The runbook's hand-off: "I'm on call until ..., then my colleague ...".
+        until = f"{current.end:%H:%M} UTC" if current.end is not None else None
+        return until, following.user.email if following is not None else None
+
+    def _post_call_echo(self, engineer: str, next_engineer: str | None) -> str:
+        """The Slack thread's line for post-call notes, tagging the next engineer if known."""
+        assert self.chat is not None
+        handoff = ""
+        if next_engineer:
+            person = self.chat.person(next_engineer)
+            who = person[1] if person else escape(next_engineer)
+            handoff = f" Hand-off: {who} is the next on-call engineer."
+        return f"Post-call notes posted by {escape(engineer)}.{handoff}"
 
     def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
                            as_email: str | None = None) -> Plan:
@@ -367,18 +381,20 @@ class Commands:
                       organization_id=snapshot.ticket.organization_id,
                       organization=organization.name if organization else "",
                       author=context["engineer"], planned=planned, when=when,
-                      url=self.zendesk.agent_url(ticket_id), filed_at=self.clock.now())
+                      url=self.zendesk.agent_url(ticket_id), filed_at=self.now())
         return Plan(snapshot, author, [Write("brief", rendered, tags_to_add=(BRIEF_TAG,))],
                     brief=brief)
 
-    def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool) -> str:
+    def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool) -> Page:
         """Trigger the emergency's incident by hand, assigned to the engineer; once per ticket."""
+        from automation.paging import PAGED_TAG, incident_key, incident_tag
+
         pd, cfg = self.pagerduty, self.config.pagerduty
         if pd is None or cfg is None:
             raise InputError("paging needs [pagerduty] in the config")
         snapshot = self.load(ticket_id)
         if engineer_email is None:
-            current, _ = pd.now_and_next(cfg.escalation_policy_id, self.clock.now())
+            current, _ = pd.now_and_next(cfg.escalation_policy_id, self.now())
             if current is None:
                 raise Refused(f"nobody is on call on escalation policy "
                               f"{cfg.escalation_policy_id}: pass --engineer EMAIL")
@@ -396,30 +412,28 @@ class Commands:
                           "phone would ring; use a [pagerduty] from_email and token of "
                           "someone else (e.g. a bot user)")
         ticket = snapshot.ticket
-        title = f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}"
-        existing = pd.incident_by_key(incident_key(ticket.id), [cfg.service_id])
+        page = Page(ticket.id, engineer, cfg.service_id,
+                    f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
+                    incident_key(ticket.id))
+        existing = pd.incident_by_key(page.incident_key, [cfg.service_id])
         if existing is not None and existing.is_open:
             assigned = ", ".join(pd.user(u).name for u in existing.assignee_ids) or "nobody"
             if engineer.id in existing.assignee_ids:
-                return (f"#{ticket.id}: already paged: incident {existing.id} "
-                        f"({existing.status}, assigned to {assigned}) {existing.html_url}")
+                return replace(page, incident=existing, assigned=assigned, already_paged=True)
             raise Refused(f"ticket #{ticket.id} already has an open page ({existing.id}, "
                           f"assigned to {assigned}): reassign it to {engineer.name} in "
                           f"PagerDuty, {existing.html_url}")
         if dry_run:
-            return (f"would page {engineer.name} <{engineer.email}> on service "
-                    f"{cfg.service_id}: {title!r} (incident key {incident_key(ticket.id)})\n"
-                    "dry run: nothing was sent")
-        incident = pd.trigger(cfg.service_id, title, incident_key(ticket.id),
+            return page
+        incident = pd.trigger(cfg.service_id, page.title, page.incident_key,
                               f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
                               assignee_id=engineer.id)
         self.zendesk.ensure_tags(ticket, [PAGED_TAG, incident_tag(incident.id)])
-        self.store.record(Entry(at=self.clock.now(), ticket_id=ticket.id, step="paged",
+        self.store.record(Entry(at=self.now(), ticket_id=ticket.id, step="paged",
                                 outcome="done", actor=cfg.from_email,
                                 detail=f"{engineer.name} paged by hand: incident {incident.id}"))
         assigned = ", ".join(pd.user(u).name for u in incident.assignee_ids) or "nobody"
-        return (f"#{ticket.id}: incident {incident.id} ({incident.status}, assigned to "
-                f"{assigned}) {incident.html_url}")
+        return replace(page, incident=incident, assigned=assigned)
 
     # --- sending -------------------------------------------------------------------------------
     def send(self, plan: Plan) -> list[Sent]:
@@ -451,7 +465,7 @@ class Commands:
         if plan.brief is not None:
             self.store.add_brief(plan.brief)
         if self.chat is not None and plan.slack_lines:
-            now = self.zendesk.server_time or self.clock.now()
+            now = self.now()
             for kind, text in plan.slack_lines:
                 self.chat.echo(ticket_id, kind, text, now)
             pending = self.chat.serve(snapshot, now, live=True)
@@ -463,7 +477,7 @@ class Commands:
 
     def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:
         ticket_id = snapshot.ticket.id
-        now = self.clock.now()
+        now = self.now()
         actor = author.email if author else self.zendesk.email
         for attempt in range(MAX_SEND_ATTEMPTS):
             if attempt:

@@ -15,6 +15,10 @@ class InputError(ConfigError):
     """Raised when a command's own input (a flag's value, a notes or brief file) is unusable."""
 
 
+class Refused(AutomationError):
+    """Raised when the ticket's state forbids the command (solved, already done, not urgent)."""
+
+
 class TemplateError(AutomationError):
     """Raised when a template cannot be loaded or rendered (names template, line, variable)."""
 

@@ -1,0 +1,65 @@
+"""The composition root: reads the command line, runs one command, turns errors into exit codes.
+
+`run(argv)` does the work and returns the exit code; `main()` only wires it to the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from automation.cli.context import Context
+from automation.cli.exits import EXIT_CONFIG, EXIT_REFUSED, exit_code
+from automation.cli.handlers import COMMANDS
+from automation.cli.parser import UsageError, build_parser
+from automation.clock import Clock, SystemClock
+from automation.errors import AutomationError
+
+
+def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
+        err: TextIO | None = None, environ: dict[str, str] | None = None,
+        clock: Clock | None = None, stdin: TextIO | None = None) -> int:
+    """Run one command; return its exit code. Only AutomationError is turned into a line."""
+    ctx = Context(out=out or sys.stdout, err=err or sys.stderr,
+                  environ=dict(os.environ) if environ is None else environ,
+                  clock=clock or SystemClock(), stdin=stdin or sys.stdin)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=ctx.err)
+        return EXIT_CONFIG
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    # A service logs each step; a one-shot command prints its result and only warnings.
+    level = logging.DEBUG if args.verbose else (
+        logging.INFO if args.command == "run" else logging.WARNING)
+    configure_logging(ctx.err, level)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args, ctx)
+    except AutomationError as exc:
+        code = exit_code(exc)
+        print(f"{'refused' if code == EXIT_REFUSED else 'error'}: {exc}", file=ctx.err)
+        return code
+    finally:
+        for close in ctx.closers:
+            close()
+
+
+def configure_logging(stream: TextIO, level: int) -> None:
+    root = logging.getLogger("automation")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,206 @@
+"""The command handlers: each builds what it needs, runs the command, and hands the result to a
+view. Integrations are imported inside the handler that uses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automation import config
+from automation.cli import views, writing
+from automation.cli.context import Context
+from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
+from automation.cli.parser import UsageError
+from automation.errors import ConfigError
+from automation.model import Step
+from automation.store import Store
+
+if TYPE_CHECKING:
+    from automation.worker import Worker
+
+log = logging.getLogger("automation")
+
+Handler = Callable[[argparse.Namespace, Context], int]
+
+
+def load_config(args: argparse.Namespace, ctx: Context) -> config.Config:
+    return config.load(config.resolve_path(args.config, ctx.environ))
+
+
+def build_worker(cfg: config.Config, ctx: Context) -> Worker:
+    from automation import wiring
+
+    return wiring.build_worker(cfg, ctx.clock, ctx.environ)
+
+
+def cmd_tick(args: argparse.Namespace, ctx: Context) -> int:
+    worker = build_worker(load_config(args, ctx), ctx)
+    try:
+        report = worker.run_once()
+    finally:
+        worker.close()
+    views.print_pass(report, ctx.out)
+    if report.rejected is not None:
+        raise report.rejected  # after the Zendesk steps: they must not wait on PagerDuty
+    return EXIT_OK if report.ok else EXIT_STEP_FAILED
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = load_config(args, ctx)
+    worker = build_worker(cfg, ctx)
+    stop = threading.Event()
+
+    def warm_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received: finishing the pass in hand, then stopping",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, warm_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info("watching %s every %g s", cfg.zendesk.url,
+                 args.interval or cfg.workflow.poll_interval_seconds)
+        worker.run_forever(stop, args.interval)
+    finally:
+        worker.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = load_config(args, ctx)
+    tracked = list(Store(cfg.state_path).tracked(active_only=not args.all).values())
+    if args.json:
+        views.print_status_json(tracked, ctx.out)
+    else:
+        views.print_status(tracked, ctx.clock.now(), ctx.out)
+    return EXIT_OK
+
+
+def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
+    from automation import wiring
+    from automation.timeline import ticket_timeline
+
+    cfg = load_config(args, ctx)
+    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(args.ticket)
+    store = Store(cfg.state_path)
+    entries = ticket_timeline(snapshot, store.journal(args.ticket),
+                              store.outbox(args.ticket, pending_only=False))
+    views.print_timeline(snapshot.ticket, entries, ctx.out)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    from automation.cli.check import check_config
+    from automation.templates import REGISTRY
+
+    cfg = load_config(args, ctx)
+    views.print_config_source(cfg, ctx.out)
+    check = check_config(cfg, ctx.environ)
+    views.print_config_check(check, REGISTRY, ctx.out, ctx.err)
+    return EXIT_CONFIG if check.failures else EXIT_OK
+
+
+def cmd_briefs(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = load_config(args, ctx)
+    found = Store(cfg.state_path).briefs(args.org, ctx.clock.now() if args.upcoming else None)
+    if args.json:
+        views.print_briefs_json(found, ctx.out)
+    else:
+        views.print_briefs(found, args.org, ctx.out)
+    return EXIT_OK
+
+
+def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
+    from automation import wiring
+    from automation.workflow import coverage_at
+
+    cfg = load_config(args, ctx)
+    pagerduty = wiring.build_pagerduty(cfg, ctx.clock, ctx.environ)
+    if pagerduty is None or cfg.pagerduty is None:
+        raise ConfigError(f"{cfg.source}: [pagerduty]: missing section (oncall reads PagerDuty)")
+    ctx.closers.append(pagerduty.close)
+    at = args.at or ctx.clock.now()
+    policy = cfg.pagerduty.escalation_policy_id
+    if args.federal:
+        federal = cfg.pagerduty.federal
+        if federal is None:
+            raise ConfigError(f"{cfg.source}: [pagerduty.federal]: missing section "
+                              "(--federal reads its escalation policy and hours)")
+        policy = federal.escalation_policy_id
+        views.print_federal_hours(coverage_at(at, federal.timezone, *federal.coverage),
+                                  federal, ctx.out)
+    current, following = pagerduty.now_and_next(policy, at)
+    views.print_oncall(at, current, following, ctx.out)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    from automation.demo import run_demo
+
+    logging.getLogger("automation").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
+    return run_demo(ctx.out, args.scenario, args.speed)
+
+
+def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
+    from automation.clock import ScaledClock
+    from automation.sandbox import Sandbox, seed_account
+    from automation.sandbox.config_file import write_config_file
+
+    sandbox = Sandbox(clock=ScaledClock(speed=args.speed), port=args.port)
+    try:
+        sandbox.start()
+    except OSError as exc:
+        raise UsageError(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}") \
+            from None
+    try:
+        account = seed_account(sandbox)
+        ticket_id = sandbox.zendesk.create_ticket(
+            account.requester_id, "Production down: every git push fails with 502",
+            "Since 08:50 no one can push. Our release is blocked.", priority="urgent",
+            organization_id=account.organization_id)
+        config_path = write_config_file(Path(args.write_config), sandbox, account)
+        views.print_sandbox_ready(sandbox, ticket_id, config_path, ctx.out)
+        _wait_for_stop()
+    finally:
+        sandbox.stop()
+    return EXIT_OK
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+COMMANDS: dict[str, Handler] = {
+    "tick": cmd_tick,
+    "run": cmd_run,
+    "status": cmd_status,
+    "timeline": cmd_timeline,
+    "check": cmd_check,
+    "ack": writing.cmd_manual_step(Step.ACKNOWLEDGE),
+    "follow-up": writing.cmd_manual_step(Step.FOLLOW_UP),
+    "close": writing.cmd_manual_step(Step.CLOSE),
+    "post-call": writing.cmd_post_call,
+    "brief": writing.cmd_brief,
+    "briefs": cmd_briefs,
+    "not-emergency": writing.cmd_not_emergency,
+    "page": writing.cmd_page,
+    "oncall": cmd_oncall,
+    "demo": cmd_demo,
+    "sandbox": cmd_sandbox,
+}

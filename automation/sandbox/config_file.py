@@ -1,0 +1,54 @@
+"""The config.toml that `emergency sandbox serve` writes: the worker pointed at the sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from automation.sandbox import Account
+    from automation.sandbox.server import Sandbox
+
+TEMPLATE = """# Written by `emergency sandbox serve`: points the worker at the local sandbox.
+# export ZENDESK_API_TOKEN={token} PAGERDUTY_API_TOKEN={pd_token} SLACK_BOT_TOKEN={slack_token}
+[zendesk]
+url = "{url}"
+email = "{email}"
+
+[workflow]
+bridge_url = "https://bridge.example.com/emergency"
+poll_interval_seconds = 10
+bridges = {{ "francesca@example.com" = "https://bridge.example.com/francesca" }}
+
+[state]
+path = "sandbox-state.sqlite3"
+
+[pagerduty]
+url = "{pd_url}"
+ca_file = "{pd_ca}"
+from_email = "{email}"
+service_id = "{pd_service}"
+escalation_policy_id = "{pd_policy}"
+managers_service_id = "{pd_managers}"
+
+[slack]
+url = "{slack_url}"
+default_channel = "{channel}"
+"""
+
+
+def config_text(sandbox: Sandbox, account: Account) -> str:
+    """A config.toml for the running sandbox and its seeded account (tokens stay in comments)."""
+    return TEMPLATE.format(
+        url=sandbox.url, email=sandbox.email, token=sandbox.token,
+        pd_token=sandbox.pagerduty.token, slack_token=sandbox.slack.token,
+        pd_url=sandbox.pagerduty_url, pd_ca=sandbox.pagerduty_ca,
+        pd_service=account.pd_service_id, pd_policy=account.pd_policy_id,
+        pd_managers=account.pd_managers_service_id, slack_url=sandbox.slack_url,
+        channel=account.self_managed_channel)
+
+
+def write_config_file(path: Path, sandbox: Sandbox, account: Account) -> Path:
+    """Write `config_text` to `path`; return the path."""
+    path.write_text(config_text(sandbox, account), encoding="utf-8")
+    return path
