@@ -120,6 +120,28 @@ def fallback_detail(policy: Policy) -> str:
             "the page keeps escalating")
 
 
+def manual_step_line(step: Step, who: str) -> str:
+    """The thread's line for a step an engineer sent by hand (`ack`, `follow-up`, `close`)."""
+    return {Step.ACKNOWLEDGE: f"Acknowledgement posted by hand by {escape(who)} (public): the "
+                              "bridge is offered",
+            Step.FOLLOW_UP: f"Follow-up sent by hand by {escape(who)}",
+            Step.CLOSE: f"Bridge closed by hand by {escape(who)}: priority set to HIGH"}[step]
+
+
+def post_call_line(engineer: str, next_engineer: str | None) -> str:
+    """Post-call notes, tagging the next on-call (``next_engineer``: a mention, or None)."""
+    handoff = f" Hand-off: {next_engineer} is the next on-call engineer." if next_engineer \
+        else ""
+    return f"Post-call notes posted by {escape(engineer)}.{handoff}"
+
+
+def not_emergency_line(engineer: str, reason: str, manager: str | None) -> str:
+    """"Assume good intent": the ticket may not be an emergency (``manager``: a mention)."""
+    told = f" cc {manager} (account manager)" if manager else ""
+    return (f"{escape(engineer)} thinks this may not meet the emergency definition: "
+            f"{escape(reason.strip())}. Assume good intent: priority and SLA unchanged.{told}")
+
+
 def page_line(step: PageStep, detail: str) -> str:
     """The thread's line for a PagerDuty step."""
     return {PageStep.PAGED: f"On-call paged in PagerDuty: {detail}",

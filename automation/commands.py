@@ -27,7 +27,7 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.facts import read_snapshot, template_context
-from automation.model import Person, Snapshot, Step
+from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
 from automation.zendesk import BRIEF_TAG, Zendesk
@@ -72,6 +72,10 @@ class Plan:
     slack_lines: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
 
 
+# A `Sent` that is no write: Slack lines still waiting (its note says how many and why).
+SLACK_PENDING = "slack"
+
+
 @dataclass(frozen=True)
 class Sent:
     step: str
@@ -93,13 +97,6 @@ class Page:
     incident: Incident | None = None  # None: not sent (a dry run)
     assigned: str = ""  # the incident's assignees' names
     already_paged: bool = False  # the open incident already pages this engineer: nothing sent
-
-
-def escape(text: str) -> str:
-    """Slack's escaping; only called when Slack is configured, so slack_sdk is loaded then."""
-    from automation.slack import escape as slack_escape
-
-    return slack_escape(text)
 
 
 def normalized(text: str) -> str:
@@ -124,13 +121,6 @@ def already_posted(snapshot: Snapshot, rendered: Rendered) -> bool:
     wanted = normalized(rendered.body)
     return any(normalized(c.body) == wanted for c in snapshot.comments)
 
-
-# The Slack thread's line for each step sent by hand.
-MANUAL_ECHOES = {
-    Step.ACKNOWLEDGE: "Acknowledgement posted by hand by {who} (public): the bridge is offered",
-    Step.FOLLOW_UP: "Follow-up sent by hand by {who}",
-    Step.CLOSE: "Bridge closed by hand by {who}: priority set to HIGH",
-}
 
 # A Markdown section heading names its field by one of these words.
 BRIEF_HEADINGS = {
@@ -265,8 +255,10 @@ class Commands:
                       guard=lambda fresh: _step_refusal(fresh, step))
         plan = Plan(snapshot, author, [write])
         if self.chat is not None:
-            who = escape(author.name if author else self.config.workflow.signature)
-            plan.slack_lines.append((step, MANUAL_ECHOES[step].format(who=who)))
+            from automation.chat import manual_step_line
+
+            plan.slack_lines.append((step, manual_step_line(
+                step, author.name if author else self.config.workflow.signature)))
         return plan
 
     def plan_post_call(self, ticket_id: int, notes: str, internal: str | None,
@@ -327,13 +319,13 @@ class Commands:
 
     def _post_call_echo(self, engineer: str, next_engineer: str | None) -> str:
         """The Slack thread's line for post-call notes, tagging the next engineer if known."""
+        from automation.chat import post_call_line
+        from automation.slack import escape
+
         assert self.chat is not None
-        handoff = ""
-        if next_engineer:
-            person = self.chat.person(next_engineer)
-            who = person[1] if person else escape(next_engineer)
-            handoff = f" Hand-off: {who} is the next on-call engineer."
-        return f"Post-call notes posted by {escape(engineer)}.{handoff}"
+        person = self.chat.person(next_engineer) if next_engineer else None
+        who = person[1] if person else escape(next_engineer) if next_engineer else None
+        return post_call_line(engineer, who)
 
     def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
                            as_email: str | None = None) -> Plan:
@@ -347,13 +339,12 @@ class Commands:
         plan = Plan(snapshot, author,
                     [Write("not-emergency", rendered, tags_to_add=(NOT_EMERGENCY_TAG,))])
         if self.chat is not None:
+            from automation.chat import not_emergency_line
+
             manager = self.chat.account_manager(
                 self.zendesk.organization(snapshot.ticket.organization_id))
-            told = f" cc {manager[1]} (account manager)" if manager else ""
-            plan.slack_lines.append(("not-emergency", (
-                f"{escape(context['engineer'])} thinks this may not meet the emergency "
-                f"definition: {escape(reason.strip())}. Assume good intent: priority and SLA "
-                f"unchanged.{told}")))
+            plan.slack_lines.append(("not-emergency", not_emergency_line(
+                context["engineer"], reason, manager[1] if manager else None)))
         return plan
 
     def plan_brief(self, ticket_id: int, fields: dict[str, str],
@@ -387,7 +378,7 @@ class Commands:
 
     def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool) -> Page:
         """Trigger the emergency's incident by hand, assigned to the engineer; once per ticket."""
-        from automation.paging import PAGED_TAG, incident_key, incident_tag
+        from automation.paging import incident_key, page_ticket, page_title
 
         pd, cfg = self.pagerduty, self.config.pagerduty
         if pd is None or cfg is None:
@@ -412,8 +403,7 @@ class Commands:
                           "phone would ring; use a [pagerduty] from_email and token of "
                           "someone else (e.g. a bot user)")
         ticket = snapshot.ticket
-        page = Page(ticket.id, engineer, cfg.service_id,
-                    f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
+        page = Page(ticket.id, engineer, cfg.service_id, page_title(ticket),
                     incident_key(ticket.id))
         existing = pd.incident_by_key(page.incident_key, [cfg.service_id])
         if existing is not None and existing.is_open:
@@ -425,12 +415,11 @@ class Commands:
                           f"PagerDuty, {existing.html_url}")
         if dry_run:
             return page
-        incident = pd.trigger(cfg.service_id, page.title, page.incident_key,
-                              f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
-                              assignee_id=engineer.id)
-        self.zendesk.ensure_tags(ticket, [PAGED_TAG, incident_tag(incident.id)])
-        self.store.record(Entry(at=self.now(), ticket_id=ticket.id, step="paged",
-                                outcome="done", actor=cfg.from_email,
+        incident = page_ticket(pd, self.zendesk, ticket, cfg.service_id,
+                               f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
+                               assignee_id=engineer.id)
+        self.store.record(Entry(at=self.now(), ticket_id=ticket.id, step=PageStep.PAGED,
+                                outcome=Outcome.DONE, actor=cfg.from_email,
                                 detail=f"{engineer.name} paged by hand: incident {incident.id}"))
         assigned = ", ".join(pd.user(u).name for u in incident.assignee_ids) or "nobody"
         return replace(page, incident=incident, assigned=assigned)
@@ -471,8 +460,8 @@ class Commands:
             pending = self.chat.serve(snapshot, now, live=True)
             if pending:
                 why = f" ({self.chat.rejected})" if self.chat.rejected else ""
-                sent.append(Sent("slack", None, False, f"{pending} Slack line(s) pending: the "
-                                 f"worker retries them{why}"))
+                sent.append(Sent(SLACK_PENDING, None, False, f"{pending} Slack line(s) "
+                                 f"pending: the worker retries them{why}"))
         return sent
 
     def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:
@@ -493,8 +482,8 @@ class Commands:
             except (Conflict, WriteUncertain) as exc:
                 log.info("ticket %s: %s; re-reading before anything else", ticket_id, exc)
                 self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step,
-                                        outcome="conflict" if isinstance(exc, Conflict)
-                                        else "uncertain", actor=actor,
+                                        outcome=Outcome.CONFLICT if isinstance(exc, Conflict)
+                                        else Outcome.UNCERTAIN, actor=actor,
                                         public=write.rendered.public, detail=str(exc)))
                 continue
             return self._record(now, ticket_id, write, actor, update.comment_id, "")
@@ -503,7 +492,8 @@ class Commands:
 
     def _record(self, now: datetime, ticket_id: int, write: Write, actor: str,
                 comment_id: int | None, note: str) -> Sent:
-        self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step, outcome="posted",
+        self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step,
+                                outcome=Outcome.POSTED,
                                 actor=actor, public=write.rendered.public,
                                 comment_id=comment_id,
                                 detail=note or write.rendered.first_line))
