@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -19,6 +20,7 @@ from functools import partial
 from automation.config import Region, SlackConfig
 from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
 from automation.executor import Executor
+from automation.facts import thread_note_context
 from automation.model import Brief, Line, Organization, PageStep, Snapshot, Step, Ticket
 from automation.slack import Slack, escape, link, mention_group, mention_user
 from automation.store import Store
@@ -29,7 +31,9 @@ from automation.zendesk import Zendesk
 log = logging.getLogger(__name__)
 
 THREAD_TAG = re.compile(r"^emergency_slack_thread_([a-z0-9]+)_(\d+)_(\d+)$")
-CLAIM_TAG = re.compile(r"^emergency_slack_claim_(\d+)$")
+# A claim names its time and the worker process that made it (two workers may claim in the
+# same second: each must tell its own claim from the other's).
+CLAIM_TAG = re.compile(r"^emergency_slack_claim_(\d+)(?:_[a-z0-9]+)?$")
 # A claim older than this whose thread never got recorded (a worker died) may be taken over.
 CLAIM_TIMEOUT = timedelta(minutes=5)
 OPENING_KINDS = (Line.CC, Line.ASE, Line.BRIEF)
@@ -255,6 +259,7 @@ class Chat:
         self.config = config
         # Slack refused our token during a command: the command reports it.
         self.rejected: CredentialsRejected | None = None
+        self._nonce = secrets.token_hex(3)
 
     # --- what the worker and the commands call -------------------------------------------------
 
@@ -336,7 +341,7 @@ class Chat:
 
     def _claim(self, ticket: Ticket, now: datetime) -> bool:
         """Claim the thread with a safe update only one worker wins; False: someone else did."""
-        claim = f"emergency_slack_claim_{int(now.timestamp())}"
+        claim = f"emergency_slack_claim_{int(now.timestamp())}_{self._nonce}"
         self.store.remember_claim(ticket.id, claim)  # ours, even if the answer is lost
         for _ in range(2):
             try:
@@ -380,10 +385,9 @@ class Chat:
         fields = snapshot.organization.fields if snapshot.organization else {}
         manager = user_token(fields.get(self.config.account_manager_field))
         ase = user_token(fields.get(self.config.ase_field))
-        note = self.templates.render("slack_thread_note", {
-            "permalink": self.slack.permalink(thread.channel, thread.ts),
-            "account_manager": manager[6:-1] if manager else None,
-            "ase": ase[6:-1] if ase else None})
+        note = self.templates.render("slack_thread_note", thread_note_context(
+            self.slack.permalink(thread.channel, thread.ts),
+            manager[6:-1] if manager else None, ase[6:-1] if ase else None))
         self.zendesk.ensure_tags(ticket, [thread_tag(thread)], note,
                                  done=lambda fresh: thread_from_tags(fresh.tags) is not None)
 

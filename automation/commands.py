@@ -26,7 +26,7 @@ from automation.errors import (
     Refused,
     WriteUncertain,
 )
-from automation.facts import read_snapshot, template_context
+from automation.facts import command_context, read_snapshot
 from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
@@ -226,12 +226,8 @@ class Commands:
         now = self.now()
         assessment = workflow.assess(snapshot, now, self.config.policy)
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
-        context = template_context(snapshot, assessment, self.config.workflow, self.config.policy,
-                                   organization, now)
-        context["engineer"] = author.name if author else self.config.workflow.signature
-        if author is not None and assessment.contact_at is None:
-            context["bridge_url"] = self.config.workflow.bridge_for(author.email)
-        return context
+        return command_context(snapshot, assessment, self.config.workflow, self.config.policy,
+                               organization, now, (author.email, author.name) if author else None)
 
     def _require_emergency(self, snapshot: Snapshot, force: bool) -> None:
         if snapshot.ticket.priority != workflow.EMERGENCY_PRIORITY and not force:

@@ -8,7 +8,7 @@ from typing import Any
 
 from automation import workflow
 from automation.config import WorkflowConfig
-from automation.model import Assessment, Snapshot
+from automation.model import Assessment, Snapshot, Step
 from automation.zendesk import Zendesk
 
 
@@ -45,3 +45,39 @@ def template_context(snapshot: Snapshot, assessment: Assessment, settings: Workf
         "close_after": policy.close_after,
         "now": now,
     }
+
+
+def step_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,
+                 policy: workflow.Policy, now: datetime, step: Step,
+                 posted_as: tuple[str, str | None] | None = None,
+                 coverage: workflow.Coverage | None = None) -> dict[str, Any]:
+    """What the worker's step templates get: ``posted_as`` is (email, name) of the engineer
+    who acknowledged the page (name None: not a Zendesk agent); ``coverage`` for off-hours."""
+    context = template_context(snapshot, assessment, settings, policy, snapshot.organization,
+                               now)
+    if posted_as is not None:
+        context["bridge_url"] = settings.bridge_for(posted_as[0])
+        context["engineer"] = posted_as[1]
+    if step is Step.OFF_HOURS:
+        context["coverage_hours"] = coverage.hours if coverage else ""
+        context["resumes_at"] = coverage.opens_at if coverage else None
+    context["briefs"] = workflow.relevant_briefs(snapshot, now)
+    return context
+
+
+def thread_note_context(permalink: str, account_manager: str | None,
+                        ase: str | None) -> dict[str, Any]:
+    """What the internal note recording an emergency's Slack thread gets (emails, not ids)."""
+    return {"permalink": permalink, "account_manager": account_manager, "ase": ase}
+
+
+def command_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,
+                    policy: workflow.Policy, organization: Any, now: datetime,
+                    author: tuple[str, str] | None) -> dict[str, Any]:
+    """What an engineer's command's templates get: ``author`` is (email, name) of `--as`
+    (None: signed by the team); each command adds its own input on top."""
+    context = template_context(snapshot, assessment, settings, policy, organization, now)
+    context["engineer"] = author[1] if author else settings.signature
+    if author is not None and assessment.contact_at is None:
+        context["bridge_url"] = settings.bridge_for(author[0])
+    return context

@@ -30,7 +30,7 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.executor import FACTS_BUDGET_SECONDS, Executor
-from automation.facts import read_snapshot, template_context
+from automation.facts import read_snapshot, step_context
 from automation.model import (
     STATE_ENTRY,
     Action,
@@ -355,17 +355,11 @@ class Worker:
 
     def _render(self, action: Action, facts: Facts, now: datetime,
                 author: Person | None = None) -> Rendered:
-        snapshot = facts.snapshot
-        context = template_context(snapshot, facts.assessment, self.settings, self.policy,
-                                   snapshot.organization, now)
-        if action.author_email:
-            context["bridge_url"] = self.settings.bridge_for(action.author_email)
-            context["engineer"] = author.name if author else None
-        if action.step is Step.OFF_HOURS and facts.profile is not None:
-            coverage = facts.profile.coverage
-            context["coverage_hours"] = coverage.hours if coverage else ""
-            context["resumes_at"] = coverage.opens_at if coverage else None
-        context["briefs"] = workflow.relevant_briefs(snapshot, now)
+        posted_as = (action.author_email, author.name if author else None) \
+            if action.author_email else None
+        context = step_context(facts.snapshot, facts.assessment, self.settings, self.policy,
+                               now, action.step, posted_as,
+                               facts.profile.coverage if facts.profile else None)
         return self.templates.render(action.template, context)
 
     # --- PagerDuty's part and Slack's ----------------------------------------------------------
