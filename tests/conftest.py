@@ -12,7 +12,16 @@ import responses
 
 from automation.clock import FakeClock
 from automation.config import Config, WorkflowConfig, ZendeskConfig
-from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
+from automation.sandbox import (
+    Account,
+    PagerDutySandbox,
+    Sandbox,
+    SlackSandbox,
+    SupportTeam,
+    sandbox_config,
+    sandbox_environ,
+    seed_account,
+)
 from automation.wiring import build_worker
 from automation.worker import Worker
 from tests.zendesk_double import BASE, ZendeskDouble
@@ -35,7 +44,27 @@ def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def account(sandbox: Sandbox) -> Account:
+    """The seeded account: Zendesk people and Acme Corp, Slack channels, the PagerDuty team."""
     return seed_account(sandbox)
+
+
+@pytest.fixture
+def team(account: Account) -> SupportTeam:
+    """The seeded account's PagerDuty: Customer Support and Support Managers on call."""
+    assert account.pd_team is not None
+    return account.pd_team
+
+
+@pytest.fixture
+def fake_pd(sandbox: Sandbox) -> PagerDutySandbox:
+    """The sandbox's PagerDuty, for tests that call it in-process."""
+    return sandbox.pagerduty
+
+
+@pytest.fixture
+def fake_slack(sandbox: Sandbox) -> SlackSandbox:
+    """The sandbox's Slack, for tests that call it in-process."""
+    return sandbox.slack
 
 
 @pytest.fixture

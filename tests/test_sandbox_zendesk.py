@@ -16,7 +16,7 @@ from zenpy.lib.api import BaseApi
 from zenpy.lib.api_objects import Comment as ZenpyComment
 
 from automation.clock import FakeClock
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.sandbox.zendesk import FakeZendesk
 
 SEARCH_URGENT = (
@@ -28,17 +28,6 @@ SEARCH_URGENT = (
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()  # 2026-01-05T09:00:00Z, a Monday
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 @pytest.fixture

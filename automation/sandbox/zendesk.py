@@ -25,6 +25,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from automation.clock import Clock
+from automation.sandbox.faults import Fault
+from automation.sandbox.http import Reply, Routes
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +67,6 @@ _SERVER_ERRORS = {
     503: ("ServiceUnavailable", "Zendesk is temporarily unavailable. Please try again later."),
     504: ("GatewayTimeout", "The server timed out waiting for an upstream server."),
 }
-
-
-class Reply(NamedTuple):
-    """An HTTP answer: status, headers and a JSON-serializable body."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
 
 
 class ApiError(Exception):
@@ -480,31 +474,13 @@ class _View:
     matches: Callable[[Ticket], bool]
 
 
-_Route = tuple[str, re.Pattern[str], str]
-_ROUTES: list[_Route] = [
-    (method, re.compile(pattern), name)
-    for method, pattern, name in (
-        ("GET", r"/api/v2/search", "_get_search"),
-        ("GET", r"/api/v2/views/(\d+)/tickets", "_get_view_tickets"),
-        ("POST", r"/api/v2/tickets", "_post_ticket"),
-        ("GET", r"/api/v2/tickets/show_many", "_get_tickets_many"),
-        ("GET", r"/api/v2/tickets/(\d+)", "_get_ticket"),
-        ("PUT", r"/api/v2/tickets/(\d+)", "_put_ticket"),
-        ("GET", r"/api/v2/tickets/(\d+)/comments", "_get_comments"),
-        ("GET", r"/api/v2/tickets/(\d+)/audits", "_get_audits"),
-        ("GET", r"/api/v2/users/me", "_get_me"),
-        ("GET", r"/api/v2/users/show_many", "_get_users_many"),
-        ("GET", r"/api/v2/users/search", "_get_users_search"),
-        ("GET", r"/api/v2/users/(\d+)", "_get_user"),
-        ("GET", r"/api/v2/organizations/(\d+)", "_get_organization"),
-        ("GET", r"/api/v2/macros/search", "_get_macros_search"),
-        ("GET", r"/api/v2/tickets/(\d+)/macros/(\d+)/apply", "_get_macro_apply"),
-    )
-]
+routes = Routes()  # filled by the @routes(...) decorators on the handlers below
 
 
 class FakeZendesk:
     """In-memory Zendesk account: users, organizations, tickets, comments, audits and views."""
+
+    name = "zendesk"
 
     def __init__(
         self,
@@ -766,6 +742,22 @@ class FakeZendesk:
                 log.exception("sandbox: unhandled error for %s %s", method, path)
                 return self.reply(500, error_body(500))
 
+    def record(self, method: str, path: str, query: Mapping[str, Any],
+               headers: Mapping[str, str], body: bytes | None) -> None:
+        """Zendesk keeps no log of its own: the sandbox's request log serves."""
+
+    def fault_reply(self, fault: Fault) -> Reply:
+        """Zendesk's edge answer to an injected 429 or 5xx."""
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        if fault.kind == "rate_limit":
+            body = {
+                "error": "TooManyRequests",
+                "description": "You have exceeded the rate limit. "
+                f"Retry after {fault.retry_after} seconds.",
+            }
+            return self.reply(429, body, headers)
+        return self.reply(fault.status, error_body(fault.status), headers)
+
     def reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
         """Wrap a body with the headers every Zendesk response carries."""
         with self._lock:
@@ -805,15 +797,12 @@ class FakeZendesk:
             for k, v in query.items()
         }
         request = _Request(method, path, flat, lowered, body, user)
-        for route_method, pattern, name in _ROUTES:
-            match = pattern.fullmatch(route)
-            if match and route_method == method:
-                handler: Callable[..., tuple[int, Json] | Reply] = getattr(self, name)
-                result = handler(request, *(int(g) for g in match.groups()))
-                if isinstance(result, Reply):
-                    return result
-                return self.reply(*result)
-        return self.reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
+        found = routes.find(method, route)
+        if found is None:
+            return self.reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
+        handler: Callable[..., tuple[int, Json] | Reply] = getattr(self, found[0])
+        result = handler(request, *(int(g) for g in found[1]))
+        return result if isinstance(result, Reply) else self.reply(*result)
 
     def _authenticate(self, authorization: str) -> User | None:
         scheme, _, encoded = authorization.partition(" ")
@@ -832,6 +821,7 @@ class FakeZendesk:
 
     # ----- routes --------------------------------------------------------------------------
 
+    @routes("GET", r"/api/v2/search")
     def _get_search(self, req: _Request) -> tuple[int, Json]:
         raw = req.query.get("query", "")
         if req.query.get("filter[type]", "ticket") != "ticket":
@@ -865,6 +855,7 @@ class FakeZendesk:
             "count": len(found),
         }
 
+    @routes("GET", r"/api/v2/views/(\d+)/tickets")
     def _get_view_tickets(self, req: _Request, view_id: int) -> tuple[int, Json]:
         view = self._views.get(view_id)
         if view is None:
@@ -876,6 +867,7 @@ class FakeZendesk:
             payload["users"] = self._users_json(ids)
         return 200, payload
 
+    @routes("GET", r"/api/v2/tickets/show_many")
     def _get_tickets_many(self, req: _Request) -> tuple[int, Json]:
         ids = self._ids_param(req)
         return 200, {
@@ -885,9 +877,11 @@ class FakeZendesk:
             "count": len([i for i in ids if i in self._tickets]),
         }
 
+    @routes("GET", r"/api/v2/tickets/(\d+)")
     def _get_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         return 200, {"ticket": self._ticket_or_404(ticket_id).to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/macros/search")
     def _get_macros_search(self, req: _Request) -> tuple[int, Json]:
         words = req.query.get("query", "").lower().split()
         if not words:
@@ -897,6 +891,7 @@ class FakeZendesk:
         return 200, {"macros": found, "count": len(found), "next_page": None,
                      "previous_page": None}
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/macros/(\d+)/apply")
     def _get_macro_apply(self, req: _Request, ticket_id: int, macro_id: int) -> tuple[int, Json]:
         ticket = self._ticket_or_404(ticket_id)
         macro = self._macros.get(macro_id)
@@ -912,6 +907,7 @@ class FakeZendesk:
             "group_id": None, "assignee_id": None, "fields": [],
         }}}
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/comments")
     def _get_comments(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         self._ticket_or_404(ticket_id)
         comments = list(self._comments[ticket_id])
@@ -922,13 +918,16 @@ class FakeZendesk:
             payload["users"] = self._users_json({c.author_id for c in comments})
         return 200, payload
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/audits")
     def _get_audits(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         self._ticket_or_404(ticket_id)
         return 200, self._paginate(req, list(self._audits[ticket_id]), "audits", Audit.to_json)
 
+    @routes("GET", r"/api/v2/users/me")
     def _get_me(self, req: _Request) -> tuple[int, Json]:
         return 200, {"user": req.user.to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/users/show_many")
     def _get_users_many(self, req: _Request) -> tuple[int, Json]:
         ids = self._ids_param(req)
         return 200, {
@@ -938,6 +937,7 @@ class FakeZendesk:
             "count": len([i for i in ids if i in self._users]),
         }
 
+    @routes("GET", r"/api/v2/users/search")
     def _get_users_search(self, req: _Request) -> tuple[int, Json]:
         external_id = req.query.get("external_id")
         text = req.query.get("query", "").strip()
@@ -958,18 +958,21 @@ class FakeZendesk:
             )
         return 200, self._paginate(req, found, "users", lambda u: u.to_json(self.base_url))
 
+    @routes("GET", r"/api/v2/users/(\d+)")
     def _get_user(self, req: _Request, user_id: int) -> tuple[int, Json]:
         user = self._users.get(user_id)
         if user is None:
             raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
         return 200, {"user": user.to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/organizations/(\d+)")
     def _get_organization(self, req: _Request, organization_id: int) -> tuple[int, Json]:
         organization = self._organizations.get(organization_id)
         if organization is None:
             raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
         return 200, {"organization": organization.to_json(self.base_url)}
 
+    @routes("POST", r"/api/v2/tickets")
     def _post_ticket(self, req: _Request) -> Reply:
         data = self._ticket_payload(req)
         errors: dict[str, list[Json]] = {}
@@ -1004,6 +1007,7 @@ class FakeZendesk:
             {"Location": location},
         )
 
+    @routes("PUT", r"/api/v2/tickets/(\d+)")
     def _put_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         ticket = self._ticket_or_404(ticket_id)
         data = self._ticket_payload(req)
