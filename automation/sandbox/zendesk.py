@@ -1115,6 +1115,28 @@ class FakeZendesk:
         ticket: Ticket | None = None,
     ) -> Json:
         changes: Json = {}
+        self._enum_changes(data, errors, changes)
+        if "subject" in data:
+            if isinstance(data["subject"], str) and data["subject"].strip():
+                changes["subject"] = data["subject"]
+            else:
+                _add_error(errors, "subject", "Subject: cannot be blank", "BlankValue")
+        self._people_changes(data, errors, ticket, changes)
+        self._reference_changes(data, errors, changes)
+        if "external_id" in data:
+            external_id = data["external_id"]
+            changes["external_id"] = None if external_id is None else str(external_id)
+        if "custom_fields" in data:
+            merged = self._custom_fields(data["custom_fields"], ticket, errors)
+            if merged is not None:
+                changes["custom_fields"] = merged
+        tags = self._tag_changes(data, errors, ticket)
+        if tags is not None:
+            changes["tags"] = tags
+        return changes
+
+    @staticmethod
+    def _enum_changes(data: Json, errors: dict[str, list[Json]], changes: Json) -> None:
         enums = (("priority", PRIORITIES), ("status", STATUSES), ("type", TICKET_TYPES))
         for name, allowed in enums:
             if name in data:
@@ -1125,11 +1147,9 @@ class FakeZendesk:
                     changes[name] = value
                 else:
                     _add_error(errors, name, f"{name.capitalize()}: {value} is not valid")
-        if "subject" in data:
-            if isinstance(data["subject"], str) and data["subject"].strip():
-                changes["subject"] = data["subject"]
-            else:
-                _add_error(errors, "subject", "Subject: cannot be blank", "BlankValue")
+
+    def _people_changes(self, data: Json, errors: dict[str, list[Json]], ticket: Ticket | None,
+                        changes: Json) -> None:
         for name, must_be_agent in (("assignee_id", True), ("requester_id", False)):
             # On create the requester is resolved by the caller, defaulting to the API user.
             if name not in data or (name == "requester_id" and ticket is None):
@@ -1143,6 +1163,16 @@ class FakeZendesk:
                 _add_error(errors, name.removesuffix("_id"), f"{label}: {value} is invalid")
             else:
                 changes[name] = user.id
+        for name in ("collaborator_ids", "email_cc_ids"):
+            if name in data:
+                value = data[name]
+                if isinstance(value, list) and all(_is_int(v) and v in self._users for v in value):
+                    changes[name] = list(dict.fromkeys(value))
+                else:
+                    _add_error(errors, name, f"{name}: {value} is invalid")
+
+    def _reference_changes(self, data: Json, errors: dict[str, list[Json]],
+                           changes: Json) -> None:
         if "organization_id" in data:
             value = data["organization_id"]
             if value is None or (_is_int(value) and value in self._organizations):
@@ -1155,24 +1185,6 @@ class FakeZendesk:
                     changes[name] = data[name]
                 else:
                     _add_error(errors, name.removesuffix("_id"), f"{name}: {data[name]} is invalid")
-        for name in ("collaborator_ids", "email_cc_ids"):
-            if name in data:
-                value = data[name]
-                if isinstance(value, list) and all(_is_int(v) and v in self._users for v in value):
-                    changes[name] = list(dict.fromkeys(value))
-                else:
-                    _add_error(errors, name, f"{name}: {value} is invalid")
-        if "external_id" in data:
-            external_id = data["external_id"]
-            changes["external_id"] = None if external_id is None else str(external_id)
-        if "custom_fields" in data:
-            merged = self._custom_fields(data["custom_fields"], ticket, errors)
-            if merged is not None:
-                changes["custom_fields"] = merged
-        tags = self._tag_changes(data, errors, ticket)
-        if tags is not None:
-            changes["tags"] = tags
-        return changes
 
     def _tag_changes(
         self,
@@ -1275,18 +1287,16 @@ class FakeZendesk:
                 "previous_page": self._page_url(req, page=page - 1) if page > 1 else None,
                 "count": len(items),
             }
-        try:
-            size = int(req.query.get("page[size]", str(MAX_PAGE_SIZE)))
-        except ValueError:
-            size = 0
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise ApiError(
-                400,
-                {
-                    "error": "InvalidPaginationParameter",
-                    "description": f"page[size] must be 1..{MAX_PAGE_SIZE}",
-                },
-            )
+        return self._cursor_page(req, items, key, render)
+
+    def _cursor_page(
+        self,
+        req: _Request,
+        items: Sequence[R],
+        key: str,
+        render: Callable[[R], Json],
+    ) -> Json:
+        size = self._page_size(req)
         ids = [item.id for item in items]
         if "page[after]" in req.query:
             start = self._cursor_position(ids, req.query["page[after]"]) + 1
@@ -1312,6 +1322,22 @@ class FakeZendesk:
                 else None,
             },
         }
+
+    @staticmethod
+    def _page_size(req: _Request) -> int:
+        try:
+            size = int(req.query.get("page[size]", str(MAX_PAGE_SIZE)))
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise ApiError(
+                400,
+                {
+                    "error": "InvalidPaginationParameter",
+                    "description": f"page[size] must be 1..{MAX_PAGE_SIZE}",
+                },
+            )
+        return size
 
     @staticmethod
     def _cursor_position(ids: list[int], cursor: str) -> int:
@@ -1421,8 +1447,31 @@ class FakeZendesk:
         channel: str,
     ) -> tuple[Ticket, Audit]:
         stamp = self._now()
+        ticket = self._new_ticket(requester, author_id, subject, body, public, fields, channel,
+                                  stamp)
+        audit_id = next(self._event_ids)
+        comment = Comment(
+            id=next(self._event_ids),
+            ticket_id=ticket.id,
+            audit_id=audit_id,
+            author_id=author_id,
+            body=body,
+            html_body=html_body or html_from_text(body),
+            public=public,
+            created_at=stamp,
+            channel=channel,
+        )
+        events = [comment.to_event(), *self._create_events(ticket)]
+        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
+        self._tickets[ticket.id] = ticket
+        self._comments[ticket.id] = [comment]
+        self._audits[ticket.id] = [audit]
+        return ticket, audit
+
+    def _new_ticket(self, requester: User, author_id: int, subject: str, body: str,
+                    public: bool, fields: Json, channel: str, stamp: datetime) -> Ticket:
         organization_id = fields.get("organization_id") or requester.organization_id
-        ticket = Ticket(
+        return Ticket(
             id=next(self._ticket_ids),
             subject=subject,
             description=body,
@@ -1446,19 +1495,10 @@ class FakeZendesk:
             custom_fields=list(fields.get("custom_fields") or []),
             is_public=public,
         )
-        audit_id = next(self._event_ids)
-        comment = Comment(
-            id=next(self._event_ids),
-            ticket_id=ticket.id,
-            audit_id=audit_id,
-            author_id=author_id,
-            body=body,
-            html_body=html_body or html_from_text(body),
-            public=public,
-            created_at=stamp,
-            channel=channel,
-        )
-        events = [comment.to_event()]
+
+    def _create_events(self, ticket: Ticket) -> list[Json]:
+        """The creating audit's ``Create`` events, one per field that has a value."""
+        events = []
         for name in ("subject", "status", "priority", "requester_id", "organization_id", "tags"):
             value = getattr(ticket, name)
             if value not in (None, []):
@@ -1470,11 +1510,7 @@ class FakeZendesk:
                         "value": copy.deepcopy(value),
                     }
                 )
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
-        self._tickets[ticket.id] = ticket
-        self._comments[ticket.id] = [comment]
-        self._audits[ticket.id] = [audit]
-        return ticket, audit
+        return events
 
     def _apply(
         self,
@@ -1485,15 +1521,7 @@ class FakeZendesk:
         comment: tuple[str, str, bool] | None,
     ) -> Audit | None:
         """Apply field changes and an optional comment as one audit; None if nothing changed."""
-        changes = dict(changes)
-        author = self._users[author_id]
-        if comment is not None and "status" not in changes:
-            # Zendesk's implicit transitions: an agent reply opens a new ticket, a requester
-            # reply reopens a pending, on-hold or solved one.
-            if author.is_agent and ticket.status == "new":
-                changes["status"] = "open"
-            elif not author.is_agent and ticket.status in ("pending", "hold", "solved"):
-                changes["status"] = "open"
+        changes = self._with_implicit_status(ticket, author_id, changes, comment is not None)
         diffs = {k: v for k, v in changes.items() if getattr(ticket, k) != v}
         if comment is None and not diffs:
             return None
@@ -1516,6 +1544,28 @@ class FakeZendesk:
             self._comments[ticket.id].append(record)
             ticket.is_public = ticket.is_public or public
             events.append(record.to_event())
+        events += self._change_fields(ticket, diffs)
+        ticket.updated_at = stamp
+        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
+        self._audits[ticket.id].append(audit)
+        return audit
+
+    def _with_implicit_status(self, ticket: Ticket, author_id: int, changes: Json,
+                              commented: bool) -> Json:
+        changes = dict(changes)
+        author = self._users[author_id]
+        if commented and "status" not in changes:
+            # Zendesk's implicit transitions: an agent reply opens a new ticket, a requester
+            # reply reopens a pending, on-hold or solved one.
+            if author.is_agent and ticket.status == "new":
+                changes["status"] = "open"
+            elif not author.is_agent and ticket.status in ("pending", "hold", "solved"):
+                changes["status"] = "open"
+        return changes
+
+    def _change_fields(self, ticket: Ticket, diffs: Json) -> list[Json]:
+        """Set the changed fields; their ``Change`` events."""
+        events = []
         for name, value in diffs.items():
             previous = getattr(ticket, name)
             setattr(ticket, name, copy.deepcopy(value))
@@ -1528,10 +1578,7 @@ class FakeZendesk:
                     "previous_value": previous,
                 }
             )
-        ticket.updated_at = stamp
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
-        self._audits[ticket.id].append(audit)
-        return audit
+        return events
 
     def _change(self, ticket_id: int, changes: Json, author_id: int | None) -> None:
         with self._lock:
