@@ -17,7 +17,7 @@ from automation.sandbox import Account, Reply, Sandbox
 from automation.sandbox.pagerduty import DEDUP_ERROR, PagerDutySandbox, SupportTeam
 from automation.sandbox.server import DEFAULT_EMAIL
 
-TOKEN = PagerDutySandbox(FakeClock()).token  # the fake_pd's (the seeded account's)
+TOKEN = PagerDutySandbox(FakeClock()).token  # the sandbox's PagerDuty token
 BOT = DEFAULT_EMAIL  # the seeded account's bot, named in From
 # PagerDuty's own description sits beside the checkout (the team's shared/ folder) when
 # there is one; the check is skipped elsewhere.

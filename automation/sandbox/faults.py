@@ -35,6 +35,7 @@ class Fault:
     retry_after: int | None = None
     seconds: float = 0.0
     service: str | None = None
+    after: int = 0  # matching requests let through before the fault starts firing
 
     def matches(self, method: str, path: str, service: str | None = None) -> bool:
         """Whether a request to this service, method and path (no query) triggers the fault."""
@@ -78,10 +79,13 @@ class Faults:
 
     def server_error(self, method: str, path: PathMatcher, status: int = 503,
                      times: int | None = 1, retry_after: int | None = None,
-                     service: ServiceName | None = None) -> Fault:
-        """Answer a 5xx; the request is not applied."""
+                     service: ServiceName | None = None, after: int = 0) -> Fault:
+        """Answer an error status (a 5xx; or 409, 422...); the request is not applied.
+
+        ``after``: let that many matching requests through first (the third PUT fails).
+        """
         return self._arm(Fault("server_error", method, path, times, status, retry_after,
-                               service=service))
+                               service=service, after=after))
 
     def apply_then_fail(self, method: str, path: PathMatcher, status: int = 503,
                         times: int | None = 1, service: ServiceName | None = None) -> Fault:
@@ -147,6 +151,9 @@ class Faults:
         with self._lock:
             for fault in self._faults:
                 if fault.kind != "latency" and fault.matches(method, path, service):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     self._consume(fault)
                     return copy.copy(fault)
             return None
@@ -186,10 +193,11 @@ class ScopedFaults:
         return self.register.rate_limit(method, path, retry_after, times, self.service)
 
     def server_error(self, method: str, path: PathMatcher, status: int = 503,
-                     times: int | None = 1, retry_after: int | None = None) -> Fault:
-        """Answer a 5xx; the request is not applied."""
+                     times: int | None = 1, retry_after: int | None = None,
+                     after: int = 0) -> Fault:
+        """Answer an error status; the request is not applied."""
         return self.register.server_error(method, path, status, times, retry_after,
-                                          self.service)
+                                          self.service, after)
 
     def apply_then_fail(self, method: str, path: PathMatcher, status: int = 503,
                         times: int | None = 1) -> Fault:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, urlsplit
 
 from automation.clock import Clock, ScaledClock
@@ -59,6 +62,7 @@ class Sandbox:
         self.pagerduty_ca = ""
         self._requested_port = port
         self._requests: list[RequestRecord] = []
+        self._bodies: list[tuple[str, str, Any]] = []  # (method, path, JSON body) as received
         self._requests_lock = threading.Lock()
         self._server: SandboxServer | None = None
         self._pagerduty_server: SandboxServer | None = None
@@ -96,6 +100,14 @@ class Sandbox:
         """Forget the request log (e.g. after seeding)."""
         with self._requests_lock:
             self._requests.clear()
+            self._bodies.clear()
+
+    def request_bodies(self, method: str, path: str = "") -> list[Any]:
+        """The JSON bodies received with ``method`` (faulted requests included), in order;
+        ``path`` is a regular expression searched in the request's path."""
+        with self._requests_lock:
+            return [copy.deepcopy(body) for m, p, body in self._bodies
+                    if m == method.upper() and re.search(path, p)]
 
     def advance(self, delta: timedelta) -> datetime:
         """Move the sandbox clock forward (FakeClock or ScaledClock)."""
@@ -143,6 +155,7 @@ class Sandbox:
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
         api.record(method, path, query, headers, body)
+        self._keep_body(method, path, body)
         delay = self.faults.take_latency(method, path, api.name)
         if delay > 0:
             time.sleep(delay)  # real time, outside any lock: it exercises the client's timeout
@@ -161,6 +174,14 @@ class Sandbox:
         with self._requests_lock:
             self._requests.append(RequestRecord(method, path, reply.status if reply else None))
         return reply
+
+    def _keep_body(self, method: str, path: str, body: bytes | None) -> None:
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body  # a form (Slack) or a broken body: kept as sent
+        with self._requests_lock:
+            self._bodies.append((method.upper(), path, parsed))
 
     def _serve(self, mount: Callable[[str], Api], port: int, tls: bool) -> SandboxServer:
         server = SandboxServer(mount, self.dispatch, port, tls)

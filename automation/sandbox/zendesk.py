@@ -61,6 +61,11 @@ _CONFLICT_ERROR = {
     "description": "Safe Update prevented the update due to outdated ticket data. "
     "Please fetch the latest ticket data and try again.",
 }
+# What an injected 4xx answers (the request is not applied), as Zendesk words it.
+_CLIENT_ERRORS = {
+    409: _CONFLICT_ERROR,
+    422: {"error": "RecordInvalid", "description": "Record validation errors"},
+}
 _SERVER_ERRORS = {
     500: ("InternalServerError", "Something went wrong. Please try again later."),
     502: ("BadGateway", "The server received an invalid response from an upstream server."),
@@ -756,7 +761,8 @@ class FakeZendesk:
                 f"Retry after {fault.retry_after} seconds.",
             }
             return self.reply(429, body, headers)
-        return self.reply(fault.status, error_body(fault.status), headers)
+        body = _CLIENT_ERRORS.get(fault.status) or error_body(fault.status)
+        return self.reply(fault.status, body, headers)
 
     def reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
         """Wrap a body with the headers every Zendesk response carries."""
