@@ -621,7 +621,8 @@ def test_the_checker_catches_a_wrong_shape(openapi: OpenApi) -> None:
 # --- TLS ----------------------------------------------------------------------------------
 
 
-def test_serve_tls_answers_https_with_the_sandbox_ca(sandbox: Sandbox, team: SupportTeam) -> None:
+def test_pagerduty_is_served_over_https_with_the_sandbox_ca(sandbox: Sandbox,
+                                                            team: SupportTeam) -> None:
     url, ca_path = sandbox.pagerduty_url, sandbox.pagerduty_ca
     context = ssl.create_default_context(cafile=ca_path)
 
@@ -635,13 +636,13 @@ def test_serve_tls_answers_https_with_the_sandbox_ca(sandbox: Sandbox, team: Sup
     assert reply.headers["Date"] == "Mon, 05 Jan 2026 09:00:00 GMT"
 
 
-def test_serve_tls_is_not_trusted_without_the_ca(sandbox: Sandbox) -> None:
+def test_pagerduty_tls_is_not_trusted_without_the_ca(sandbox: Sandbox) -> None:
     with httpx2.Client(verify=ssl.create_default_context()) as client:
         with pytest.raises(httpx2.ConnectError):
             client.get(f"{sandbox.pagerduty_url}/users")
 
 
-def test_serve_tls_closes_the_connection_for_a_dropped_answer(
+def test_pagerduty_tls_closes_the_connection_for_a_dropped_answer(
         sandbox: Sandbox, team: SupportTeam) -> None:
     url, ca_path = sandbox.pagerduty_url, sandbox.pagerduty_ca
     incident_id = sandbox.pagerduty.trigger(team.customer_support_service_id, "Down",
