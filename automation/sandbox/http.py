@@ -204,13 +204,21 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     def _bad_request(self, api: Api, message: str) -> None:
+        self._error(api, HTTPStatus.BAD_REQUEST, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (a malformed request line...) are answered like the rest.
+        self._error(self._server.mount(getattr(self, "path", "") or ""), code, message)
+
+    def _error(self, api: Api, code: int, message: str | None) -> None:
         # JSON with the service's Date like every other answer, not http.server's HTML page.
-        status = HTTPStatus.BAD_REQUEST
+        status = HTTPStatus(code)
         reply = api.fault_reply(Fault("server_error", "*", "", status=status))
         self.close_connection = True
         self._write(reply._replace(
             headers={**reply.headers, "Connection": "close"},
-            body={"error": status.phrase.replace(" ", ""), "description": message}))
+            body={"error": status.phrase.replace(" ", ""),
+                  "description": message or status.phrase}))
 
     def _write(self, reply: Reply) -> None:
         payload = b"" if reply.body is None else json.dumps(reply.body).encode()
