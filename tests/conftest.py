@@ -9,17 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import responses
 
 from automation.clock import FakeClock
-from automation.config import Config, WorkflowConfig, ZendeskConfig
-from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
+from automation.config import WorkflowConfig
+from automation.sandbox import (
+    Account,
+    PagerDutySandbox,
+    Sandbox,
+    SlackSandbox,
+    SupportTeam,
+    sandbox_config,
+    sandbox_environ,
+    seed_account,
+)
+from automation.sandbox.server import DEFAULT_TOKEN
 from automation.store import Store
 from automation.wiring import build_worker
 from automation.worker import Worker
-from tests.zendesk_double import BASE, ZendeskDouble
 
-TOKEN = "s3cr3t-zendesk-token-1234"
+TOKEN = DEFAULT_TOKEN  # the sandbox's Zendesk API token
 BRIDGE = "https://zoom.example.com/j/123"
 
 
@@ -37,26 +45,32 @@ def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def account(sandbox: Sandbox) -> Account:
+    """The seeded account: Zendesk people and Acme Corp, Slack channels, the PagerDuty team."""
     return seed_account(sandbox)
 
 
 @pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
+def team(account: Account) -> SupportTeam:
+    """The seeded account's PagerDuty: Customer Support and Support Managers on call."""
+    assert account.pd_team is not None
+    return account.pd_team
 
 
 @pytest.fixture
-def double(rsps: responses.RequestsMock, clock: FakeClock) -> ZendeskDouble:
-    return ZendeskDouble(rsps, clock)
+def fake_pd(sandbox: Sandbox) -> PagerDutySandbox:
+    """The sandbox's PagerDuty, for tests that call it in-process."""
+    return sandbox.pagerduty
 
 
-def make_worker(clock: FakeClock, state: Path) -> Worker:
-    """The worker against the `responses` double of Zendesk, wired as the CLI wires it."""
-    cfg = Config(source=state.parent / "config.toml",
-                 zendesk=ZendeskConfig(url=BASE, email="bot@example.com", timeout_seconds=5),
-                 workflow=WorkflowConfig(bridge_url=BRIDGE), state_path=state)
-    return build_worker(cfg, clock, {"ZENDESK_API_TOKEN": TOKEN})
+@pytest.fixture
+def fake_slack(sandbox: Sandbox) -> SlackSandbox:
+    """The sandbox's Slack, for tests that call it in-process."""
+    return sandbox.slack
+
+
+def make_worker(sandbox: Sandbox, clock: FakeClock, state: Path) -> Worker:
+    """The worker against the sandbox's Zendesk (no Slack, no PagerDuty), offering BRIDGE."""
+    return sandbox_worker(sandbox, None, clock, state, workflow=WorkflowConfig(bridge_url=BRIDGE))
 
 
 def sandbox_worker(sandbox: Sandbox, account: Account | None, clock: FakeClock, state: Path,
@@ -73,8 +87,29 @@ def sandbox_worker(sandbox: Sandbox, account: Account | None, clock: FakeClock, 
 
 
 @pytest.fixture
-def worker(clock: FakeClock, tmp_path: Path, double: ZendeskDouble) -> Worker:
-    return make_worker(clock, tmp_path / "state.sqlite3")
+def worker(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> Worker:
+    return make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+
+
+def emergency_ticket(sandbox: Sandbox, account: Account, subject: str = "Production down",
+                     status: str | None = None, **fields: Any) -> int:
+    """A ticket from the seeded requester (urgent unless ``priority`` says otherwise)."""
+    ticket_id = sandbox.zendesk.create_ticket(account.requester_id, subject,
+                                              "Everything is down!", **fields)
+    if status is not None:
+        sandbox.zendesk.set_status(ticket_id, status)
+    return ticket_id
+
+
+def bot_comments(sandbox: Sandbox, account: Account, ticket_id: int) -> list[str]:
+    """The public comments the worker (the API user) wrote on the ticket, oldest first."""
+    return [c["body"] for c in sandbox.zendesk.public_comments(ticket_id)
+            if c["author_id"] == account.admin_id]
+
+
+def ticket_puts(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The bodies of the ticket updates Zendesk received (refused or faulted ones too)."""
+    return sandbox.request_bodies("PUT", r"/api/v2/tickets/\d+")
 
 
 def play_together(workers: list[Worker], clock: FakeClock, minutes: int) -> None:

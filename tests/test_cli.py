@@ -12,14 +12,17 @@ import pytest
 
 from automation import cli
 from automation.clock import FakeClock
-from tests.conftest import BRIDGE, TOKEN
-from tests.zendesk_double import AGENT, BASE, ZendeskDouble
+from automation.sandbox import Account, Sandbox
+from automation.sandbox.server import DEFAULT_EMAIL
+from tests.conftest import BRIDGE, TOKEN, emergency_ticket
+
+OFFLINE = "https://acme.zendesk.com"  # for commands that never reach Zendesk
 
 
-def write_config(tmp_path: Path, url: str = BASE, extra: str = "") -> Path:
+def write_config(tmp_path: Path, url: str = OFFLINE, extra: str = "") -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[zendesk]\nurl = "{url}"\nemail = "bot@example.com"\nmax_retry_seconds = 5\n\n'
+        f'[zendesk]\nurl = "{url}"\nemail = "{DEFAULT_EMAIL}"\nmax_retry_seconds = 5\n\n'
         f'[workflow]\nbridge_url = "{BRIDGE}"\n\n[state]\npath = "state.sqlite3"\n{extra}'
     )
     return path
@@ -34,9 +37,9 @@ def emergency(*argv: str, clock: FakeClock | None = None,
 
 
 def test_tick_posts_due_steps_and_exits_zero(
-        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
-    double.create(1)
-    config = write_config(tmp_path)
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    config = write_config(tmp_path, sandbox.url)
 
     code, out, _ = emergency("--config", str(config), "tick", clock=clock)
 
@@ -46,27 +49,28 @@ def test_tick_posts_due_steps_and_exits_zero(
 
 
 def test_tick_exits_one_when_a_step_failed(
-        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
-    double.create(1)
-    double.before_put.append(lambda ticket_id, body: (422, {"error": "RecordInvalid"}))
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    sandbox.faults.server_error("PUT", "/api/v2/tickets/", status=422)
 
-    code, out, _ = emergency("--config", str(write_config(tmp_path)), "tick", clock=clock)
+    code, out, _ = emergency("--config", str(write_config(tmp_path, sandbox.url)), "tick",
+                             clock=clock)
 
     assert code == cli.EXIT_STEP_FAILED
     assert "#1 acknowledge: FAILED" in out
 
 
 def test_wrong_token_exits_three_with_one_line_and_no_secret(
-        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
-    double.rsps.replace("GET", double.rsps.registered()[0].url, status=401,
-                        json={"error": "Couldn't authenticate you"})
+        tmp_path: Path, sandbox: Sandbox, clock: FakeClock) -> None:
+    wrong = "s3cr3t-but-wrong-zendesk-token-1234"
 
-    code, out, err = emergency("--config", str(write_config(tmp_path)), "tick", clock=clock)
+    code, out, err = emergency("--config", str(write_config(tmp_path, sandbox.url)), "tick",
+                               clock=clock, environ={"ZENDESK_API_TOKEN": wrong})
 
     assert code == cli.EXIT_UNREACHABLE
     assert err.count("\n") == 1 and err.startswith("error: Zendesk GET /api/v2/search.json")
     assert "HTTP 401" in err
-    assert TOKEN not in out + err and "Traceback" not in err
+    assert wrong not in out + err and "Traceback" not in err
 
 
 def test_unreachable_zendesk_exits_three_with_one_line(tmp_path: Path) -> None:
@@ -101,8 +105,8 @@ def test_bad_config_names_file_key_and_expectation(tmp_path: Path) -> None:
     assert err.count("\n") == 1
 
 
-def test_config_from_environment_variable(tmp_path: Path, double: ZendeskDouble) -> None:
-    config = write_config(tmp_path)
+def test_config_from_environment_variable(tmp_path: Path, sandbox: Sandbox) -> None:
+    config = write_config(tmp_path, sandbox.url)
 
     code, out, _ = emergency("status", environ={"EMERGENCY_CONFIG": str(config)})
 
@@ -118,19 +122,21 @@ def test_bad_ticket_number_is_refused(tmp_path: Path, bad: str) -> None:
     assert "expected a ticket number like 12345" in err
 
 
-def test_unknown_ticket_exits_four(tmp_path: Path, double: ZendeskDouble) -> None:
-    code, _, err = emergency("--config", str(write_config(tmp_path)), "timeline", "999")
+def test_unknown_ticket_exits_four(tmp_path: Path, sandbox: Sandbox) -> None:
+    code, _, err = emergency("--config", str(write_config(tmp_path, sandbox.url)), "timeline",
+                             "999")
 
     assert code == cli.EXIT_NOT_FOUND
     assert "HTTP 404" in err and err.count("\n") == 1
 
 
 def test_status_json_and_timeline_follow_a_whole_lifecycle(
-        tmp_path: Path, double: ZendeskDouble, clock: FakeClock) -> None:
-    config = str(write_config(tmp_path))
-    double.create(1, subject="Gitaly timeouts on every push")
-    double.create(2, subject="Database failover loop")
-    double.comment(2, AGENT, "On it, calling you now.")
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    config = str(write_config(tmp_path, sandbox.url))
+    emergency_ticket(sandbox, account, subject="Gitaly timeouts on every push")
+    emergency_ticket(sandbox, account, subject="Database failover loop")
+    sandbox.zendesk.add_comment(2, account.agent_id, "On it, calling you now.")
+    clock.advance(timedelta(minutes=1))  # settled: the acknowledgement is stamped at the tick
     emergency("--config", config, "tick", clock=clock)
 
     _, out, _ = emergency("--config", config, "status", "--json", clock=clock)

@@ -50,11 +50,11 @@ def thread_lines(sandbox: Sandbox, account: Account, ticket_id: int) -> list[str
 
 
 def slack_503(sandbox: Sandbox) -> None:
-    sandbox.slack.faults.outage(times=None)
+    sandbox.faults.server_error("*", EVERY_PATH, 503, times=None, service="slack")
 
 
 def slack_429_for_ten_minutes(sandbox: Sandbox) -> None:
-    sandbox.slack.faults._faults.rate_limit("*", EVERY_PATH, 600, None)
+    sandbox.faults.rate_limit("*", EVERY_PATH, 600, times=None, service="slack")
 
 
 OUTAGES: dict[str, Callable[[Sandbox], None]] = {
@@ -133,7 +133,8 @@ def test_pagerduty_down_delays_no_acknowledgement(
         clock.advance(timedelta(minutes=1))
     assert len(sandbox.pagerduty.incidents()) == 3
     clock.advance(timedelta(minutes=17))  # the team's acknowledgements are due now...
-    sandbox.pagerduty.faults.server_error("*", EVERY_PATH, 503, times=None)  # ...PagerDuty down
+    sandbox.faults.server_error("*", EVERY_PATH, 503, times=None,
+                                service="pagerduty")  # ...PagerDuty down
     started = clock.now()
 
     report = pd_worker.run_once()

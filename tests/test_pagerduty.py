@@ -30,7 +30,7 @@ from automation.pagerduty import (
     PdUser,
     split_shifts,
 )
-from automation.sandbox.pagerduty import PagerDutySandbox, SupportTeam, serve_tls
+from automation.sandbox import PagerDutySandbox, Sandbox, SupportTeam
 from tests.test_sandbox_pagerduty import BOT, TOKEN, OpenApi, openapi  # noqa: F401
 
 Connect = Callable[..., PagerDuty]
@@ -39,29 +39,9 @@ NOTES = re.compile(r"/incidents/[A-Z0-9]+/notes$")
 
 
 @pytest.fixture
-def sandbox(clock: FakeClock) -> PagerDutySandbox:
-    return PagerDutySandbox(clock, TOKEN)
-
-
-@pytest.fixture
-def team(sandbox: PagerDutySandbox) -> SupportTeam:
-    return sandbox.seed_support_team(
-        engineers=[("Ada Engineer", "ada@example.com"), ("Bo Engineer", "bo@example.com")],
-        managers=[("Mia Manager", "mia@example.com")], bot=("Emergency Bot", BOT))
-
-
-@pytest.fixture
-def served(sandbox: PagerDutySandbox) -> Iterator[tuple[str, str]]:
-    server, thread, url, ca_path = serve_tls(sandbox)
-    yield url, ca_path
-    server.stop()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def connect(served: tuple[str, str], clock: FakeClock) -> Iterator[Connect]:
-    """Build adapters pointed at the served sandbox; all are closed after the test."""
-    url, ca_path = served
+def connect(sandbox: Sandbox, clock: FakeClock) -> Iterator[Connect]:
+    """Build adapters pointed at the sandbox's PagerDuty; all are closed after the test."""
+    url, ca_path = sandbox.pagerduty_url, sandbox.pagerduty_ca
     made: list[PagerDuty] = []
 
     def build(token: str = TOKEN, max_retry_seconds: float = 60) -> PagerDuty:
@@ -88,7 +68,7 @@ def trigger(pd: PagerDuty, team: SupportTeam, key: str = KEY) -> Incident:
 # --- trigger: one incident per key ----------------------------------------------------------
 
 
-def test_trigger_opens_an_incident_with_the_key(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_trigger_opens_an_incident_with_the_key(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                 team: SupportTeam) -> None:
     incident = trigger(pd, team)
 
@@ -98,54 +78,54 @@ def test_trigger_opens_an_incident_with_the_key(pd: PagerDuty, sandbox: PagerDut
     assert incident.assignee_ids == (team.engineer_ids[0],)
     assert incident.created_at == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     assert incident.html_url.endswith(f"/incidents/{incident.id}")
-    assert sandbox.incident(incident.id)["body"]["details"].endswith("/tickets/4242")
+    assert fake_pd.incident(incident.id)["body"]["details"].endswith("/tickets/4242")
 
 
-def test_second_trigger_returns_the_same_incident(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_second_trigger_returns_the_same_incident(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                   team: SupportTeam) -> None:
     first = trigger(pd, team)
 
     second = trigger(pd, team)
 
     assert second.id == first.id
-    assert len(sandbox.incidents()) == 1
+    assert len(fake_pd.incidents()) == 1
 
 
-def test_dedup_400_is_answered_with_the_open_incident(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_dedup_400_is_answered_with_the_open_incident(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                       team: SupportTeam) -> None:
     # Zendesk's own integration paged first, with the same key.
-    existing = sandbox.trigger(team.customer_support_service_id, "From Zendesk", KEY)
+    existing = fake_pd.trigger(team.customer_support_service_id, "From Zendesk", KEY)
 
     incident = trigger(pd, team)
 
     assert incident.id == existing
-    assert [c.method for c in sandbox.calls(path="/incidents")] == ["POST", "GET"]
-    assert len(sandbox.incidents()) == 1
+    assert [c.method for c in fake_pd.calls(path="/incidents")] == ["POST", "GET"]
+    assert len(fake_pd.incidents()) == 1
 
 
 def test_trigger_after_a_lost_answer_returns_the_incident_it_created(
-        pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    sandbox.faults.apply_then_drop("POST", re.compile(r"^/incidents$"))
+        pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    fake_pd.faults.apply_then_drop("POST", re.compile(r"^/incidents$"))
 
     incident = trigger(pd, team)
 
-    assert [i["id"] for i in sandbox.incidents()] == [incident.id]
-    assert len(sandbox.calls("POST", "/incidents")) == 1  # never re-sent by the client
+    assert [i["id"] for i in fake_pd.incidents()] == [incident.id]
+    assert len(fake_pd.calls("POST", "/incidents")) == 1  # never re-sent by the client
 
 
-def test_trigger_not_applied_raises_write_uncertain(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_trigger_not_applied_raises_write_uncertain(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                     team: SupportTeam) -> None:
-    sandbox.faults.server_error("POST", re.compile(r"^/incidents$"), status=502)
+    fake_pd.faults.server_error("POST", re.compile(r"^/incidents$"), status=502)
 
     with pytest.raises(WriteUncertain) as caught:
         trigger(pd, team)
 
     assert caught.value.status == 502
-    assert sandbox.incidents() == []
-    assert len(sandbox.calls("POST", "/incidents")) == 1
+    assert fake_pd.incidents() == []
+    assert len(fake_pd.calls("POST", "/incidents")) == 1
 
 
-def test_trigger_assigns_directly_when_asked(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_trigger_assigns_directly_when_asked(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                              team: SupportTeam) -> None:
     bo = team.engineer_ids[1]
 
@@ -167,66 +147,66 @@ def test_trigger_on_an_unknown_service_is_rejected(pd: PagerDuty, team: SupportT
 
 
 def test_dropped_connection_after_the_note_was_applied_leaves_one_note(
-        pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam) -> None:
+        pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
     incident = trigger(pd, team)
-    sandbox.faults.apply_then_drop("POST", NOTES)
+    fake_pd.faults.apply_then_drop("POST", NOTES)
 
     pd.add_note(incident.id, "Customer contacted; bridge https://zoom.example.com/j/1")
 
-    assert [n["content"] for n in sandbox.notes(incident.id)] == [
+    assert [n["content"] for n in fake_pd.notes(incident.id)] == [
         "Customer contacted; bridge https://zoom.example.com/j/1"]
-    assert len(sandbox.calls("POST", NOTES.pattern)) == 1
+    assert len(fake_pd.calls("POST", NOTES.pattern)) == 1
 
 
-def test_add_note_twice_posts_once(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_add_note_twice_posts_once(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                    team: SupportTeam) -> None:
     incident = trigger(pd, team)
 
     pd.add_note(incident.id, "Customer contacted")
     pd.add_note(incident.id, "Customer contacted")
 
-    assert [n["content"] for n in sandbox.notes(incident.id)] == ["Customer contacted"]
-    assert len(sandbox.calls("POST", NOTES.pattern)) == 1
+    assert [n["content"] for n in fake_pd.notes(incident.id)] == ["Customer contacted"]
+    assert len(fake_pd.calls("POST", NOTES.pattern)) == 1
 
 
 def test_note_lost_before_it_applied_raises_write_uncertain(
-        pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam) -> None:
+        pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
     incident = trigger(pd, team)
-    sandbox.faults.drop("POST", NOTES)
+    fake_pd.faults.drop("POST", NOTES)
 
     with pytest.raises(WriteUncertain) as caught:
         pd.add_note(incident.id, "Customer contacted")
 
     assert "\n" not in str(caught.value)
-    assert sandbox.notes(incident.id) == []
-    assert len(sandbox.calls("POST", NOTES.pattern)) == 1
+    assert fake_pd.notes(incident.id) == []
+    assert len(fake_pd.calls("POST", NOTES.pattern)) == 1
 
 
 # --- resolve --------------------------------------------------------------------------------
 
 
 def test_resolve_marks_the_incident_resolved_and_twice_is_fine(
-        pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam) -> None:
+        pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
     incident = trigger(pd, team)
 
     pd.resolve(incident.id)
     pd.resolve(incident.id)
 
     assert pd.incident(incident.id).status == "resolved"
-    put = sandbox.calls("PUT")[0]
+    put = fake_pd.calls("PUT")[0]
     assert put.body == {"incident": {"type": "incident_reference", "status": "resolved"}}
     assert put.headers["From"] == BOT
 
 
-def test_resolve_after_a_lost_answer_reads_the_status(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_resolve_after_a_lost_answer_reads_the_status(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                       team: SupportTeam) -> None:
     incident = trigger(pd, team)
-    sandbox.faults.apply_then_drop("PUT", "/incidents/")
+    fake_pd.faults.apply_then_drop("PUT", "/incidents/")
 
     pd.resolve(incident.id)
 
-    assert sandbox.incident(incident.id)["status"] == "resolved"
-    assert len(sandbox.calls("PUT")) == 1
+    assert fake_pd.incident(incident.id)["status"] == "resolved"
+    assert len(fake_pd.calls("PUT")) == 1
 
 
 def test_resolve_an_unknown_incident_is_not_found(pd: PagerDuty) -> None:
@@ -237,64 +217,64 @@ def test_resolve_an_unknown_incident_is_not_found(pd: PagerDuty) -> None:
 # --- reads ----------------------------------------------------------------------------------
 
 
-def test_open_incidents_is_one_listing_of_open_ones(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_open_incidents_is_one_listing_of_open_ones(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                     team: SupportTeam) -> None:
     cs = team.customer_support_service_id
-    a = sandbox.trigger(cs, "A", "zendesk-1")
-    b = sandbox.trigger(cs, "B", "zendesk-2")
-    sandbox.acknowledge(b, team.engineer_ids[0])
-    sandbox.resolve(sandbox.trigger(cs, "C", "zendesk-3"))
-    sandbox.trigger(team.support_managers_service_id, "D", "zendesk-4")
+    a = fake_pd.trigger(cs, "A", "zendesk-1")
+    b = fake_pd.trigger(cs, "B", "zendesk-2")
+    fake_pd.acknowledge(b, team.engineer_ids[0])
+    fake_pd.resolve(fake_pd.trigger(cs, "C", "zendesk-3"))
+    fake_pd.trigger(team.support_managers_service_id, "D", "zendesk-4")
 
     found = pd.open_incidents([cs])
 
     assert [(i.id, i.status) for i in found] == [(a, "triggered"), (b, "acknowledged")]
     assert found[1].acknowledger_ids == (team.engineer_ids[0],)
-    listing = sandbox.calls("GET", "/incidents")
+    listing = fake_pd.calls("GET", "/incidents")
     assert len(listing) == 1
     assert listing[0].query["service_ids[]"] == [cs]
     assert listing[0].query["statuses[]"] == ["triggered", "acknowledged"]
 
 
-def test_open_incidents_pages_past_one_hundred(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_open_incidents_pages_past_one_hundred(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                team: SupportTeam) -> None:
     for n in range(101):
-        sandbox.trigger(team.customer_support_service_id, f"T{n}", f"k-{n}")
+        fake_pd.trigger(team.customer_support_service_id, f"T{n}", f"k-{n}")
 
     found = pd.open_incidents([team.customer_support_service_id])
 
     assert len({i.id for i in found}) == 101
-    assert [c.query["offset"] for c in sandbox.calls("GET", "/incidents")] == [["0"], ["100"]]
+    assert [c.query["offset"] for c in fake_pd.calls("GET", "/incidents")] == [["0"], ["100"]]
 
 
-def test_incident_by_key_prefers_the_open_one(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_incident_by_key_prefers_the_open_one(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                               team: SupportTeam, clock: FakeClock) -> None:
     cs = team.customer_support_service_id
-    old = sandbox.trigger(cs, "Old", KEY)
-    sandbox.resolve(old)
+    old = fake_pd.trigger(cs, "Old", KEY)
+    fake_pd.resolve(old)
     clock.advance(timedelta(days=45))  # past PagerDuty's default one-month window
 
     assert pd.incident_by_key(KEY, [cs]).id == old  # type: ignore[union-attr]
-    current = sandbox.trigger(cs, "New", KEY)
+    current = fake_pd.trigger(cs, "New", KEY)
     assert pd.incident_by_key(KEY, [cs]).id == current  # type: ignore[union-attr]
     assert pd.incident_by_key("zendesk-0", [cs]) is None
 
 
-def test_users_are_read_once_and_found_by_email(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_users_are_read_once_and_found_by_email(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                 team: SupportTeam) -> None:
     ada = team.engineer_ids[0]
 
     first = pd.user(ada)
     again = pd.user(ada)
-    by_email = pd.user_by_email("bo@example.com")
+    by_email = pd.user_by_email("ravi.patel@example.com")
 
-    assert first == again == PdUser(ada, "Ada Engineer", "ada@example.com")
-    assert len(sandbox.calls("GET", f"/users/{ada}")) == 1
-    assert by_email == PdUser(team.engineer_ids[1], "Bo Engineer", "bo@example.com")
+    assert first == again == PdUser(ada, "Francesca Rossi", "francesca@example.com")
+    assert len(fake_pd.calls("GET", f"/users/{ada}")) == 1
+    assert by_email == PdUser(team.engineer_ids[1], "Ravi Patel", "ravi.patel@example.com")
     assert pd.user_by_email("nobody@example.com") is None
 
 
-def test_oncalls_now_and_next_with_shift_end(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_oncalls_now_and_next_with_shift_end(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                              team: SupportTeam, clock: FakeClock) -> None:
     clock.advance(timedelta(hours=2))
     policy = team.customer_support_policy_id
@@ -303,11 +283,11 @@ def test_oncalls_now_and_next_with_shift_end(pd: PagerDuty, sandbox: PagerDutySa
     current, following = pd.now_and_next(policy, clock.now())
 
     assert [(o.user.email, o.end) for o in now] == [
-        ("ada@example.com", datetime(2026, 1, 5, 17, 0, tzinfo=UTC))]
-    assert current is not None and current.user.name == "Ada Engineer"
-    assert following is not None and following.user.email == "bo@example.com"
+        ("francesca@example.com", datetime(2026, 1, 5, 17, 0, tzinfo=UTC))]
+    assert current is not None and current.user.name == "Francesca Rossi"
+    assert following is not None and following.user.email == "ravi.patel@example.com"
     assert following.start == datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
-    window = sandbox.calls("GET", "/oncalls")[-1].query
+    window = fake_pd.calls("GET", "/oncalls")[-1].query
     assert window["since"] == ["2026-01-05T11:00:00Z"]
     assert window["until"] == ["2026-01-12T11:00:00Z"]
     assert window["earliest"] == ["true"]
@@ -317,7 +297,7 @@ def test_oncalls_by_schedule(pd: PagerDuty, team: SupportTeam, clock: FakeClock)
     managers = pd.oncalls(None, [team.support_managers_schedule_id], clock.now())
 
     assert [(m.user.email, m.schedule_id, m.escalation_level) for m in managers] == [
-        ("mia@example.com", team.support_managers_schedule_id, 1)]
+        ("alex.morgan@example.com", team.support_managers_schedule_id, 1)]
 
 
 def test_split_shifts_skips_the_same_person_and_permanent_shifts() -> None:
@@ -337,60 +317,60 @@ def test_split_shifts_skips_the_same_person_and_permanent_shifts() -> None:
 
 
 def test_429_retry_after_is_honoured_on_the_injected_clock(
-        pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
-    sandbox.faults.rate_limit("GET", re.compile(r"^/incidents$"), retry_after=7, times=2)
+        pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
+    fake_pd.faults.rate_limit("GET", re.compile(r"^/incidents$"), retry_after=7, times=2)
 
     found = pd.open_incidents([team.customer_support_service_id])
 
     assert found == []
     assert clock.slept == [7.0, 7.0]
-    assert len(sandbox.calls("GET", "/incidents")) == 3
+    assert len(fake_pd.calls("GET", "/incidents")) == 3
 
 
-def test_429_on_a_write_is_waited_out_and_sent_again(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_429_on_a_write_is_waited_out_and_sent_again(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                                      team: SupportTeam,
                                                      clock: FakeClock) -> None:
-    sandbox.faults.rate_limit("POST", re.compile(r"^/incidents$"), retry_after=4)
+    fake_pd.faults.rate_limit("POST", re.compile(r"^/incidents$"), retry_after=4)
 
     trigger(pd, team)
 
     assert clock.slept == [4.0]
-    assert len(sandbox.incidents()) == 1  # a 429 is never applied, so sending again is safe
+    assert len(fake_pd.incidents()) == 1  # a 429 is never applied, so sending again is safe
 
 
 def test_429_waiting_is_bounded_by_the_retry_budget(connect: Connect,
-                                                    sandbox: PagerDutySandbox,
+                                                    fake_pd: PagerDutySandbox,
                                                     team: SupportTeam, clock: FakeClock) -> None:
     pd = connect(max_retry_seconds=60)
-    sandbox.faults.rate_limit("GET", "/incidents", retry_after=25, times=None)
+    fake_pd.faults.rate_limit("GET", "/incidents", retry_after=25, times=None)
 
     with pytest.raises(Unreachable) as caught:
         pd.open_incidents([team.customer_support_service_id])
 
     assert caught.value.status == 429
     assert clock.slept == [25.0, 25.0]
-    assert len(sandbox.calls("GET", "/incidents")) == 3
+    assert len(fake_pd.calls("GET", "/incidents")) == 3
 
 
-def test_429_retries_are_bounded_in_number(connect: Connect, sandbox: PagerDutySandbox,
+def test_429_retries_are_bounded_in_number(connect: Connect, fake_pd: PagerDutySandbox,
                                            team: SupportTeam, clock: FakeClock) -> None:
     pd = connect(max_retry_seconds=3600)
-    sandbox.faults.rate_limit("GET", "/incidents", retry_after=1, times=None)
+    fake_pd.faults.rate_limit("GET", "/incidents", retry_after=1, times=None)
 
     with pytest.raises(Unreachable) as caught:
         pd.open_incidents([team.customer_support_service_id])
 
     assert caught.value.status == 429
-    assert len(sandbox.calls("GET", "/incidents")) == MAX_RATE_LIMIT_RETRIES + 1
+    assert len(fake_pd.calls("GET", "/incidents")) == MAX_RATE_LIMIT_RETRIES + 1
 
 
-def test_a_429_pauses_the_next_request_too(connect: Connect, sandbox: PagerDutySandbox,
+def test_a_429_pauses_the_next_request_too(connect: Connect, fake_pd: PagerDutySandbox,
                                            team: SupportTeam, clock: FakeClock) -> None:
     pd = connect(max_retry_seconds=3600)
-    sandbox.faults.rate_limit("GET", "/users", retry_after=3, times=None)
+    fake_pd.faults.rate_limit("GET", "/users", retry_after=3, times=None)
     with pytest.raises(Unreachable):
         pd.user(team.engineer_ids[0])  # gives up after its bounded retries
-    sandbox.faults.clear()
+    fake_pd.faults.clear()
     waited = len(clock.slept)
 
     pd.open_incidents([team.customer_support_service_id])
@@ -398,10 +378,10 @@ def test_a_429_pauses_the_next_request_too(connect: Connect, sandbox: PagerDutyS
     assert clock.slept[waited:] == [3.0]  # the last 429's Retry-After, on another endpoint
 
 
-def test_a_pause_longer_than_the_budget_fails_fast(connect: Connect, sandbox: PagerDutySandbox,
+def test_a_pause_longer_than_the_budget_fails_fast(connect: Connect, fake_pd: PagerDutySandbox,
                                                    team: SupportTeam, clock: FakeClock) -> None:
     pd = connect(max_retry_seconds=10)
-    sandbox.faults.rate_limit("GET", "/users", retry_after=3600)
+    fake_pd.faults.rate_limit("GET", "/users", retry_after=3600)
 
     with pytest.raises(Unreachable) as first:
         pd.user(team.engineer_ids[0])
@@ -410,32 +390,32 @@ def test_a_pause_longer_than_the_budget_fails_fast(connect: Connect, sandbox: Pa
 
     assert (first.value.status, second.value.status) == (429, 429)
     assert clock.slept == []
-    assert sandbox.calls("GET", "/incidents") == []  # held back, not sent
+    assert fake_pd.calls("GET", "/incidents") == []  # held back, not sent
 
 
-def test_read_retries_a_5xx_then_succeeds(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_read_retries_a_5xx_then_succeeds(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                           team: SupportTeam, clock: FakeClock) -> None:
-    sandbox.faults.server_error("GET", "/incidents", status=503)
+    fake_pd.faults.server_error("GET", "/incidents", status=503)
 
     assert pd.open_incidents([team.customer_support_service_id]) == []
     assert len(clock.slept) == 1
-    assert len(sandbox.calls("GET", "/incidents")) == 2
+    assert len(fake_pd.calls("GET", "/incidents")) == 2
 
 
-def test_read_gives_up_within_the_budget(pd: PagerDuty, sandbox: PagerDutySandbox,
+def test_read_gives_up_within_the_budget(pd: PagerDuty, fake_pd: PagerDutySandbox,
                                          team: SupportTeam, clock: FakeClock) -> None:
-    sandbox.faults.server_error("GET", "/incidents", status=500, times=None)
+    fake_pd.faults.server_error("GET", "/incidents", status=500, times=None)
 
     with pytest.raises(Unreachable) as caught:
         pd.open_incidents([team.customer_support_service_id])
 
     assert caught.value.status == 500
     assert sum(clock.slept) <= 60
-    assert 2 <= len(sandbox.calls("GET", "/incidents")) <= 5
+    assert 2 <= len(fake_pd.calls("GET", "/incidents")) <= 5
 
 
 def test_wrong_token_is_credentials_rejected_naming_only_its_last_four(
-        connect: Connect, sandbox: PagerDutySandbox) -> None:
+        connect: Connect, fake_pd: PagerDutySandbox) -> None:
     secret = "u+wrongSecretToken-7Qz9"
     pd = connect(token=secret)
 
@@ -448,7 +428,7 @@ def test_wrong_token_is_credentials_rejected_naming_only_its_last_four(
     assert secret not in message
     assert "*7Qz9" in message
     assert message.startswith("PagerDuty GET /incidents: HTTP 401")
-    assert len(sandbox.calls()) == 1  # a 401 is never retried
+    assert len(fake_pd.calls()) == 1  # a 401 is never retried
 
 
 def test_connection_refused_is_unreachable_even_for_a_write(clock: FakeClock,
@@ -539,7 +519,7 @@ def test_403_is_credentials_rejected_too(clock: FakeClock) -> None:
 
 
 def test_requests_match_pagerduty_openapi_and_carry_from(
-        openapi: OpenApi, pd: PagerDuty, sandbox: PagerDutySandbox, team: SupportTeam,  # noqa: F811
+        openapi: OpenApi, pd: PagerDuty, fake_pd: PagerDutySandbox, team: SupportTeam,  # noqa: F811
         clock: FakeClock) -> None:
     incident = trigger(pd, team)
     trigger(pd, team)
@@ -547,21 +527,21 @@ def test_requests_match_pagerduty_openapi_and_carry_from(
     pd.resolve(incident.id)
     pd.open_incidents([team.customer_support_service_id])
     pd.user(team.engineer_ids[0])
-    pd.user_by_email("ada@example.com")
+    pd.user_by_email("francesca@example.com")
     pd.now_and_next(team.customer_support_policy_id, clock.now())
 
     problems = []
-    for c in sandbox.calls():
+    for c in fake_pd.calls():
         unknown = set(c.query) - openapi.query_names(c.method, c.path)
         problems += [f"{c.method} {c.path}: undocumented parameter {p}" for p in unknown]
         if c.method in ("POST", "PUT"):
             problems += [f"{c.method} {c.path}: {e}"
                          for e in openapi.request_errors(c.method, c.path, c.body)]
     assert problems == []
-    assert all(c.headers.get("From") == BOT for c in sandbox.calls())
-    assert {c.headers.get("Accept") for c in sandbox.calls()} == {
+    assert all(c.headers.get("From") == BOT for c in fake_pd.calls())
+    assert {c.headers.get("Accept") for c in fake_pd.calls()} == {
         "application/vnd.pagerduty+json;version=2"}
-    assert json.dumps(sandbox.calls("POST", "/incidents")[0].body["incident"]["service"]) == (
+    assert json.dumps(fake_pd.calls("POST", "/incidents")[0].body["incident"]["service"]) == (
         json.dumps({"id": team.customer_support_service_id, "type": "service_reference"}))
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from automation.sandbox import Account, Sandbox
 from automation.worker import PassReport, Worker
+from tests.conftest import emergency_ticket
 
 
-def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, double) -> None:
+def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, sandbox: Sandbox,
+                                                         account: Account) -> None:
     stop = threading.Event()
     passes: list[PassReport] = []
     original = worker.run_once
@@ -26,7 +28,7 @@ def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, double
         stop.set()  # as SIGTERM would, during the pass
         return report
 
-    double.create(1)
+    emergency_ticket(sandbox, account)
     worker.run_once = one_pass  # type: ignore[method-assign]
 
     worker.run_forever(stop, interval_seconds=3600)
@@ -65,7 +67,7 @@ def test_sigterm_stops_emergency_run_cleanly(sandbox: Sandbox, account: Account,
 
 
 def test_an_unexpected_error_in_a_pass_is_logged_with_its_traceback_and_the_service_goes_on(
-        worker: Worker, double, caplog) -> None:
+        worker: Worker, caplog) -> None:
     stop = threading.Event()
     calls = []
 

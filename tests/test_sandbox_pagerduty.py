@@ -1,11 +1,10 @@
-"""The PagerDuty sandbox on its own: filters, paging, dedup, auth, From, faults, TLS, shapes."""
+"""The sandbox's PagerDuty: filters, paging, dedup, auth, From, faults, TLS, shapes."""
 
 from __future__ import annotations
 
 import json
 import re
 import ssl
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,19 @@ import httpx2
 import pytest
 
 from automation.clock import FakeClock
-from automation.sandbox.faults import Faults
-from automation.sandbox.pagerduty import (
-    DEDUP_ERROR,
-    PagerDutySandbox,
-    Reply,
-    SupportTeam,
-    serve_tls,
-)
+from automation.sandbox import Account, Reply, Sandbox
+from automation.sandbox.pagerduty import DEDUP_ERROR, PagerDutySandbox, SupportTeam
+from automation.sandbox.server import DEFAULT_EMAIL
 
-TOKEN = "pd-sandbox-token-9f3a"
-BOT = "bot@example.com"
+TOKEN = PagerDutySandbox(FakeClock()).token  # the sandbox's PagerDuty token
+BOT = DEFAULT_EMAIL  # the seeded account's bot, named in From
 # PagerDuty's own description sits beside the checkout (the team's shared/ folder) when
 # there is one; the check is skipped elsewhere.
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared/specs/pagerduty-rest-openapiv3.json"
 
 
 class OpenApi:
-    """Just enough of OpenAPI 3 to check our requests and the sandbox's answers.
+    """Just enough of OpenAPI 3 to check our requests and the fake_pd's answers.
 
     Lenient where PagerDuty's own description is known to be (see specs/README.md): null is
     accepted anywhere (its examples use null where no field is marked nullable), readOnly is
@@ -120,19 +114,7 @@ def openapi() -> OpenApi:
     return OpenApi(json.loads(SPEC_PATH.read_text()))
 
 
-@pytest.fixture
-def sandbox(clock: FakeClock) -> PagerDutySandbox:
-    return PagerDutySandbox(clock, TOKEN)
-
-
-@pytest.fixture
-def team(sandbox: PagerDutySandbox) -> SupportTeam:
-    return sandbox.seed_support_team(
-        engineers=[("Ada Engineer", "ada@example.com"), ("Bo Engineer", "bo@example.com")],
-        managers=[("Mia Manager", "mia@example.com")], bot=("Emergency Bot", BOT))
-
-
-def call(sandbox: PagerDutySandbox, method: str, path: str, body: Any = None, *,
+def call(fake_pd: PagerDutySandbox, method: str, path: str, body: Any = None, *,
          token: str = TOKEN, sender: str | None = BOT, filters: dict[str, Any] | None = None,
          **params: str) -> Reply:
     headers = {"Authorization": f"Token token={token}",
@@ -141,7 +123,7 @@ def call(sandbox: PagerDutySandbox, method: str, path: str, body: Any = None, *,
         headers["From"] = sender
     raw = json.dumps(body).encode() if body is not None else None
     merged = {**(filters or {}), **params}
-    return sandbox.handle(method, path, {k: v if isinstance(v, list) else [v]
+    return fake_pd.handle(method, path, {k: v if isinstance(v, list) else [v]
                                          for k, v in merged.items()}, headers, raw)
 
 
@@ -163,57 +145,57 @@ def ids(reply: Reply, wrapper: str = "incidents") -> list[str]:
 # --- auth and From ------------------------------------------------------------------------
 
 
-def test_wrong_token_gets_401_with_pagerduty_error_body(sandbox: PagerDutySandbox) -> None:
-    reply = call(sandbox, "GET", "/incidents", token="wrong")
+def test_wrong_token_gets_401_with_pagerduty_error_body(fake_pd: PagerDutySandbox) -> None:
+    reply = call(fake_pd, "GET", "/incidents", token="wrong")
 
     assert reply.status == 401
     assert reply.body == {"error": {"message": "Unauthorized", "code": 2006}}
 
 
-def test_token_must_use_the_token_scheme(sandbox: PagerDutySandbox) -> None:
-    reply = sandbox.handle("GET", "/users", {}, {"Authorization": f"Bearer {TOKEN}"}, None)
+def test_token_must_use_the_token_scheme(fake_pd: PagerDutySandbox) -> None:
+    reply = fake_pd.handle("GET", "/users", {}, {"Authorization": f"Bearer {TOKEN}"}, None)
 
     assert reply.status == 401
 
 
-def test_post_incident_without_from_is_refused(sandbox: PagerDutySandbox,
+def test_post_incident_without_from_is_refused(fake_pd: PagerDutySandbox,
                                                team: SupportTeam) -> None:
-    reply = call(sandbox, "POST", "/incidents", new_incident(
+    reply = call(fake_pd, "POST", "/incidents", new_incident(
         team.customer_support_service_id, "zendesk-1"), sender=None)
 
     assert reply.status == 400
     assert "\"From\" header" in reply.body["error"]["message"]
-    assert sandbox.incidents() == []
+    assert fake_pd.incidents() == []
 
 
-def test_post_incident_from_an_unknown_user_is_refused(sandbox: PagerDutySandbox,
+def test_post_incident_from_an_unknown_user_is_refused(fake_pd: PagerDutySandbox,
                                                        team: SupportTeam) -> None:
-    reply = call(sandbox, "POST", "/incidents", new_incident(
+    reply = call(fake_pd, "POST", "/incidents", new_incident(
         team.customer_support_service_id, "zendesk-1"), sender="stranger@example.com")
 
     assert reply.status == 400
     assert reply.body["error"]["errors"] == ["Requester User Not Found"]
 
 
-def test_every_write_needs_from(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+def test_every_write_needs_from(fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    incident_id = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
 
-    note = call(sandbox, "POST", f"/incidents/{incident_id}/notes",
+    note = call(fake_pd, "POST", f"/incidents/{incident_id}/notes",
                 {"note": {"content": "hi"}}, sender=None)
-    put = call(sandbox, "PUT", f"/incidents/{incident_id}",
+    put = call(fake_pd, "PUT", f"/incidents/{incident_id}",
                {"incident": {"type": "incident_reference", "status": "resolved"}}, sender=None)
 
     assert (note.status, put.status) == (400, 400)
-    assert sandbox.notes(incident_id) == []
-    assert sandbox.incident(incident_id)["status"] == "triggered"
+    assert fake_pd.notes(incident_id) == []
+    assert fake_pd.incident(incident_id)["status"] == "triggered"
 
 
 # --- incidents ----------------------------------------------------------------------------
 
 
 def test_post_incident_creates_it_assigned_to_the_level_one_on_call(
-        sandbox: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
-    reply = call(sandbox, "POST", "/incidents",
+        fake_pd: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
+    reply = call(fake_pd, "POST", "/incidents",
                  new_incident(team.customer_support_service_id, "zendesk-1"))
 
     assert reply.status == 201
@@ -227,11 +209,11 @@ def test_post_incident_creates_it_assigned_to_the_level_one_on_call(
 
 
 def test_post_incident_with_open_key_is_refused_with_pagerduty_wording(
-        sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    first = call(sandbox, "POST", "/incidents",
+        fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    first = call(fake_pd, "POST", "/incidents",
                  new_incident(team.customer_support_service_id, "zendesk-1"))
 
-    again = call(sandbox, "POST", "/incidents",
+    again = call(fake_pd, "POST", "/incidents",
                  new_incident(team.customer_support_service_id, "zendesk-1"))
 
     assert first.status == 201
@@ -239,27 +221,27 @@ def test_post_incident_with_open_key_is_refused_with_pagerduty_wording(
     assert again.body == {"error": {"message": "Invalid Input Provided", "code": 2001,
                                     "errors": [DEDUP_ERROR]}}
     assert "matching dedup key already exists" in DEDUP_ERROR
-    assert len(sandbox.incidents()) == 1
+    assert len(fake_pd.incidents()) == 1
 
 
-def test_a_resolved_key_or_another_service_does_not_dedup(sandbox: PagerDutySandbox,
+def test_a_resolved_key_or_another_service_does_not_dedup(fake_pd: PagerDutySandbox,
                                                           team: SupportTeam) -> None:
-    first = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
-    sandbox.resolve(first)
+    first = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+    fake_pd.resolve(first)
 
-    reopened = call(sandbox, "POST", "/incidents",
+    reopened = call(fake_pd, "POST", "/incidents",
                     new_incident(team.customer_support_service_id, "zendesk-1"))
-    elsewhere = call(sandbox, "POST", "/incidents",
+    elsewhere = call(fake_pd, "POST", "/incidents",
                      new_incident(team.support_managers_service_id, "zendesk-1"))
 
     assert (reopened.status, elsewhere.status) == (201, 201)
-    assert len(sandbox.incidents()) == 3
+    assert len(fake_pd.incidents()) == 3
 
 
-def test_post_incident_with_direct_assignment(sandbox: PagerDutySandbox,
+def test_post_incident_with_direct_assignment(fake_pd: PagerDutySandbox,
                                               team: SupportTeam) -> None:
     bo = team.engineer_ids[1]
-    reply = call(sandbox, "POST", "/incidents", new_incident(
+    reply = call(fake_pd, "POST", "/incidents", new_incident(
         team.customer_support_service_id, "zendesk-9",
         assignments=[{"assignee": {"id": bo, "type": "user_reference"}}]))
 
@@ -275,31 +257,31 @@ def test_post_incident_with_direct_assignment(sandbox: PagerDutySandbox,
     ({"urgency": "urgent"}, "Invalid urgency: urgent"),
     ({"body": {"details": "no type"}}, "body.type must be 'incident_body'"),
 ])
-def test_post_incident_validates_its_input(sandbox: PagerDutySandbox, team: SupportTeam,
+def test_post_incident_validates_its_input(fake_pd: PagerDutySandbox, team: SupportTeam,
                                            change: dict[str, Any], message: str) -> None:
     body = new_incident(team.customer_support_service_id, "zendesk-1")
     body["incident"].update(change)
 
-    reply = call(sandbox, "POST", "/incidents", body)
+    reply = call(fake_pd, "POST", "/incidents", body)
 
     assert reply.status == 400
     assert reply.body["error"]["errors"] == [message]
 
 
-def test_list_incidents_filters(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
+def test_list_incidents_filters(fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
     cs, sm = team.customer_support_service_id, team.support_managers_service_id
-    a = sandbox.trigger(cs, "A", "zendesk-1")
-    b = sandbox.trigger(cs, "B", "zendesk-2", assignee_id=team.engineer_ids[1])
-    c = sandbox.trigger(sm, "C", "zendesk-3")
-    d = sandbox.trigger(cs, "D", "zendesk-4")
-    sandbox.acknowledge(b, team.engineer_ids[1])
-    sandbox.resolve(d)
+    a = fake_pd.trigger(cs, "A", "zendesk-1")
+    b = fake_pd.trigger(cs, "B", "zendesk-2", assignee_id=team.engineer_ids[1])
+    c = fake_pd.trigger(sm, "C", "zendesk-3")
+    d = fake_pd.trigger(cs, "D", "zendesk-4")
+    fake_pd.acknowledge(b, team.engineer_ids[1])
+    fake_pd.resolve(d)
 
-    open_cs = call(sandbox, "GET", "/incidents", filters={
+    open_cs = call(fake_pd, "GET", "/incidents", filters={
         "service_ids[]": [cs], "statuses[]": ["triggered", "acknowledged"]})
-    by_key = call(sandbox, "GET", "/incidents", incident_key="zendesk-3")
-    by_user = call(sandbox, "GET", "/incidents", filters={"user_ids[]": [team.engineer_ids[1]]})
-    resolved = call(sandbox, "GET", "/incidents", filters={"statuses[]": ["resolved"]})
+    by_key = call(fake_pd, "GET", "/incidents", incident_key="zendesk-3")
+    by_user = call(fake_pd, "GET", "/incidents", filters={"user_ids[]": [team.engineer_ids[1]]})
+    resolved = call(fake_pd, "GET", "/incidents", filters={"statuses[]": ["resolved"]})
 
     assert ids(open_cs) == [a, b]
     assert ids(by_key) == [c]
@@ -307,14 +289,14 @@ def test_list_incidents_filters(sandbox: PagerDutySandbox, team: SupportTeam) ->
     assert ids(resolved) == [d]
 
 
-def test_list_incidents_pages_like_pagerduty(sandbox: PagerDutySandbox,
+def test_list_incidents_pages_like_pagerduty(fake_pd: PagerDutySandbox,
                                              team: SupportTeam) -> None:
-    made = [sandbox.trigger(team.customer_support_service_id, f"T{n}", f"k-{n}")
+    made = [fake_pd.trigger(team.customer_support_service_id, f"T{n}", f"k-{n}")
             for n in range(5)]
 
-    first = call(sandbox, "GET", "/incidents", limit="2", total="true")
-    last = call(sandbox, "GET", "/incidents", limit="2", offset="4")
-    default = call(sandbox, "GET", "/incidents")
+    first = call(fake_pd, "GET", "/incidents", limit="2", total="true")
+    last = call(fake_pd, "GET", "/incidents", limit="2", offset="4")
+    default = call(fake_pd, "GET", "/incidents")
 
     assert ids(first) == made[:2]
     assert (first.body["limit"], first.body["offset"], first.body["more"],
@@ -324,58 +306,58 @@ def test_list_incidents_pages_like_pagerduty(sandbox: PagerDutySandbox,
     assert default.body["limit"] == 25
 
 
-def test_paging_past_ten_thousand_is_refused(sandbox: PagerDutySandbox) -> None:
-    reply = call(sandbox, "GET", "/incidents", limit="100", offset="9950")
+def test_paging_past_ten_thousand_is_refused(fake_pd: PagerDutySandbox) -> None:
+    reply = call(fake_pd, "GET", "/incidents", limit="100", offset="9950")
 
     assert reply.status == 400
     assert reply.body["error"]["message"] == "Arguments Caused Error"
 
 
 def test_incidents_older_than_a_month_need_date_range_all(
-        sandbox: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
-    old = sandbox.trigger(team.customer_support_service_id, "Old", "zendesk-1")
+        fake_pd: PagerDutySandbox, team: SupportTeam, clock: FakeClock) -> None:
+    old = fake_pd.trigger(team.customer_support_service_id, "Old", "zendesk-1")
     clock.advance(timedelta(days=40))
 
-    default = call(sandbox, "GET", "/incidents")
-    everything = call(sandbox, "GET", "/incidents", date_range="all")
+    default = call(fake_pd, "GET", "/incidents")
+    everything = call(fake_pd, "GET", "/incidents", date_range="all")
 
     assert ids(default) == []
     assert ids(everything) == [old]
 
 
-def test_unsupported_filters_are_refused_not_ignored(sandbox: PagerDutySandbox) -> None:
-    reply = call(sandbox, "GET", "/incidents", filters={"team_ids[]": ["PT1"]})
-    bad_status = call(sandbox, "GET", "/incidents", filters={"statuses[]": ["open"]})
+def test_unsupported_filters_are_refused_not_ignored(fake_pd: PagerDutySandbox) -> None:
+    reply = call(fake_pd, "GET", "/incidents", filters={"team_ids[]": ["PT1"]})
+    bad_status = call(fake_pd, "GET", "/incidents", filters={"statuses[]": ["open"]})
 
     assert reply.status == 400
     assert "team_ids[]" in reply.body["error"]["errors"][0]
     assert bad_status.status == 400
 
 
-def test_get_unknown_incident_is_404(sandbox: PagerDutySandbox) -> None:
-    reply = call(sandbox, "GET", "/incidents/PI99999")
+def test_get_unknown_incident_is_404(fake_pd: PagerDutySandbox) -> None:
+    reply = call(fake_pd, "GET", "/incidents/PI99999")
 
     assert reply.status == 404
     assert reply.body == {"error": {"message": "Not Found", "code": 2100}}
 
 
-def test_put_acknowledge_then_resolve(sandbox: PagerDutySandbox, team: SupportTeam,
+def test_put_acknowledge_then_resolve(fake_pd: PagerDutySandbox, team: SupportTeam,
                                       clock: FakeClock) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
-    ada = team.engineer_ids[0]
+    incident_id = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+    francesca = team.engineer_ids[0]
     clock.advance(timedelta(minutes=2))
 
-    ack = call(sandbox, "PUT", f"/incidents/{incident_id}",
+    ack = call(fake_pd, "PUT", f"/incidents/{incident_id}",
                {"incident": {"type": "incident_reference", "status": "acknowledged"}},
-               sender="ada@example.com")
+               sender="francesca@example.com")
     clock.advance(timedelta(minutes=3))
-    resolved = call(sandbox, "PUT", f"/incidents/{incident_id}",
+    resolved = call(fake_pd, "PUT", f"/incidents/{incident_id}",
                     {"incident": {"type": "incident_reference", "status": "resolved"}})
-    twice = call(sandbox, "PUT", f"/incidents/{incident_id}",
+    twice = call(fake_pd, "PUT", f"/incidents/{incident_id}",
                  {"incident": {"type": "incident_reference", "status": "resolved"}})
 
     assert ack.status == 200
-    assert ack.body["incident"]["acknowledgements"][0]["acknowledger"]["id"] == ada
+    assert ack.body["incident"]["acknowledgements"][0]["acknowledger"]["id"] == francesca
     assert ack.body["incident"]["acknowledgements"][0]["at"] == "2026-01-05T09:02:00Z"
     assert resolved.body["incident"]["status"] == "resolved"
     assert resolved.body["incident"]["assignments"] == []
@@ -384,49 +366,49 @@ def test_put_acknowledge_then_resolve(sandbox: PagerDutySandbox, team: SupportTe
     assert twice.body["incident"]["resolved_at"] == "2026-01-05T09:05:00Z"
 
 
-def test_put_requires_the_incident_type(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+def test_put_requires_the_incident_type(fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    incident_id = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
 
-    reply = call(sandbox, "PUT", f"/incidents/{incident_id}",
+    reply = call(fake_pd, "PUT", f"/incidents/{incident_id}",
                  {"incident": {"status": "resolved"}})
 
     assert reply.status == 400
-    assert sandbox.incident(incident_id)["status"] == "triggered"
+    assert fake_pd.incident(incident_id)["status"] == "triggered"
 
 
-def test_python_trigger_dedups_like_an_integration(sandbox: PagerDutySandbox,
+def test_python_trigger_dedups_like_an_integration(fake_pd: PagerDutySandbox,
                                                    team: SupportTeam) -> None:
-    first = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+    first = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
 
-    second = sandbox.trigger(team.customer_support_service_id, "Down again", "zendesk-1")
+    second = fake_pd.trigger(team.customer_support_service_id, "Down again", "zendesk-1")
 
     assert second == first
-    assert len(sandbox.incidents()) == 1
+    assert len(fake_pd.incidents()) == 1
 
 
 # --- notes --------------------------------------------------------------------------------
 
 
 def test_notes_are_added_by_the_from_user_and_listed_in_order(
-        sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+        fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    incident_id = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
 
-    created = call(sandbox, "POST", f"/incidents/{incident_id}/notes",
+    created = call(fake_pd, "POST", f"/incidents/{incident_id}/notes",
                    {"note": {"content": "Customer contacted"}})
-    call(sandbox, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": "Bridge up"}})
-    listed = call(sandbox, "GET", f"/incidents/{incident_id}/notes")
+    call(fake_pd, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": "Bridge up"}})
+    listed = call(fake_pd, "GET", f"/incidents/{incident_id}/notes")
 
     assert created.status == 200
-    assert created.body["note"]["user"]["summary"] == "Emergency Bot"
+    assert created.body["note"]["user"]["summary"] == "Emergency Automation"
     assert [n["content"] for n in listed.body["notes"]] == ["Customer contacted", "Bridge up"]
 
 
-def test_empty_note_and_unknown_incident_are_refused(sandbox: PagerDutySandbox,
+def test_empty_note_and_unknown_incident_are_refused(fake_pd: PagerDutySandbox,
                                                      team: SupportTeam) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
+    incident_id = fake_pd.trigger(team.customer_support_service_id, "Down", "zendesk-1")
 
-    empty = call(sandbox, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": " "}})
-    missing = call(sandbox, "POST", "/incidents/PI99999/notes", {"note": {"content": "x"}})
+    empty = call(fake_pd, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": " "}})
+    missing = call(fake_pd, "POST", "/incidents/PI99999/notes", {"note": {"content": "x"}})
 
     assert (empty.status, missing.status) == (400, 404)
 
@@ -434,25 +416,25 @@ def test_empty_note_and_unknown_incident_are_refused(sandbox: PagerDutySandbox,
 # --- users and on-calls -------------------------------------------------------------------
 
 
-def test_users_by_id_and_by_email_query(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    ada = team.engineer_ids[0]
+def test_users_by_id_and_by_email_query(fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
+    francesca = team.engineer_ids[0]
 
-    one = call(sandbox, "GET", f"/users/{ada}")
-    found = call(sandbox, "GET", "/users", query="ADA@example.com")
-    missing = call(sandbox, "GET", "/users/PU99999")
+    one = call(fake_pd, "GET", f"/users/{francesca}")
+    found = call(fake_pd, "GET", "/users", query="FRANCESCA@example.com")
+    missing = call(fake_pd, "GET", "/users/PU99999")
 
-    assert one.body["user"]["email"] == "ada@example.com"
-    assert ids(found, "users") == [ada]
+    assert one.body["user"]["email"] == "francesca@example.com"
+    assert ids(found, "users") == [francesca]
     assert missing.status == 404
 
 
-def test_oncalls_now_and_in_a_window(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
+def test_oncalls_now_and_in_a_window(fake_pd: PagerDutySandbox, team: SupportTeam) -> None:
     policy = team.customer_support_policy_id
 
-    now = call(sandbox, "GET", "/oncalls", filters={"escalation_policy_ids[]": [policy]})
-    window = call(sandbox, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
+    now = call(fake_pd, "GET", "/oncalls", filters={"escalation_policy_ids[]": [policy]})
+    window = call(fake_pd, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
                   until="2026-01-06T09:00:00Z", filters={"escalation_policy_ids[]": [policy]})
-    earliest = call(sandbox, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
+    earliest = call(fake_pd, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
                     until="2026-01-08T09:00:00Z", earliest="true",
                     filters={"escalation_policy_ids[]": [policy]})
 
@@ -464,58 +446,59 @@ def test_oncalls_now_and_in_a_window(sandbox: PagerDutySandbox, team: SupportTea
     assert [o["user"]["id"] for o in earliest.body["oncalls"]] == list(team.engineer_ids)
 
 
-def test_oncalls_filter_by_schedule_and_include_users(sandbox: PagerDutySandbox,
+def test_oncalls_filter_by_schedule_and_include_users(fake_pd: PagerDutySandbox,
                                                       team: SupportTeam) -> None:
-    reply = call(sandbox, "GET", "/oncalls", filters={
+    reply = call(fake_pd, "GET", "/oncalls", filters={
         "schedule_ids[]": [team.support_managers_schedule_id], "include[]": ["users"]})
 
-    assert [o["user"]["email"] for o in reply.body["oncalls"]] == ["mia@example.com"]
+    assert [o["user"]["email"] for o in reply.body["oncalls"]] == ["alex.morgan@example.com"]
     assert reply.body["oncalls"][0]["schedule"]["id"] == team.support_managers_schedule_id
 
 
-def test_oncalls_refuse_until_before_since(sandbox: PagerDutySandbox) -> None:
-    reply = call(sandbox, "GET", "/oncalls", since="2026-01-06T00:00:00Z",
+def test_oncalls_refuse_until_before_since(fake_pd: PagerDutySandbox) -> None:
+    reply = call(fake_pd, "GET", "/oncalls", since="2026-01-06T00:00:00Z",
                  until="2026-01-05T00:00:00Z")
 
     assert reply.status == 400
     assert reply.body["error"]["code"] == 2004
 
 
-def test_permanent_oncall_has_no_start_or_end(sandbox: PagerDutySandbox) -> None:
-    user = sandbox.add_user("Pat Permanent", "pat@example.com")
-    policy = sandbox.add_escalation_policy("Always Pat")
-    sandbox.add_oncall(user, policy, None, None, None)
+def test_permanent_oncall_has_no_start_or_end(fake_pd: PagerDutySandbox) -> None:
+    user = fake_pd.add_user("Pat Permanent", "pat@example.com")
+    policy = fake_pd.add_escalation_policy("Always Pat")
+    fake_pd.add_oncall(user, policy, None, None, None)
 
-    reply = call(sandbox, "GET", "/oncalls", filters={"escalation_policy_ids[]": [policy]})
+    reply = call(fake_pd, "GET", "/oncalls", filters={"escalation_policy_ids[]": [policy]})
 
     assert reply.body["oncalls"][0]["start"] is None
     assert reply.body["oncalls"][0]["schedule"] is None
 
 
-def test_add_oncall_refuses_naive_times(sandbox: PagerDutySandbox) -> None:
-    user = sandbox.add_user("Pat", "pat@example.com")
-    policy = sandbox.add_escalation_policy("P")
+def test_add_oncall_refuses_naive_times(fake_pd: PagerDutySandbox) -> None:
+    user = fake_pd.add_user("Pat", "pat@example.com")
+    policy = fake_pd.add_escalation_policy("P")
 
     with pytest.raises(ValueError, match="timezone-aware"):
-        sandbox.add_oncall(user, policy, None, datetime(2026, 1, 5), None)  # noqa: DTZ001
+        fake_pd.add_oncall(user, policy, None, datetime(2026, 1, 5), None)  # noqa: DTZ001
 
 
-def test_unknown_route_is_404(sandbox: PagerDutySandbox) -> None:
-    assert call(sandbox, "GET", "/services").status == 404
+def test_unknown_route_is_404(fake_pd: PagerDutySandbox) -> None:
+    assert call(fake_pd, "GET", "/services").status == 404
 
 
 # --- faults -------------------------------------------------------------------------------
 
 
-def respond(sandbox: PagerDutySandbox, method: str, path: str, body: Any = None) -> Reply | None:
+def respond(sandbox: Sandbox, method: str, path: str, body: Any = None) -> Reply | None:
+    """One request through the sandbox's dispatch, where the shared faults apply."""
     headers = {"Authorization": f"Token token={TOKEN}", "From": BOT}
     raw = json.dumps(body).encode() if body is not None else None
-    return sandbox.respond(method, path, {}, headers, raw)
+    return sandbox.dispatch(sandbox.pagerduty, method, path, headers, raw)
 
 
 def test_rate_limit_answers_429_with_retry_after_without_applying(
-        sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    sandbox.faults.rate_limit("POST", re.compile(r"^/incidents$"), retry_after=7)
+        sandbox: Sandbox, team: SupportTeam) -> None:
+    sandbox.pagerduty.faults.rate_limit("POST", re.compile(r"^/incidents$"), retry_after=7)
     body = new_incident(team.customer_support_service_id, "zendesk-1")
 
     limited = respond(sandbox, "POST", "/incidents", body)
@@ -525,60 +508,79 @@ def test_rate_limit_answers_429_with_retry_after_without_applying(
     assert limited.headers["Retry-After"] == "7"
     assert limited.body == {"error": {"message": "Rate Limit Exceeded", "code": 2020}}
     assert after is not None and after.status == 201
-    assert len(sandbox.incidents()) == 1
+    assert len(sandbox.pagerduty.incidents()) == 1
 
 
-def test_apply_then_drop_applies_and_gives_no_answer(sandbox: PagerDutySandbox,
+def test_apply_then_drop_applies_and_gives_no_answer(sandbox: Sandbox,
                                                      team: SupportTeam) -> None:
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
-    sandbox.faults.apply_then_drop("POST", re.compile(r"/notes$"))
+    incident_id = sandbox.pagerduty.trigger(team.customer_support_service_id, "Down",
+                                            "zendesk-1")
+    sandbox.pagerduty.faults.apply_then_drop("POST", re.compile(r"/notes$"))
 
     reply = respond(sandbox, "POST", f"/incidents/{incident_id}/notes",
                     {"note": {"content": "hello"}})
 
     assert reply is None
-    assert [n["content"] for n in sandbox.notes(incident_id)] == ["hello"]
+    assert [n["content"] for n in sandbox.pagerduty.notes(incident_id)] == ["hello"]
 
 
-def test_faults_are_one_shot_and_ordered(sandbox: PagerDutySandbox) -> None:
-    sandbox.faults.server_error("GET", "/users", status=502)
-    sandbox.faults.rate_limit("GET", "/users", retry_after=3)
+def test_faults_are_one_shot_and_ordered(sandbox: Sandbox) -> None:
+    sandbox.pagerduty.faults.server_error("GET", "/users", status=502)
+    sandbox.pagerduty.faults.rate_limit("GET", "/users", retry_after=3)
 
     answers = [respond(sandbox, "GET", "/users") for _ in range(3)]
 
     assert [a.status if a else None for a in answers] == [502, 429, 200]
 
 
-def test_drop_neither_applies_nor_answers(sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    sandbox.faults.drop("POST", "/incidents")
+def test_drop_neither_applies_nor_answers(sandbox: Sandbox, team: SupportTeam) -> None:
+    sandbox.pagerduty.faults.drop("POST", "/incidents")
 
     reply = respond(sandbox, "POST", "/incidents",
                     new_incident(team.customer_support_service_id, "zendesk-1"))
 
     assert reply is None
-    assert sandbox.incidents() == []
+    assert sandbox.pagerduty.incidents() == []
 
 
-def test_faults_object_can_be_shared(clock: FakeClock) -> None:
-    shared = Faults()
-    sandbox = PagerDutySandbox(clock, TOKEN, faults=shared)
-    shared.server_error("GET", "/users")
+def test_sandbox_faults_make_pagerduty_answer_503_to_everything(
+        sandbox: Sandbox, account: Account) -> None:
+    sandbox.faults.server_error("*", "", service="pagerduty", times=None)
+    pd_headers = {"Authorization": f"Token token={TOKEN}", "From": BOT}
 
+    with httpx2.Client(verify=ssl.create_default_context(cafile=sandbox.pagerduty_ca)) as pd:
+        answers = [pd.get(f"{sandbox.pagerduty_url}{path}", headers=pd_headers)
+                   for path in ("/incidents", "/users", "/oncalls")]
+    zendesk = httpx2.get(f"{sandbox.url}/api/v2/users/me.json", auth=sandbox.auth)
+
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert answers[0].json() == {"error": {"message": "Service Unavailable", "code": 2000}}
+    assert zendesk.status_code == 200  # the other services are not touched
+    assert len(sandbox.faults.pending()) == 1  # until cleared
+    sandbox.faults.clear()
+    assert respond(sandbox, "GET", "/users") is not None
+
+
+def test_faults_armed_for_pagerduty_are_kept_in_the_sandbox_register(sandbox: Sandbox) -> None:
+    sandbox.pagerduty.faults.server_error("GET", "/users")
+
+    assert [(f.kind, f.service) for f in sandbox.faults.pending()] == [
+        ("server_error", "pagerduty")]
     reply = respond(sandbox, "GET", "/users")
 
     assert reply is not None and reply.status == 503
-    assert shared.pending() == []
+    assert sandbox.faults.pending() == []
 
 
 # --- shapes -------------------------------------------------------------------------------
 
 
-def test_answers_match_pagerduty_openapi(openapi: OpenApi, sandbox: PagerDutySandbox,
+def test_answers_match_pagerduty_openapi(openapi: OpenApi, fake_pd: PagerDutySandbox,
                                          team: SupportTeam) -> None:
     cs = team.customer_support_service_id
-    incident_id = sandbox.trigger(cs, "Down", "zendesk-1")
-    sandbox.acknowledge(incident_id, team.engineer_ids[0])
-    call(sandbox, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": "x"}})
+    incident_id = fake_pd.trigger(cs, "Down", "zendesk-1")
+    fake_pd.acknowledge(incident_id, team.engineer_ids[0])
+    call(fake_pd, "POST", f"/incidents/{incident_id}/notes", {"note": {"content": "x"}})
     exchanges: list[tuple[str, str, Any, dict[str, Any]]] = [
         ("POST", "/incidents", new_incident(cs, "zendesk-2"), {}),
         ("GET", "/incidents", None, {"statuses[]": ["acknowledged"]}),
@@ -587,7 +589,7 @@ def test_answers_match_pagerduty_openapi(openapi: OpenApi, sandbox: PagerDutySan
          {"incident": {"type": "incident_reference", "status": "resolved"}}, {}),
         ("GET", f"/incidents/{incident_id}/notes", None, {}),
         ("POST", f"/incidents/{incident_id}/notes", {"note": {"content": "y"}}, {}),
-        ("GET", "/users", None, {"query": "ada"}),
+        ("GET", "/users", None, {"query": "francesca"}),
         ("GET", f"/users/{team.engineer_ids[0]}", None, {}),
         # Not checked: include[]=users, which swaps each user reference for a full user
         # (as include[] does everywhere); the description's Oncall schema does not model it.
@@ -597,11 +599,11 @@ def test_answers_match_pagerduty_openapi(openapi: OpenApi, sandbox: PagerDutySan
     ]
     problems = []
     for method, path, body, query in exchanges:
-        reply = call(sandbox, method, path, body, filters=query)
+        reply = call(fake_pd, method, path, body, filters=query)
         problems += [f"{method} {path} {reply.status}: {e}" for e in
                      openapi.response_errors(method, path, reply.status, reply.body)]
         assert reply.status < 500
-    unauthorized = call(sandbox, "GET", "/incidents", token="nope")
+    unauthorized = call(fake_pd, "GET", "/incidents", token="nope")
     problems += openapi.response_errors("GET", "/incidents", 401, unauthorized.body)
 
     assert problems == []
@@ -619,43 +621,33 @@ def test_the_checker_catches_a_wrong_shape(openapi: OpenApi) -> None:
 # --- TLS ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def served(sandbox: PagerDutySandbox) -> Iterator[tuple[str, str]]:
-    server, thread, url, ca_path = serve_tls(sandbox)
-    yield url, ca_path
-    server.stop()
-    thread.join(timeout=5)
-
-
-def test_serve_tls_answers_https_with_the_sandbox_ca(served: tuple[str, str],
-                                                     sandbox: PagerDutySandbox,
-                                                     team: SupportTeam) -> None:
-    url, ca_path = served
+def test_pagerduty_is_served_over_https_with_the_sandbox_ca(sandbox: Sandbox,
+                                                            team: SupportTeam) -> None:
+    url, ca_path = sandbox.pagerduty_url, sandbox.pagerduty_ca
     context = ssl.create_default_context(cafile=ca_path)
 
     with httpx2.Client(verify=context) as client:
-        reply = client.get(f"{url}/users", params={"query": "mia"},
+        reply = client.get(f"{url}/users", params={"query": "alex"},
                            headers={"Authorization": f"Token token={TOKEN}"})
 
     assert url.startswith("https://127.0.0.1:")
     assert reply.status_code == 200
-    assert [u["email"] for u in reply.json()["users"]] == ["mia@example.com"]
+    assert [u["email"] for u in reply.json()["users"]] == ["alex.morgan@example.com"]
     assert reply.headers["Date"] == "Mon, 05 Jan 2026 09:00:00 GMT"
 
 
-def test_serve_tls_is_not_trusted_without_the_ca(served: tuple[str, str]) -> None:
-    url, _ = served
-
+def test_pagerduty_tls_is_not_trusted_without_the_ca(sandbox: Sandbox) -> None:
     with httpx2.Client(verify=ssl.create_default_context()) as client:
         with pytest.raises(httpx2.ConnectError):
-            client.get(f"{url}/users")
+            client.get(f"{sandbox.pagerduty_url}/users")
 
 
-def test_serve_tls_closes_the_connection_for_a_dropped_answer(
-        served: tuple[str, str], sandbox: PagerDutySandbox, team: SupportTeam) -> None:
-    url, ca_path = served
-    incident_id = sandbox.trigger(team.customer_support_service_id, "Down", "zendesk-1")
-    sandbox.faults.apply_then_drop("POST", "/notes")
+def test_pagerduty_tls_closes_the_connection_for_a_dropped_answer(
+        sandbox: Sandbox, team: SupportTeam) -> None:
+    url, ca_path = sandbox.pagerduty_url, sandbox.pagerduty_ca
+    incident_id = sandbox.pagerduty.trigger(team.customer_support_service_id, "Down",
+                                            "zendesk-1")
+    sandbox.pagerduty.faults.apply_then_drop("POST", "/notes")
 
     with httpx2.Client(verify=ssl.create_default_context(cafile=ca_path)) as client:
         with pytest.raises(httpx2.RemoteProtocolError):
@@ -663,18 +655,18 @@ def test_serve_tls_closes_the_connection_for_a_dropped_answer(
                         json={"note": {"content": "once"}},
                         headers={"Authorization": f"Token token={TOKEN}", "From": BOT})
 
-    assert [n["content"] for n in sandbox.notes(incident_id)] == ["once"]
+    assert [n["content"] for n in sandbox.pagerduty.notes(incident_id)] == ["once"]
 
 
-def test_seeded_team_rotates_shifts_from_the_current_hour(sandbox: PagerDutySandbox,
+def test_seeded_team_rotates_shifts_from_the_current_hour(fake_pd: PagerDutySandbox,
                                                           clock: FakeClock) -> None:
     clock.set(datetime(2026, 1, 5, 9, 40, tzinfo=UTC))
 
-    team = sandbox.seed_support_team([("A", "a@example.com"), ("B", "b@example.com")],
+    team = fake_pd.seed_support_team([("A", "a@example.com"), ("B", "b@example.com")],
                                      [("M", "m@example.com")], shift=timedelta(hours=12),
                                      days=1)
 
-    shifts = call(sandbox, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
+    shifts = call(fake_pd, "GET", "/oncalls", since="2026-01-05T09:00:00Z",
                   until="2026-01-06T09:00:00Z",
                   filters={"escalation_policy_ids[]": [team.customer_support_policy_id]})
     assert [(o["user"]["summary"], o["start"]) for o in shifts.body["oncalls"]] == [

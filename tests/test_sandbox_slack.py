@@ -1,4 +1,4 @@
-"""The Slack sandbox on its own: its handler called directly, as the HTTP server calls it."""
+"""The sandbox's Slack: requests through the sandbox's dispatch, as its server hands them over."""
 
 from __future__ import annotations
 
@@ -7,27 +7,23 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx2
 import pytest
 
 from automation.clock import FakeClock
-from automation.sandbox.slack import SlackSandbox, format_ts, parse_ts
-from automation.sandbox.zendesk import Reply
+from automation.sandbox import Reply, Sandbox
+from automation.sandbox.server import SLACK_PREFIX as PREFIX
+from automation.sandbox.slack import DEFAULT_TOKEN, format_ts, parse_ts
 
-TOKEN = "xoxb-sandbox-test-token"
-PREFIX = "/slack/api/"
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> SlackSandbox:
-    return SlackSandbox(clock, TOKEN)
+TOKEN = DEFAULT_TOKEN  # the sandbox's Slack bot token
 
 
 @pytest.fixture
-def channel(sandbox: SlackSandbox) -> str:
-    return sandbox.add_channel("support_self-managed")
+def channel(sandbox: Sandbox) -> str:
+    return sandbox.slack.add_channel("support_self-managed")
 
 
-def call(sandbox: SlackSandbox, api_method: str, token: str | None = TOKEN,
+def call(sandbox: Sandbox, api_method: str, token: str | None = TOKEN,
          as_json: bool = False, **params: Any) -> Reply | None:
     """One request shaped as slack_sdk sends it: a form body, or JSON for chat.postMessage."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -37,10 +33,10 @@ def call(sandbox: SlackSandbox, api_method: str, token: str | None = TOKEN,
     else:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         body = urlencode(params).encode()
-    return sandbox.handle("POST", PREFIX + api_method, {}, headers, body or None)
+    return sandbox.dispatch(sandbox.slack, "POST", PREFIX + api_method, headers, body or None)
 
 
-def ok(sandbox: SlackSandbox, api_method: str, **params: Any) -> dict[str, Any]:
+def ok(sandbox: Sandbox, api_method: str, **params: Any) -> dict[str, Any]:
     reply = call(sandbox, api_method, **params)
     assert reply is not None
     assert (reply.status, reply.body["ok"]) == (200, True), reply.body
@@ -48,101 +44,101 @@ def ok(sandbox: SlackSandbox, api_method: str, **params: Any) -> dict[str, Any]:
     return body
 
 
-def error(sandbox: SlackSandbox, api_method: str, **params: Any) -> tuple[int, str]:
+def error(sandbox: Sandbox, api_method: str, **params: Any) -> tuple[int, str]:
     reply = call(sandbox, api_method, **params)
     assert reply is not None
     assert reply.body["ok"] is False
     return reply.status, reply.body["error"]
 
 
-def post(sandbox: SlackSandbox, channel: str, text: str, **params: Any) -> dict[str, Any]:
+def post(sandbox: Sandbox, channel: str, text: str, **params: Any) -> dict[str, Any]:
     return ok(sandbox, "chat.postMessage", as_json=True, channel=channel, text=text, **params)
 
 
 # --- authentication -----------------------------------------------------------------------------
 
 
-def test_wrong_token_is_http_200_invalid_auth(sandbox: SlackSandbox) -> None:
+def test_wrong_token_is_http_200_invalid_auth(sandbox: Sandbox) -> None:
     assert error(sandbox, "auth.test", token="xoxb-wrong") == (200, "invalid_auth")
 
 
-def test_missing_token_is_not_authed(sandbox: SlackSandbox) -> None:
+def test_missing_token_is_not_authed(sandbox: Sandbox) -> None:
     assert error(sandbox, "auth.test", token=None) == (200, "not_authed")
 
 
-def test_token_in_the_form_body_is_accepted(sandbox: SlackSandbox) -> None:
+def test_token_in_the_form_body_is_accepted(sandbox: Sandbox) -> None:
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
 
-    reply = sandbox.handle("POST", PREFIX + "auth.test", {}, headers,
+    reply = sandbox.slack.handle("POST", PREFIX + "auth.test", {}, headers,
                            urlencode({"token": TOKEN}).encode())
 
     assert reply is not None and reply.body["ok"] is True
 
 
-def test_auth_test_names_the_bot_and_team(sandbox: SlackSandbox) -> None:
+def test_auth_test_names_the_bot_and_team(sandbox: Sandbox) -> None:
     body = ok(sandbox, "auth.test")
 
-    assert body["user_id"] == sandbox.bot_user_id
-    assert body["bot_id"] == sandbox.bot_id
+    assert body["user_id"] == sandbox.slack.bot_user_id
+    assert body["bot_id"] == sandbox.slack.bot_id
     assert body["url"] == "https://sandbox.slack.com/"
     assert body["team_id"].startswith("T")
 
 
-def test_unknown_method_is_404_unknown_method(sandbox: SlackSandbox) -> None:
+def test_unknown_method_is_404_unknown_method(sandbox: Sandbox) -> None:
     assert error(sandbox, "chat.frobnicate") == (404, "unknown_method")
 
 
-def test_method_is_the_last_path_segment_under_any_prefix(sandbox: SlackSandbox) -> None:
+def test_method_is_the_last_path_segment_under_any_prefix(sandbox: Sandbox) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
 
     for path in ("/api/auth.test", "auth.test", "/slack/api/auth.test/"):
-        reply = sandbox.handle("POST", path, {}, headers, None)
+        reply = sandbox.slack.handle("POST", path, {}, headers, None)
         assert reply is not None and reply.body["ok"] is True, path
 
 
 # --- chat.postMessage -------------------------------------------------------------------------
 
 
-def test_post_answers_channel_ts_and_message(sandbox: SlackSandbox, channel: str) -> None:
+def test_post_answers_channel_ts_and_message(sandbox: Sandbox, channel: str) -> None:
     body = post(sandbox, channel, "hello")
 
     assert body["channel"] == channel
     assert body["ts"] == "1767603600.000100"
     assert body["message"]["text"] == "hello"
-    assert body["message"]["user"] == sandbox.bot_user_id
-    assert body["message"]["bot_id"] == sandbox.bot_id
+    assert body["message"]["user"] == sandbox.slack.bot_user_id
+    assert body["message"]["bot_id"] == sandbox.slack.bot_id
     assert "thread_ts" not in body["message"]
 
 
-def test_post_by_channel_name_with_or_without_hash(sandbox: SlackSandbox, channel: str) -> None:
+def test_post_by_channel_name_with_or_without_hash(sandbox: Sandbox, channel: str) -> None:
     assert post(sandbox, "#support_self-managed", "a")["channel"] == channel
     assert post(sandbox, "support_self-managed", "b")["channel"] == channel
 
 
-def test_post_accepts_a_form_body_too(sandbox: SlackSandbox, channel: str) -> None:
+def test_post_accepts_a_form_body_too(sandbox: Sandbox, channel: str) -> None:
     body = ok(sandbox, "chat.postMessage", channel=channel, text="form & <b>")
 
-    assert sandbox.messages(channel)[0]["text"] == "form & <b>"
+    assert sandbox.slack.messages(channel)[0]["text"] == "form & <b>"
     assert body["ts"]
 
 
-def test_post_to_an_unknown_channel_is_channel_not_found(sandbox: SlackSandbox) -> None:
+def test_post_to_an_unknown_channel_is_channel_not_found(sandbox: Sandbox) -> None:
     assert error(sandbox, "chat.postMessage", as_json=True, channel="C404",
                  text="x") == (200, "channel_not_found")
 
 
-def test_post_without_text_is_no_text(sandbox: SlackSandbox, channel: str) -> None:
+def test_post_without_text_is_no_text(sandbox: Sandbox, channel: str) -> None:
     assert error(sandbox, "chat.postMessage", as_json=True, channel=channel,
                  text=" ") == (200, "no_text")
 
 
-def test_post_with_too_long_text_is_msg_too_long(sandbox: SlackSandbox, channel: str) -> None:
+def test_post_with_too_long_text_is_msg_too_long(sandbox: Sandbox, channel: str) -> None:
     assert error(sandbox, "chat.postMessage", as_json=True, channel=channel,
                  text="x" * 40_001) == (200, "msg_too_long")
 
 
 def test_timestamps_are_unique_and_increase(
-        sandbox: SlackSandbox, clock: FakeClock, channel: str) -> None:
+        sandbox: Sandbox, clock: FakeClock, channel: str) -> None:
     first = post(sandbox, channel, "a")["ts"]
     second = post(sandbox, channel, "b")["ts"]
     clock.advance(timedelta(seconds=2, milliseconds=500))
@@ -152,7 +148,7 @@ def test_timestamps_are_unique_and_increase(
         "1767603600.000100", "1767603600.000200", "1767603602.000100")
 
 
-def test_replies_are_grouped_by_thread_ts(sandbox: SlackSandbox, channel: str) -> None:
+def test_replies_are_grouped_by_thread_ts(sandbox: Sandbox, channel: str) -> None:
     parent = post(sandbox, channel, "parent")["ts"]
     post(sandbox, channel, "other parent")
     reply = post(sandbox, channel, "reply", thread_ts=parent)
@@ -160,13 +156,13 @@ def test_replies_are_grouped_by_thread_ts(sandbox: SlackSandbox, channel: str) -
 
     assert reply["message"]["thread_ts"] == parent
     assert nested["message"]["thread_ts"] == parent  # Slack threads one level deep
-    assert [m["text"] for m in sandbox.thread(channel, parent)] == [
+    assert [m["text"] for m in sandbox.slack.thread(channel, parent)] == [
         "parent", "reply", "reply to a reply"]
-    assert len(sandbox.messages(channel)) == 4
+    assert len(sandbox.slack.messages(channel)) == 4
 
 
 def test_reply_to_an_unknown_thread_is_thread_not_found(
-        sandbox: SlackSandbox, channel: str) -> None:
+        sandbox: Sandbox, channel: str) -> None:
     assert error(sandbox, "chat.postMessage", as_json=True, channel=channel, text="x",
                  thread_ts="1.000100") == (200, "thread_not_found")
 
@@ -174,18 +170,17 @@ def test_reply_to_an_unknown_thread_is_thread_not_found(
 # --- rate limit -------------------------------------------------------------------------------
 
 
-def test_rate_limit_is_off_by_default(sandbox: SlackSandbox, channel: str) -> None:
+def test_rate_limit_is_off_by_default(sandbox: Sandbox, channel: str) -> None:
     post(sandbox, channel, "a")
     post(sandbox, channel, "b")
 
-    assert len(sandbox.messages(channel)) == 2
+    assert len(sandbox.slack.messages(channel)) == 2
 
 
 def test_strict_rate_limit_allows_one_post_per_second_per_channel(
-        clock: FakeClock, channel: str) -> None:
-    sandbox = SlackSandbox(clock, TOKEN, strict_rate_limit=True)
-    channel = sandbox.add_channel("support_self-managed")
-    other = sandbox.add_channel("support_gitlab-com")
+        sandbox: Sandbox, clock: FakeClock, channel: str) -> None:
+    sandbox.slack.strict_rate_limit = True
+    other = sandbox.slack.add_channel("support_gitlab-com")
     post(sandbox, channel, "a")
 
     reply = call(sandbox, "chat.postMessage", as_json=True, channel=channel, text="too soon")
@@ -196,14 +191,14 @@ def test_strict_rate_limit_allows_one_post_per_second_per_channel(
     clock.advance(timedelta(seconds=1))
     post(sandbox, channel, "b")
 
-    assert [m["text"] for m in sandbox.messages(channel)] == ["a", "b"]
+    assert [m["text"] for m in sandbox.slack.messages(channel)] == ["a", "b"]
 
 
 # --- conversations.history and conversations.replies ----------------------------------------
 
 
 def test_history_lists_parents_newest_first_with_thread_fields(
-        sandbox: SlackSandbox, channel: str) -> None:
+        sandbox: Sandbox, channel: str) -> None:
     first = post(sandbox, channel, "first")["ts"]
     reply = post(sandbox, channel, "reply", thread_ts=first)["ts"]
     second = post(sandbox, channel, "second")["ts"]
@@ -217,13 +212,13 @@ def test_history_lists_parents_newest_first_with_thread_fields(
     assert body["has_more"] is False
 
 
-def test_history_takes_channel_ids_only(sandbox: SlackSandbox, channel: str) -> None:
+def test_history_takes_channel_ids_only(sandbox: Sandbox, channel: str) -> None:
     assert error(sandbox, "conversations.history",
                  channel="support_self-managed") == (200, "channel_not_found")
 
 
 def test_history_oldest_is_exclusive_unless_inclusive(
-        sandbox: SlackSandbox, channel: str) -> None:
+        sandbox: Sandbox, channel: str) -> None:
     first = post(sandbox, channel, "first")["ts"]
     second = post(sandbox, channel, "second")["ts"]
 
@@ -237,7 +232,7 @@ def test_history_oldest_is_exclusive_unless_inclusive(
                  oldest="soon") == (200, "invalid_ts_oldest")
 
 
-def test_history_pages_with_a_cursor(sandbox: SlackSandbox, channel: str) -> None:
+def test_history_pages_with_a_cursor(sandbox: Sandbox, channel: str) -> None:
     stamps = [post(sandbox, channel, f"m{n}")["ts"] for n in range(5)]
 
     seen: list[str] = []
@@ -255,10 +250,10 @@ def test_history_pages_with_a_cursor(sandbox: SlackSandbox, channel: str) -> Non
                  cursor="bogus") == (200, "invalid_cursor")
 
 
-def test_replies_lists_the_parent_then_its_replies(sandbox: SlackSandbox, channel: str) -> None:
+def test_replies_lists_the_parent_then_its_replies(sandbox: Sandbox, channel: str) -> None:
     parent = post(sandbox, channel, "parent")["ts"]
-    person = sandbox.add_user("Francesca Rossi", "francesca@example.com")
-    sandbox.post_as(person, channel, "human reply", thread_ts=parent)
+    person = sandbox.slack.add_user("Francesca Rossi", "francesca@example.com")
+    sandbox.slack.post_as(person, channel, "human reply", thread_ts=parent)
     post(sandbox, channel, "bot reply", thread_ts=parent)
     post(sandbox, channel, "unrelated")
 
@@ -266,11 +261,11 @@ def test_replies_lists_the_parent_then_its_replies(sandbox: SlackSandbox, channe
 
     assert [m["text"] for m in body["messages"]] == ["parent", "human reply", "bot reply"]
     assert body["messages"][1]["user"] == person
-    assert body["messages"][1]["parent_user_id"] == sandbox.bot_user_id
+    assert body["messages"][1]["parent_user_id"] == sandbox.slack.bot_user_id
     assert body["messages"][0]["reply_users_count"] == 2
 
 
-def test_replies_pages_with_a_cursor(sandbox: SlackSandbox, channel: str) -> None:
+def test_replies_pages_with_a_cursor(sandbox: Sandbox, channel: str) -> None:
     parent = post(sandbox, channel, "parent")["ts"]
     for n in range(3):
         post(sandbox, channel, f"r{n}", thread_ts=parent)
@@ -284,7 +279,7 @@ def test_replies_pages_with_a_cursor(sandbox: SlackSandbox, channel: str) -> Non
 
 
 def test_replies_of_an_unknown_ts_is_thread_not_found(
-        sandbox: SlackSandbox, channel: str) -> None:
+        sandbox: Sandbox, channel: str) -> None:
     assert error(sandbox, "conversations.replies", channel=channel,
                  ts="1.000100") == (200, "thread_not_found")
 
@@ -292,7 +287,7 @@ def test_replies_of_an_unknown_ts_is_thread_not_found(
 # --- chat.getPermalink, users.lookupByEmail, usergroups.list -----------------------------------
 
 
-def test_permalink_of_a_parent_and_of_a_reply(sandbox: SlackSandbox, channel: str) -> None:
+def test_permalink_of_a_parent_and_of_a_reply(sandbox: Sandbox, channel: str) -> None:
     parent = post(sandbox, channel, "parent")["ts"]
     reply = post(sandbox, channel, "reply", thread_ts=parent)["ts"]
 
@@ -306,8 +301,8 @@ def test_permalink_of_a_parent_and_of_a_reply(sandbox: SlackSandbox, channel: st
                  message_ts="1.000100") == (200, "message_not_found")
 
 
-def test_lookup_by_email_ignores_case(sandbox: SlackSandbox) -> None:
-    user_id = sandbox.add_user("Marco Bianchi", "Marco.Bianchi@example.com")
+def test_lookup_by_email_ignores_case(sandbox: Sandbox) -> None:
+    user_id = sandbox.slack.add_user("Marco Bianchi", "Marco.Bianchi@example.com")
 
     body = ok(sandbox, "users.lookupByEmail", email="marco.bianchi@EXAMPLE.com")
 
@@ -317,8 +312,8 @@ def test_lookup_by_email_ignores_case(sandbox: SlackSandbox) -> None:
                  email="nobody@example.com") == (200, "users_not_found")
 
 
-def test_usergroups_list_shows_handles(sandbox: SlackSandbox) -> None:
-    group_id = sandbox.add_usergroup("support-team-americas", "Support Team Americas")
+def test_usergroups_list_shows_handles(sandbox: Sandbox) -> None:
+    group_id = sandbox.slack.add_usergroup("support-team-americas", "Support Team Americas")
 
     groups = ok(sandbox, "usergroups.list")["usergroups"]
 
@@ -330,8 +325,8 @@ def test_usergroups_list_shows_handles(sandbox: SlackSandbox) -> None:
 
 
 def test_rate_limit_fault_answers_429_then_lets_calls_through(
-        sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.rate_limit("chat.postMessage", retry_after=3, times=2)
+        sandbox: Sandbox, channel: str) -> None:
+    sandbox.slack.faults.rate_limit("chat.postMessage", retry_after=3, times=2)
 
     for _ in range(2):
         reply = call(sandbox, "chat.postMessage", as_json=True, channel=channel, text="x")
@@ -340,76 +335,111 @@ def test_rate_limit_fault_answers_429_then_lets_calls_through(
     ok(sandbox, "auth.test")  # other methods are not limited
     post(sandbox, channel, "x")
 
-    assert len(sandbox.messages(channel)) == 1
-    assert sandbox.faults.pending() == []
+    assert len(sandbox.slack.messages(channel)) == 1
+    assert sandbox.slack.faults.pending() == []
 
 
 def test_outage_answers_503_to_every_method_and_applies_nothing(
-        sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.outage(times=2)
+        sandbox: Sandbox, channel: str) -> None:
+    sandbox.slack.faults.outage(times=2)
 
     first = call(sandbox, "chat.postMessage", as_json=True, channel=channel, text="x")
     second = call(sandbox, "auth.test")
 
     assert first is not None and second is not None
     assert (first.status, second.status) == (503, 503)
-    assert sandbox.messages(channel) == []
+    assert sandbox.slack.messages(channel) == []
     ok(sandbox, "auth.test")
 
 
 def test_apply_then_drop_stores_the_post_and_answers_nothing(
-        sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.apply_then_drop("chat.postMessage")
+        sandbox: Sandbox, channel: str) -> None:
+    sandbox.slack.faults.apply_then_drop("chat.postMessage")
 
     reply = call(sandbox, "chat.postMessage", as_json=True, channel=channel, text="x")
 
     assert reply is None
-    assert [m["text"] for m in sandbox.messages(channel)] == ["x"]
-    assert sandbox.call_count("chat.postMessage") == 1
+    assert [m["text"] for m in sandbox.slack.messages(channel)] == ["x"]
+    assert sandbox.slack.call_count("chat.postMessage") == 1
 
 
-def test_drop_answers_nothing_and_stores_nothing(sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.drop("chat.postMessage")
+def test_drop_answers_nothing_and_stores_nothing(sandbox: Sandbox, channel: str) -> None:
+    sandbox.slack.faults.drop("chat.postMessage")
 
     assert call(sandbox, "chat.postMessage", as_json=True, channel=channel, text="x") is None
-    assert sandbox.messages(channel) == []
+    assert sandbox.slack.messages(channel) == []
 
 
-def test_faults_match_the_method_name_exactly(sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.rate_limit("chat.post")
+def test_faults_match_the_method_name_exactly(sandbox: Sandbox, channel: str) -> None:
+    sandbox.slack.faults.rate_limit("chat.post")
 
     post(sandbox, channel, "x")
 
-    assert len(sandbox.faults.pending()) == 1
+    assert len(sandbox.slack.faults.pending()) == 1
+    sandbox.slack.faults.clear()
+    assert sandbox.slack.faults.pending() == []
+
+
+def test_sandbox_faults_make_slack_answer_503_to_everything(
+        sandbox: Sandbox, channel: str) -> None:
+    sandbox.faults.server_error("*", "", service="slack", times=None)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    answers = [httpx2.post(f"{sandbox.slack_url}{method}", headers=auth,
+                           data={"channel": channel, "text": "x"})
+               for method in ("auth.test", "chat.postMessage", "conversations.history")]
+    zendesk = httpx2.get(f"{sandbox.url}/api/v2/users/me.json", auth=sandbox.auth)
+
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert answers[1].json() == {"ok": False, "error": "service_unavailable"}
+    assert sandbox.slack.messages(channel) == []
+    assert zendesk.status_code == 200  # Zendesk, on the same port, is not touched
     sandbox.faults.clear()
-    assert sandbox.faults.pending() == []
+    ok(sandbox, "auth.test")
+
+
+def test_sandbox_faults_make_slack_answer_429_with_a_long_retry_after(
+        sandbox: Sandbox, channel: str) -> None:
+    sandbox.faults.rate_limit("*", "", retry_after=600, service="slack", times=None)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    answers = [httpx2.post(f"{sandbox.slack_url}{method}", headers=auth,
+                           data={"channel": channel, "text": "x"})
+               for method in ("chat.postMessage", "users.lookupByEmail")]
+
+    assert [(a.status_code, a.headers["Retry-After"]) for a in answers] == [
+        (429, "600"), (429, "600")]
+    assert answers[0].json() == {"ok": False, "error": "ratelimited"}
+    assert sandbox.slack.messages(channel) == []
+    assert sandbox.slack.call_count("chat.postMessage") == 1  # counted, not applied
 
 
 # --- Python API -------------------------------------------------------------------------------
 
 
-def test_channels_users_and_groups_refuse_duplicates(sandbox: SlackSandbox) -> None:
-    sandbox.add_channel("#ops")
-    sandbox.add_user("A", "a@example.com")
-    sandbox.add_usergroup("@oncall", "On call")
+def test_channels_users_and_groups_refuse_duplicates(sandbox: Sandbox) -> None:
+    sandbox.slack.add_channel("#ops")
+    sandbox.slack.add_user("A", "a@example.com")
+    sandbox.slack.add_usergroup("@oncall", "On call")
 
     with pytest.raises(ValueError):
-        sandbox.add_channel("ops")
+        sandbox.slack.add_channel("ops")
     with pytest.raises(ValueError):
-        sandbox.add_user("A again", "A@example.com")
+        sandbox.slack.add_user("A again", "A@example.com")
     with pytest.raises(ValueError):
-        sandbox.add_usergroup("oncall", "On call again")
+        sandbox.slack.add_usergroup("oncall", "On call again")
     with pytest.raises(ValueError):
-        sandbox.add_channel("Not A Name")
+        sandbox.slack.add_channel("Not A Name")
 
 
-def test_messages_by_name_include_replies(sandbox: SlackSandbox, channel: str) -> None:
+def test_messages_by_name_include_replies(sandbox: Sandbox, channel: str) -> None:
     parent = post(sandbox, channel, "parent")["ts"]
     post(sandbox, channel, "reply", thread_ts=parent)
 
-    assert [m["text"] for m in sandbox.messages("#support_self-managed")] == ["parent", "reply"]
+    assert [m["text"] for m in sandbox.slack.messages("#support_self-managed")] == [
+        "parent", "reply"]
     with pytest.raises(KeyError):
-        sandbox.messages("nope")
+        sandbox.slack.messages("nope")
 
 
 def test_ts_round_trips() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from zenpy.lib.api import BaseApi
 from zenpy.lib.api_objects import Comment as ZenpyComment
 
 from automation.clock import FakeClock
-from automation.sandbox import Account, Sandbox, seed_account
+from automation.sandbox import Account, Sandbox
 from automation.sandbox.zendesk import FakeZendesk
 
 SEARCH_URGENT = (
@@ -28,17 +30,6 @@ SEARCH_URGENT = (
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()  # 2026-01-05T09:00:00Z, a Monday
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as running:
-        yield running
-
-
-@pytest.fixture
-def account(sandbox: Sandbox) -> Account:
-    return seed_account(sandbox)
 
 
 @pytest.fixture
@@ -381,6 +372,21 @@ def test_users_and_organizations_are_readable(
     assert fields["ase"] == "giulia.verdi@example.com"
     assert api.get(f"{base}/organizations/1.json").status_code == 404
     assert api.get(f"{base}/users/1.json").status_code == 404
+
+
+def test_requests_the_server_cannot_read_are_refused_in_json_with_the_sandbox_date(
+        sandbox: Sandbox) -> None:
+    with socket.create_connection(("127.0.0.1", sandbox.port)) as raw:
+        raw.sendall(b"PUT /api/v2/tickets/1.json HTTP/1.1\r\nHost: x\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        answer = b"".join(iter(lambda: raw.recv(4096), b"")).decode()  # until it closes
+
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 ")
+    assert "Date: Mon, 05 Jan 2026 09:00:00 GMT" in head and "Connection: close" in head
+    assert json.loads(body) == {
+        "error": "BadRequest",
+        "description": "chunked request bodies are not supported; send Content-Length"}
 
 
 # ----- writes -------------------------------------------------------------------------------

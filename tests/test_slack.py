@@ -1,15 +1,9 @@
-"""The Slack adapter against the Slack sandbox over real HTTP on 127.0.0.1, on a FakeClock."""
+"""The Slack adapter against the sandbox's Slack over real HTTP on 127.0.0.1, on a FakeClock."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -21,66 +15,17 @@ from automation.errors import (
     Unreachable,
     WriteUncertain,
 )
-from automation.sandbox.slack import SlackSandbox
+from automation.sandbox import Sandbox
+from automation.sandbox.slack import DEFAULT_TOKEN, SlackSandbox
 from automation.slack import Message, Posted, Slack, escape, link, mention_group, mention_user
 
-TOKEN = "xoxb-test-1234-s3cr3t-slack-token"
-PREFIX = "/slack/api/"
+TOKEN = DEFAULT_TOKEN  # the sandbox's Slack bot token
 TICKET_LINK = "https://acme.zendesk.com/agent/tickets/4242"
 
 
-@contextmanager
-def serve(sandbox: SlackSandbox) -> Iterator[str]:
-    """Serve the sandbox under /slack/api/ on 127.0.0.1, as the shared server mounts it."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            split = urlsplit(self.path)
-            if not split.path.startswith(PREFIX):
-                self.send_error(404)
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            reply = sandbox.handle(self.command, split.path, parse_qs(split.query),
-                                   dict(self.headers.items()), body)
-            if reply is None:
-                self.close_connection = True  # no status line at all: the client sees a drop
-                return
-            payload = json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{PREFIX}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
-def sandbox(clock: FakeClock) -> SlackSandbox:
-    return SlackSandbox(clock, TOKEN)
-
-
-@pytest.fixture
-def base_url(sandbox: SlackSandbox) -> Iterator[str]:
-    with serve(sandbox) as url:
-        yield url
+def base_url(sandbox: Sandbox) -> str:
+    return sandbox.slack_url
 
 
 @pytest.fixture
@@ -89,8 +34,8 @@ def slack(clock: FakeClock, base_url: str) -> Slack:
 
 
 @pytest.fixture
-def channel(sandbox: SlackSandbox) -> str:
-    return sandbox.add_channel("support_self-managed")
+def channel(fake_slack: SlackSandbox) -> str:
+    return fake_slack.add_channel("support_self-managed")
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -118,12 +63,12 @@ def test_mentions_use_slack_markup_and_refuse_anything_but_an_id() -> None:
 
 
 def test_posts_a_parent_and_a_reply_in_its_thread(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
     parent = slack.post(channel, f"Thread for emergency ticket {TICKET_LINK}")
     reply = slack.post(channel, "cc <@U1>", thread_ts=parent.ts)
 
     assert parent.channel == channel and reply.channel == channel
-    thread = sandbox.thread(channel, parent.ts)
+    thread = fake_slack.thread(channel, parent.ts)
     assert [m["ts"] for m in thread] == [parent.ts, reply.ts]
     assert thread[1]["thread_ts"] == parent.ts
     assert thread[0]["reply_count"] == 1
@@ -135,20 +80,20 @@ def test_posts_by_channel_name_answer_the_channel_id(
 
 
 def test_escaped_customer_text_arrives_escaped(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
     subject = "<!channel> down & <http://evil|click>"
 
     slack.post(channel, f"Emergency: {escape(subject)}")
 
-    assert sandbox.messages(channel)[0]["text"] == (
+    assert fake_slack.messages(channel)[0]["text"] == (
         "Emergency: &lt;!channel&gt; down &amp; &lt;http://evil|click&gt;")
 
 
 def test_refuses_blank_text_without_calling_slack(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
     with pytest.raises(ValueError):
         slack.post(channel, "  ")
-    assert sandbox.call_count("chat.postMessage") == 0
+    assert fake_slack.call_count("chat.postMessage") == 0
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -200,22 +145,22 @@ def test_unreachable_slack_is_unreachable_even_for_a_post(clock: FakeClock) -> N
 
 
 def test_429_waits_retry_after_on_the_clock_then_posts_once(
-        slack: Slack, sandbox: SlackSandbox, clock: FakeClock, channel: str) -> None:
-    sandbox.faults.rate_limit("chat.postMessage", retry_after=7)
+        slack: Slack, fake_slack: SlackSandbox, clock: FakeClock, channel: str) -> None:
+    fake_slack.faults.rate_limit("chat.postMessage", retry_after=7)
     start = clock.now()
 
     posted = slack.post(channel, "hello")
 
     assert clock.now() - start == timedelta(seconds=7)
-    assert [m["ts"] for m in sandbox.messages(channel)] == [posted.ts]
-    assert sandbox.call_count("chat.postMessage") == 2
+    assert [m["ts"] for m in fake_slack.messages(channel)] == [posted.ts]
+    assert fake_slack.call_count("chat.postMessage") == 2
 
 
 def test_429_holds_back_the_next_request_until_retry_after(
-        clock: FakeClock, base_url: str, sandbox: SlackSandbox, channel: str) -> None:
+        clock: FakeClock, base_url: str, fake_slack: SlackSandbox, channel: str) -> None:
     slack = Slack(TOKEN, clock, base_url=base_url, max_retry_seconds=5)
     ts = slack.post(channel, "hello").ts
-    sandbox.faults.rate_limit("conversations.history", retry_after=30)
+    fake_slack.faults.rate_limit("conversations.history", retry_after=30)
     start = clock.now()
 
     with pytest.raises(Unreachable, match="429"):  # 30 s is past this budget: no wait
@@ -225,83 +170,83 @@ def test_429_holds_back_the_next_request_until_retry_after(
     # Another method is held back too: past this call's budget it is refused unsent...
     with pytest.raises(Unreachable, match="rate limited for 30 s more"):
         slack.permalink(channel, ts)
-    assert sandbox.call_count("chat.getPermalink") == 0
+    assert fake_slack.call_count("chat.getPermalink") == 0
     assert clock.now() == start
 
     slack.max_retry_seconds = 60  # ...within a budget that allows it, it waits the pause out
     slack.permalink(channel, ts)
 
     assert clock.now() - start == timedelta(seconds=30)
-    assert sandbox.call_count("chat.getPermalink") == 1
+    assert fake_slack.call_count("chat.getPermalink") == 1
 
 
 def test_429_past_the_budget_gives_up_as_unreachable(
-        clock: FakeClock, base_url: str, sandbox: SlackSandbox, channel: str) -> None:
+        clock: FakeClock, base_url: str, fake_slack: SlackSandbox, channel: str) -> None:
     slack = Slack(TOKEN, clock, base_url=base_url, max_retry_seconds=60)
-    sandbox.faults.rate_limit("conversations.history", retry_after=25, times=None)
+    fake_slack.faults.rate_limit("conversations.history", retry_after=25, times=None)
     start = clock.now()
 
     with pytest.raises(Unreachable, match="HTTP 429: ratelimited"):
         slack.find_message(channel, "x", mine_only=False)
 
     assert clock.now() - start == timedelta(seconds=50)
-    assert sandbox.call_count("conversations.history") == 3
+    assert fake_slack.call_count("conversations.history") == 3
 
 
 def test_dropped_post_is_uncertain_and_never_resent(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.apply_then_drop("chat.postMessage")
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
+    fake_slack.faults.apply_then_drop("chat.postMessage")
 
     with pytest.raises(WriteUncertain, match="chat.postMessage"):
         slack.post(channel, f"Thread for emergency ticket {TICKET_LINK}")
 
-    assert len(sandbox.messages(channel)) == 1
-    assert sandbox.call_count("chat.postMessage") == 1
+    assert len(fake_slack.messages(channel)) == 1
+    assert fake_slack.call_count("chat.postMessage") == 1
     # The worker's recovery: look before posting again.
     assert slack.find_message(channel, TICKET_LINK) is not None
 
 
 def test_post_answered_with_a_5xx_is_uncertain_and_not_retried(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.faults.outage()
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
+    fake_slack.faults.outage()
 
     with pytest.raises(WriteUncertain, match="HTTP 503"):
         slack.post(channel, "hello")
 
-    assert sandbox.call_count("chat.postMessage") == 1
+    assert fake_slack.call_count("chat.postMessage") == 1
 
 
 def test_reads_retry_a_dropped_connection_and_an_outage_on_the_clock(
-        slack: Slack, sandbox: SlackSandbox, clock: FakeClock, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, clock: FakeClock, channel: str) -> None:
     ts = slack.post(channel, "hello").ts
-    sandbox.faults.apply_then_drop("chat.getPermalink")
-    sandbox.faults.outage()
+    fake_slack.faults.apply_then_drop("chat.getPermalink")
+    fake_slack.faults.outage()
 
     assert slack.permalink(channel, ts).endswith(ts.replace(".", ""))
 
-    assert sandbox.call_count("chat.getPermalink") == 3
+    assert fake_slack.call_count("chat.getPermalink") == 3
     assert len(clock.slept) == 2
 
 
 def test_reads_give_up_after_the_retry_budget(
-        clock: FakeClock, base_url: str, sandbox: SlackSandbox, channel: str) -> None:
+        clock: FakeClock, base_url: str, fake_slack: SlackSandbox, channel: str) -> None:
     slack = Slack(TOKEN, clock, base_url=base_url, max_retry_seconds=10)
-    sandbox.faults.outage(times=None)
+    fake_slack.faults.outage(times=None)
 
     with pytest.raises(Unreachable, match="HTTP 503"):
         slack.thread_replies(channel, "1.000100")
 
     assert sum(clock.slept) <= 10
-    assert sandbox.call_count("conversations.replies") >= 2
+    assert fake_slack.call_count("conversations.replies") >= 2
 
 
 # --- pacing -----------------------------------------------------------------------------------
 
 
 def test_paces_posts_to_one_per_second_per_channel(
-        clock: FakeClock, base_url: str, sandbox: SlackSandbox, channel: str) -> None:
-    sandbox.strict_rate_limit = True  # a post too soon would be answered 429
-    other = sandbox.add_channel("support_gitlab-com")
+        clock: FakeClock, base_url: str, fake_slack: SlackSandbox, channel: str) -> None:
+    fake_slack.strict_rate_limit = True  # a post too soon would be answered 429
+    other = fake_slack.add_channel("support_gitlab-com")
     slack = Slack(TOKEN, clock, base_url=base_url)
     start = clock.now()
 
@@ -312,7 +257,7 @@ def test_paces_posts_to_one_per_second_per_channel(
 
     assert clock.slept == [1.0, 1.0]
     assert clock.now() - start == timedelta(seconds=2)
-    assert sandbox.call_count("chat.postMessage") == 4
+    assert fake_slack.call_count("chat.postMessage") == 4
 
 
 def test_does_not_wait_when_the_channel_was_quiet(
@@ -329,7 +274,7 @@ def test_does_not_wait_when_the_channel_was_quiet(
 
 
 def test_find_message_finds_the_earlier_parent(
-        slack: Slack, sandbox: SlackSandbox, clock: FakeClock, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, clock: FakeClock, channel: str) -> None:
     since = clock.now()
     first = slack.post(channel, f"Thread for emergency ticket {TICKET_LINK}")
     clock.advance(timedelta(minutes=5))
@@ -344,35 +289,35 @@ def test_find_message_finds_the_earlier_parent(
 
 
 def test_find_message_ignores_other_peoples_messages(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
-    person = sandbox.add_user("Francesca Rossi", "francesca@example.com")
-    sandbox.post_as(person, channel, f"anyone on {TICKET_LINK}?")
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
+    person = fake_slack.add_user("Francesca Rossi", "francesca@example.com")
+    fake_slack.post_as(person, channel, f"anyone on {TICKET_LINK}?")
 
     assert slack.find_message(channel, TICKET_LINK) is None
     assert slack.find_message(channel, TICKET_LINK, mine_only=False) is not None
 
 
 def test_find_message_reads_every_page(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
     first = slack.post(channel, f"Thread for emergency ticket {TICKET_LINK}")
     for number in range(250):
-        sandbox.post_as(sandbox.bot_user_id, channel, f"noise {number}")
+        fake_slack.post_as(fake_slack.bot_user_id, channel, f"noise {number}")
 
     assert slack.find_message(channel, TICKET_LINK) == first
-    assert sandbox.call_count("conversations.history") == 2
+    assert fake_slack.call_count("conversations.history") == 2
 
 
 def test_thread_replies_lists_the_replies_without_the_parent(
-        slack: Slack, sandbox: SlackSandbox, channel: str) -> None:
+        slack: Slack, fake_slack: SlackSandbox, channel: str) -> None:
     parent = slack.post(channel, "Thread for emergency ticket")
-    person = sandbox.add_user("Francesca Rossi", "francesca@example.com")
-    sandbox.post_as(person, channel, "on it", thread_ts=parent.ts)
+    person = fake_slack.add_user("Francesca Rossi", "francesca@example.com")
+    fake_slack.post_as(person, channel, "on it", thread_ts=parent.ts)
     echo = slack.post(channel, "Acknowledged on the ticket", thread_ts=parent.ts)
 
     replies = slack.thread_replies(channel, parent.ts)
 
     assert [r.text for r in replies] == ["on it", "Acknowledged on the ticket"]
-    assert replies[1] == Message(echo.ts, "Acknowledged on the ticket", sandbox.bot_user_id)
+    assert replies[1] == Message(echo.ts, "Acknowledged on the ticket", fake_slack.bot_user_id)
     assert replies[0].user == person
 
 
@@ -384,41 +329,41 @@ def test_permalink_points_at_the_message(slack: Slack, channel: str) -> None:
 
 
 def test_lookup_by_email_is_cached(
-        slack: Slack, sandbox: SlackSandbox, clock: FakeClock) -> None:
-    user_id = sandbox.add_user("Marco Bianchi", "marco.bianchi@example.com")
+        slack: Slack, fake_slack: SlackSandbox, clock: FakeClock) -> None:
+    user_id = fake_slack.add_user("Marco Bianchi", "marco.bianchi@example.com")
 
     assert slack.user_id_by_email("Marco.Bianchi@example.com") == user_id
     assert slack.user_id_by_email("marco.bianchi@example.com") == user_id
-    assert sandbox.call_count("users.lookupByEmail") == 1
+    assert fake_slack.call_count("users.lookupByEmail") == 1
 
 
 def test_lookup_by_email_miss_is_none_and_asked_again_later(
-        slack: Slack, sandbox: SlackSandbox, clock: FakeClock) -> None:
+        slack: Slack, fake_slack: SlackSandbox, clock: FakeClock) -> None:
     assert slack.user_id_by_email("giulia@example.com") is None
-    user_id = sandbox.add_user("Giulia Verdi", "giulia@example.com")
+    user_id = fake_slack.add_user("Giulia Verdi", "giulia@example.com")
     assert slack.user_id_by_email("giulia@example.com") is None
 
     clock.advance(timedelta(minutes=16))
 
     assert slack.user_id_by_email("giulia@example.com") == user_id
-    assert sandbox.call_count("users.lookupByEmail") == 2
+    assert fake_slack.call_count("users.lookupByEmail") == 2
 
 
-def test_usergroup_id_by_handle(slack: Slack, sandbox: SlackSandbox) -> None:
-    group_id = sandbox.add_usergroup("support-team-americas", "Support Team Americas")
-    sandbox.add_usergroup("support-team-emea", "Support Team EMEA")
+def test_usergroup_id_by_handle(slack: Slack, fake_slack: SlackSandbox) -> None:
+    group_id = fake_slack.add_usergroup("support-team-americas", "Support Team Americas")
+    fake_slack.add_usergroup("support-team-emea", "Support Team EMEA")
 
     assert slack.usergroup_id("support-team-americas") == group_id
     assert slack.usergroup_id("@support-team-americas") == group_id
     assert slack.usergroup_id("nobody") is None
-    assert sandbox.call_count("usergroups.list") == 1
+    assert fake_slack.call_count("usergroups.list") == 1
 
 
-def test_auth_test_says_whose_token_it_is(slack: Slack, sandbox: SlackSandbox) -> None:
+def test_auth_test_says_whose_token_it_is(slack: Slack, fake_slack: SlackSandbox) -> None:
     identity = slack.auth_test()
 
-    assert identity.user_id == sandbox.bot_user_id
-    assert identity.bot_id == sandbox.bot_id
+    assert identity.user_id == fake_slack.bot_user_id
+    assert identity.bot_id == fake_slack.bot_id
     assert identity.url == "https://sandbox.slack.com/"
 
 

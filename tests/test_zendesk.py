@@ -15,8 +15,9 @@ from automation.clock import FakeClock
 from automation.errors import Conflict, CredentialsRejected, Unreachable, WriteUncertain
 from automation.templates import Rendered
 from automation.zendesk import Zendesk, build_update
-from tests.conftest import TOKEN
-from tests.zendesk_double import BASE
+
+TOKEN = "s3cr3t-zendesk-token-1234"
+BASE = "https://acme.zendesk.com"  # `responses` answers here: these tests pin exact HTTP
 
 TICKET_JSON = {"id": 7, "subject": "Down", "status": "open", "priority": "urgent",
                "tags": ["vip"], "requester_id": 100, "organization_id": None,

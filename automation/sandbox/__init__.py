@@ -1,4 +1,4 @@
-"""A local fake of Zendesk for tests and demos: ``Sandbox`` serves it, ``seed_account`` fills it."""
+"""Fakes of Zendesk, Slack and PagerDuty for tests and demos: ``Sandbox``, ``seed_account``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from automation.config import (
     ZendeskConfig,
 )
 from automation.sandbox.faults import Fault, Faults, InterleavedComment
+from automation.sandbox.http import Reply
+from automation.sandbox.pagerduty import PagerDutySandbox, SupportTeam
 from automation.sandbox.server import RequestRecord, Sandbox
-from automation.sandbox.zendesk import FakeZendesk, Reply
+from automation.sandbox.slack import SlackSandbox
+from automation.sandbox.zendesk import FakeZendesk
 
 __all__ = [
     "Account",
@@ -24,7 +27,10 @@ __all__ = [
     "InterleavedComment",
     "Reply",
     "RequestRecord",
+    "PagerDutySandbox",
     "Sandbox",
+    "SlackSandbox",
+    "SupportTeam",
     "URGENT_VIEW_ID",
     "sandbox_config",
     "sandbox_environ",
@@ -64,6 +70,7 @@ class Account:
     pd_manager_id: str = ""
     second_agent_id: int = 0
     second_agent_email: str = "ravi.patel@example.com"
+    pd_team: SupportTeam | None = None
 
 
 def seed_account(sandbox: Sandbox) -> Account:
@@ -97,16 +104,20 @@ def seed_account(sandbox: Sandbox) -> Account:
         view_id=_add_urgent_view(sandbox),
         second_agent_id=zendesk.add_user("Ravi Patel", "ravi.patel@example.com", "agent"),
         **_seed_slack(sandbox),
-        **_seed_pagerduty(sandbox),
+        **_pagerduty_ids(team := _seed_pagerduty(sandbox)),
+        pd_team=team,
     )
 
 
-def _seed_pagerduty(sandbox: Sandbox) -> dict[str, str]:
-    team = sandbox.pagerduty.seed_support_team(
+def _seed_pagerduty(sandbox: Sandbox) -> SupportTeam:
+    return sandbox.pagerduty.seed_support_team(
         engineers=[("Francesca Rossi", "francesca@example.com"),
                    ("Ravi Patel", "ravi.patel@example.com")],
         managers=[("Alex Morgan", "alex.morgan@example.com")],
         bot=("Emergency Automation", sandbox.email))
+
+
+def _pagerduty_ids(team: SupportTeam) -> dict[str, str]:
     return {
         "pd_service_id": team.customer_support_service_id,
         "pd_policy_id": team.customer_support_policy_id,

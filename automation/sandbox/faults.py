@@ -1,4 +1,9 @@
-"""Failure injection for the sandbox: armed faults, matched by method and path, used in order."""
+"""Failure injection for the sandbox: armed faults, matched by service, method and path, in order.
+
+One ``Faults`` register serves the three fakes: a fault names its service ("zendesk", "slack",
+"pagerduty"; None: any), e.g. ``faults.server_error("*", "", service="slack", times=None)``
+makes Slack answer 503 to everything. ``faults.scoped(name)`` arms for one service only.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ FaultKind = Literal[
     "rate_limit", "server_error", "apply_then_fail", "apply_then_drop", "drop", "latency"
 ]
 PathMatcher = str | re.Pattern[str]
+ServiceName = Literal["zendesk", "slack", "pagerduty"]
 
 # Faults that answer without letting the request reach the state.
 REJECTING: frozenset[FaultKind] = frozenset({"rate_limit", "server_error", "drop"})
@@ -28,9 +34,13 @@ class Fault:
     status: int = 0
     retry_after: int | None = None
     seconds: float = 0.0
+    service: str | None = None
+    after: int = 0  # matching requests let through before the fault starts firing
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether a request with this method and path (no query string) triggers the fault."""
+    def matches(self, method: str, path: str, service: str | None = None) -> bool:
+        """Whether a request to this service, method and path (no query) triggers the fault."""
+        if self.service is not None and service is not None and self.service != service:
+            return False
         if self.method != "*" and self.method.upper() != method.upper():
             return False
         if isinstance(self.path, re.Pattern):
@@ -61,42 +71,42 @@ class Faults:
         self._faults: list[Fault] = []
         self._interleaved: list[InterleavedComment] = []
 
-    def rate_limit(
-        self, method: str, path: PathMatcher, retry_after: int = 2, times: int | None = 1
-    ) -> Fault:
+    def rate_limit(self, method: str, path: PathMatcher, retry_after: int = 2,
+                   times: int | None = 1, service: ServiceName | None = None) -> Fault:
         """Answer 429 with Retry-After; the request is not applied."""
-        return self._arm(Fault("rate_limit", method, path, times, 429, retry_after))
+        return self._arm(Fault("rate_limit", method, path, times, 429, retry_after,
+                               service=service))
 
-    def server_error(
-        self,
-        method: str,
-        path: PathMatcher,
-        status: int = 503,
-        times: int | None = 1,
-        retry_after: int | None = None,
-    ) -> Fault:
-        """Answer a 5xx; the request is not applied."""
-        return self._arm(Fault("server_error", method, path, times, status, retry_after))
+    def server_error(self, method: str, path: PathMatcher, status: int = 503,
+                     times: int | None = 1, retry_after: int | None = None,
+                     service: ServiceName | None = None, after: int = 0) -> Fault:
+        """Answer an error status (a 5xx; or 409, 422...); the request is not applied.
 
-    def apply_then_fail(
-        self, method: str, path: PathMatcher, status: int = 503, times: int | None = 1
-    ) -> Fault:
+        ``after``: let that many matching requests through first (the third PUT fails).
+        """
+        return self._arm(Fault("server_error", method, path, times, status, retry_after,
+                               service=service, after=after))
+
+    def apply_then_fail(self, method: str, path: PathMatcher, status: int = 503,
+                        times: int | None = 1, service: ServiceName | None = None) -> Fault:
         """Apply the request, then answer a 5xx, as when a gateway times out after the write."""
-        return self._arm(Fault("apply_then_fail", method, path, times, status))
+        return self._arm(Fault("apply_then_fail", method, path, times, status, service=service))
 
-    def apply_then_drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+    def apply_then_drop(self, method: str, path: PathMatcher, times: int | None = 1,
+                        service: ServiceName | None = None) -> Fault:
         """Apply the request, then close the connection without any response."""
-        return self._arm(Fault("apply_then_drop", method, path, times))
+        return self._arm(Fault("apply_then_drop", method, path, times, service=service))
 
-    def drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+    def drop(self, method: str, path: PathMatcher, times: int | None = 1,
+             service: ServiceName | None = None) -> Fault:
         """Close the connection without applying the request or answering."""
-        return self._arm(Fault("drop", method, path, times))
+        return self._arm(Fault("drop", method, path, times, service=service))
 
-    def latency(
-        self, method: str, path: PathMatcher, seconds: float, times: int | None = 1
-    ) -> Fault:
+    def latency(self, method: str, path: PathMatcher, seconds: float, times: int | None = 1,
+                service: ServiceName | None = None) -> Fault:
         """Wait ``seconds`` of real time before answering (combines with other faults)."""
-        return self._arm(Fault("latency", method, path, times, seconds=seconds))
+        return self._arm(Fault("latency", method, path, times, seconds=seconds,
+                               service=service))
 
     def interleave_comment(
         self, ticket_id: int, author_id: int, body: str, public: bool = True
@@ -107,31 +117,43 @@ class Faults:
             self._interleaved.append(interleaved)
         return copy.copy(interleaved)
 
-    def pending(self) -> list[Fault | InterleavedComment]:
-        """Copies of what is still armed, in the order it will fire."""
+    def pending(self, service: ServiceName | None = None) -> list[Fault | InterleavedComment]:
+        """Copies of what is still armed (for ``service`` only, if named), in firing order."""
         with self._lock:
-            armed: list[Fault | InterleavedComment] = [*self._faults, *self._interleaved]
+            armed: list[Fault | InterleavedComment] = [
+                *(f for f in self._faults if service is None or f.service == service),
+                *(c for c in self._interleaved if service in (None, "zendesk"))]
             return [copy.copy(f) for f in armed]
 
-    def clear(self) -> None:
-        """Disarm everything."""
+    def clear(self, service: ServiceName | None = None) -> None:
+        """Disarm everything (armed for ``service`` only, if named)."""
         with self._lock:
-            self._faults.clear()
-            self._interleaved.clear()
+            self._faults = [f for f in self._faults
+                            if service is not None and f.service != service]
+            if service in (None, "zendesk"):
+                self._interleaved.clear()
 
-    def take_latency(self, method: str, path: str) -> float:
+    def scoped(self, service: ServiceName) -> ScopedFaults:
+        """This register, arming for one service only."""
+        return ScopedFaults(self, service)
+
+    def take_latency(self, method: str, path: str, service: str | None = None) -> float:
         """Consume the matching latency faults; the total delay in seconds."""
         with self._lock:
-            matching = [f for f in self._faults if f.kind == "latency" and f.matches(method, path)]
+            matching = [f for f in self._faults
+                        if f.kind == "latency" and f.matches(method, path, service)]
             for fault in matching:
                 self._consume(fault)
             return sum(f.seconds for f in matching)
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, service: str | None = None) -> Fault | None:
         """Consume the first matching non-latency fault and return a copy of it."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind != "latency" and fault.matches(method, path):
+                if fault.kind != "latency" and fault.matches(method, path, service):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     self._consume(fault)
                     return copy.copy(fault)
             return None
@@ -156,3 +178,49 @@ class Faults:
         fault.times -= 1
         if fault.times == 0:
             self._faults = [f for f in self._faults if f is not fault]
+
+
+class ScopedFaults:
+    """A view of a ``Faults`` register that arms, lists and clears one service's faults."""
+
+    def __init__(self, faults: Faults, service: ServiceName) -> None:
+        self.register = faults
+        self.service: ServiceName = service
+
+    def rate_limit(self, method: str, path: PathMatcher, retry_after: int = 2,
+                   times: int | None = 1) -> Fault:
+        """Answer 429 with Retry-After; the request is not applied."""
+        return self.register.rate_limit(method, path, retry_after, times, self.service)
+
+    def server_error(self, method: str, path: PathMatcher, status: int = 503,
+                     times: int | None = 1, retry_after: int | None = None,
+                     after: int = 0) -> Fault:
+        """Answer an error status; the request is not applied."""
+        return self.register.server_error(method, path, status, times, retry_after,
+                                          self.service, after)
+
+    def apply_then_fail(self, method: str, path: PathMatcher, status: int = 503,
+                        times: int | None = 1) -> Fault:
+        """Apply the request, then answer a 5xx."""
+        return self.register.apply_then_fail(method, path, status, times, self.service)
+
+    def apply_then_drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+        """Apply the request, then close the connection without any response."""
+        return self.register.apply_then_drop(method, path, times, self.service)
+
+    def drop(self, method: str, path: PathMatcher, times: int | None = 1) -> Fault:
+        """Close the connection without applying the request or answering."""
+        return self.register.drop(method, path, times, self.service)
+
+    def latency(self, method: str, path: PathMatcher, seconds: float,
+                times: int | None = 1) -> Fault:
+        """Wait ``seconds`` of real time before answering."""
+        return self.register.latency(method, path, seconds, times, self.service)
+
+    def pending(self) -> list[Fault | InterleavedComment]:
+        """Copies of what is still armed for this service, in firing order."""
+        return self.register.pending(self.service)
+
+    def clear(self) -> None:
+        """Disarm this service's faults."""
+        self.register.clear(self.service)

@@ -1,8 +1,8 @@
 """A stateful fake of the PagerDuty REST API v2 subset the worker talks to, served over TLS.
 
 ``PagerDutySandbox.handle`` is the whole HTTP surface as a pure function of one request, behind
-one lock; ``respond`` adds the armed faults (a shareable ``Faults``); ``serve_tls`` moves the
-bytes on 127.0.0.1, because python-pagerduty accepts only https:// base URLs. Shapes, status codes
+one lock; the sandbox's one server (``http.SandboxServer``, in TLS here, because python-pagerduty
+accepts only https:// base URLs) adds the shared faults. Shapes, status codes
 and error bodies follow PagerDuty's OpenAPI description
 (``/work/shared/specs/pagerduty-rest-openapiv3.json``); where it is silent, PagerDuty's observed
 wording is used (e.g. the dedup error a client matches on).
@@ -15,31 +15,22 @@ import itertools
 import json
 import logging
 import re
-import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from automation.clock import Clock
 from automation.sandbox.faults import Fault, Faults
+from automation.sandbox.http import Reply, Routes
 
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 Query = Mapping[str, Sequence[str]]
-
-TLS_DIR = Path(__file__).with_name("tls")
-CA_PATH = TLS_DIR / "sandbox-only-ca.pem"
-SERVER_CERT_PATH = TLS_DIR / "sandbox-only-server.pem"
-SERVER_KEY_PATH = TLS_DIR / "sandbox-only-server.key"
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -64,14 +55,6 @@ _SERVER_ERRORS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-class Reply(NamedTuple):
-    """An HTTP answer: status, headers and a JSON-serializable body."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
 
 
 class Call(NamedTuple):
@@ -227,25 +210,13 @@ class _Request(NamedTuple):
 
 
 _ID = r"([A-Z0-9]+)"
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    (method, re.compile(pattern), name)
-    for method, pattern, name in (
-        ("GET", r"/incidents", "_list_incidents"),
-        ("POST", r"/incidents", "_create_incident"),
-        ("GET", rf"/incidents/{_ID}", "_get_incident"),
-        ("PUT", rf"/incidents/{_ID}", "_update_incident"),
-        ("GET", rf"/incidents/{_ID}/notes", "_list_notes"),
-        ("POST", rf"/incidents/{_ID}/notes", "_create_note"),
-        ("GET", r"/users", "_list_users"),
-        ("GET", r"/users/me", "_get_me"),
-        ("GET", rf"/users/{_ID}", "_get_user"),
-        ("GET", r"/oncalls", "_list_oncalls"),
-    )
-]
+routes = Routes()  # filled by the @routes(...) decorators on the handlers below
 
 
 class PagerDutySandbox:
     """In-memory PagerDuty account: users, services, policies, schedules, on-calls, incidents."""
+
+    name = "pagerduty"
 
     def __init__(
         self,
@@ -257,7 +228,7 @@ class PagerDutySandbox:
     ) -> None:
         self.clock = clock
         self.token = token
-        self.faults = faults if faults is not None else Faults()
+        self.faults = (faults if faults is not None else Faults()).scoped("pagerduty")
         self.base_url = base_url.rstrip("/")
         self.web_url = web_url.rstrip("/")
         self._lock = threading.RLock()
@@ -415,29 +386,15 @@ class PagerDutySandbox:
     def handle(self, method: str, path: str, query: Query, headers: Mapping[str, str],
                body: bytes | None) -> Reply:
         """Answer one API request without faults; never raises (a bug becomes a 500)."""
-        self._record(method, path, query, headers, body)
-        return self._dispatch(method, path, query, headers, body)
-
-    def respond(self, method: str, path: str, query: Query, headers: Mapping[str, str],
-                body: bytes | None) -> Reply | None:
-        """Answer one request with the armed faults applied; None: close without an answer."""
-        self._record(method, path, query, headers, body)
-        delay = self.faults.take_latency(method, path)
-        if delay > 0:
-            time.sleep(delay)  # real time on purpose: it exercises the client's timeout
-        fault = self.faults.take(method, path)
-        if fault is None:
-            return self._dispatch(method, path, query, headers, body)
-        if fault.kind in ("rate_limit", "server_error"):
-            return self.fault_reply(fault)
-        if fault.kind == "drop":
-            return None
-        reply = self._dispatch(method, path, query, headers, body)  # applied, then...
-        if fault.kind == "apply_then_fail":
-            return self.fault_reply(fault)
-        log.info("sandbox: applied %s %s (HTTP %s), then dropped the connection",
-                 method, path, reply.status)
-        return None
+        with self._lock:
+            try:
+                return self._route(method.upper(), urlsplit(path).path, query, headers, body)
+            except ApiError as exc:
+                return self.reply(exc.status, exc.body)
+            except Exception:
+                log.exception("sandbox: unhandled error for %s %s", method, path)
+                return self.reply(500, {"error": {"message": "Internal Server Error",
+                                                  "code": 2000}})
 
     def fault_reply(self, fault: Fault) -> Reply:
         """The answer PagerDuty's edge gives for an injected 429 or 5xx."""
@@ -461,8 +418,9 @@ class PagerDutySandbox:
         }
         return Reply(status, {**standard, **(headers or {})}, body)
 
-    def _record(self, method: str, path: str, query: Query, headers: Mapping[str, str],
-                body: bytes | None) -> None:
+    def record(self, method: str, path: str, query: Query, headers: Mapping[str, str],
+               body: bytes | None) -> None:
+        """Keep the request for ``calls`` (faulted ones included)."""
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
@@ -471,30 +429,17 @@ class PagerDutySandbox:
             self._calls.append(Call(method.upper(), path, {k: list(v) for k, v in query.items()},
                                     dict(headers), parsed))
 
-    def _dispatch(self, method: str, path: str, query: Query, headers: Mapping[str, str],
-                  body: bytes | None) -> Reply:
-        with self._lock:
-            try:
-                return self._route(method.upper(), path, query, headers, body)
-            except ApiError as exc:
-                return self.reply(exc.status, exc.body)
-            except Exception:
-                log.exception("sandbox: unhandled error for %s %s", method, path)
-                return self.reply(500, {"error": {"message": "Internal Server Error",
-                                                  "code": 2000}})
-
     def _route(self, method: str, path: str, query: Query, headers: Mapping[str, str],
                body: bytes | None) -> Reply:
         lowered = {k.lower(): v for k, v in headers.items()}
         if not self._authenticated(lowered.get("authorization", "")):
             return self.reply(401, {"error": {"message": "Unauthorized", "code": 2006}})
         request = _Request(method, path.rstrip("/") or "/", query, lowered, body)
-        for route_method, pattern, name in _ROUTES:
-            match = pattern.fullmatch(request.path)
-            if match and route_method == method:
-                handler: Callable[..., tuple[int, Json]] = getattr(self, name)
-                return self.reply(*handler(request, *match.groups()))
-        raise not_found()
+        found = routes.find(method, request.path)
+        if found is None:
+            raise not_found()
+        handler: Callable[..., tuple[int, Json]] = getattr(self, found[0])
+        return self.reply(*handler(request, *found[1]))
 
     def _authenticated(self, authorization: str) -> bool:
         scheme, _, credential = authorization.partition(" ")
@@ -505,6 +450,7 @@ class PagerDutySandbox:
 
     # ----- routes --------------------------------------------------------------------------
 
+    @routes("GET", r"/incidents")
     def _list_incidents(self, req: _Request) -> tuple[int, Json]:
         _check_params(req, {"limit", "offset", "total", "date_range", "incident_key",
                             "service_ids[]", "user_ids[]", "statuses[]", "urgencies[]",
@@ -531,6 +477,7 @@ class PagerDutySandbox:
         found = _sorted_incidents(found, _value(req, "sort_by"))
         return 200, self._page(req, "incidents", [self._incident_json(i) for i in found])
 
+    @routes("POST", r"/incidents")
     def _create_incident(self, req: _Request) -> tuple[int, Json]:
         self._requester(req)
         data = _json_object(req.body).get("incident")
@@ -571,9 +518,11 @@ class PagerDutySandbox:
                               policy.id if policy else None, None)
         return 201, {"incident": self._incident_json(incident)}
 
+    @routes("GET", rf"/incidents/{_ID}")
     def _get_incident(self, req: _Request, incident_id: str) -> tuple[int, Json]:
         return 200, {"incident": self._incident_json(self._incident_or_404(incident_id))}
 
+    @routes("PUT", rf"/incidents/{_ID}")
     def _update_incident(self, req: _Request, incident_id: str) -> tuple[int, Json]:
         requester = self._requester(req)
         incident = self._incident_or_404(incident_id)
@@ -599,10 +548,12 @@ class PagerDutySandbox:
             self._set_status(incident, data["status"], requester.id)
         return 200, {"incident": self._incident_json(incident)}
 
+    @routes("GET", rf"/incidents/{_ID}/notes")
     def _list_notes(self, req: _Request, incident_id: str) -> tuple[int, Json]:
         incident = self._incident_or_404(incident_id)
         return 200, {"notes": [self._note_json(n) for n in incident.notes]}
 
+    @routes("POST", rf"/incidents/{_ID}/notes")
     def _create_note(self, req: _Request, incident_id: str) -> tuple[int, Json]:
         requester = self._requester(req)
         incident = self._incident_or_404(incident_id)
@@ -615,6 +566,7 @@ class PagerDutySandbox:
         incident.updated_at = note.created_at
         return 200, {"note": self._note_json(note)}
 
+    @routes("GET", r"/users")
     def _list_users(self, req: _Request) -> tuple[int, Json]:
         _check_params(req, {"limit", "offset", "total", "query", "include[]"})
         needle = (_value(req, "query") or "").lower()
@@ -622,17 +574,20 @@ class PagerDutySandbox:
                  if needle in u.name.lower() or needle in u.email.lower()]
         return 200, self._page(req, "users", [self._user_json(u) for u in found])
 
+    @routes("GET", r"/users/me")
     def _get_me(self, req: _Request) -> tuple[int, Json]:
         # The sandbox's token is account-level: PagerDuty correlates no user with it.
         raise invalid("Because this request was made using an account-level access token, "
                       "we were unable to correlate a user with this request.")
 
+    @routes("GET", rf"/users/{_ID}")
     def _get_user(self, req: _Request, user_id: str) -> tuple[int, Json]:
         user = self._users.get(user_id)
         if user is None:
             raise not_found()
         return 200, {"user": self._user_json(user)}
 
+    @routes("GET", r"/oncalls")
     def _list_oncalls(self, req: _Request) -> tuple[int, Json]:
         _check_params(req, {"limit", "offset", "total", "time_zone", "include[]", "user_ids[]",
                             "escalation_policy_ids[]", "schedule_ids[]", "since", "until",
@@ -954,124 +909,3 @@ def _sorted_incidents(found: list[Incident], sort_by: str | None) -> list[Incide
     if field_name not in keys or direction not in ("", "asc", "desc"):
         raise invalid(f"Invalid sort_by: {sort_by}")
     return sorted(found, key=keys[field_name], reverse=direction == "desc")
-
-
-# ----- TLS server ----------------------------------------------------------------------------
-
-
-class Api(Protocol):
-    """What the server needs of a sandbox: ``handle``, and optionally ``respond`` (faults)."""
-
-    def handle(self, method: str, path: str, query: Query, headers: Mapping[str, str],
-               body: bytes | None) -> tuple[int, dict[str, str], Any]: ...
-
-
-class TLSSandboxServer(ThreadingHTTPServer):
-    """A threading HTTPS server for a sandbox on 127.0.0.1, with the throwaway certificate."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.api = api
-        self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ssl_context.load_cert_chain(SERVER_CERT_PATH, SERVER_KEY_PATH)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__((host, port), _RequestHandler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"https://{host!s}:{port}"
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The handshake runs here, in the connection's thread, so a slow client blocks no one.
-        try:
-            # Headers and body leave in separate writes: without this, Nagle's algorithm and
-            # delayed ACKs hold each answer back by some 40 ms.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = self.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("sandbox: TLS handshake with %s failed: %s", client_address, exc)
-            return
-        with self._connections_lock:
-            self._connections.add(conn)
-        try:
-            _RequestHandler(conn, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(conn)
-            _close(conn)
-
-    def stop(self) -> None:
-        """Stop serving, close open keep-alive connections and the listening socket."""
-        self.shutdown()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.server_close()
-
-
-def _close(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    conn.close()
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: TLSSandboxServer
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = dict(self.headers.items())
-        api = self.server.api
-        respond = getattr(api, "respond", None)
-        if respond is not None:
-            reply = respond(self.command, parts.path, query, headers, body)
-        else:
-            reply = api.handle(self.command, parts.path, query, headers, body)
-        if reply is None:
-            self.close_connection = True  # no answer at all: the client sees a dropped line
-            return
-        status, reply_headers, payload = reply
-        data = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response_only(status)
-        self.send_header("Server", "pagerduty-sandbox")
-        for name, value in reply_headers.items():
-            if name.lower() not in ("content-length", "connection", "server"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sandbox: " + format, *args)
-
-
-def serve_tls(handler: Api, host: str = "127.0.0.1",
-              port: int = 0) -> tuple[TLSSandboxServer, threading.Thread, str, str]:
-    """Serve a sandbox over HTTPS in a daemon thread: (server, thread, base URL, CA file path).
-
-    Give the CA path to the client (``verify=ca_path``); stop with ``server.stop()``.
-    """
-    server = TLSSandboxServer(handler, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="pagerduty-sandbox",
-                              kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    return server, thread, server.url, str(CA_PATH)

@@ -27,8 +27,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from automation.clock import Clock
-from automation.sandbox.faults import REJECTING, Fault, Faults
-from automation.sandbox.zendesk import Reply
+from automation.sandbox.faults import Fault, Faults, ScopedFaults
+from automation.sandbox.http import Reply, Routes
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ MAX_LIMIT = 1000
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _CHANNEL_NAME = re.compile(r"[a-z0-9_-]{1,80}")
 _HANDLE = re.compile(r"[a-z0-9._-]{1,80}")
+# Web API methods by name (the path's last segment); any HTTP method, as Slack takes GET too.
+routes = Routes()  # filled by the @routes(...) decorators on the handlers below
 
 
 class SlackError(Exception):
@@ -104,41 +106,37 @@ class Usergroup:
 class SlackFaults:
     """Faults armed by Slack method name, kept in the sandbox's shared ``Faults`` register."""
 
-    def __init__(self) -> None:
-        self._faults = Faults()
+    def __init__(self, faults: ScopedFaults) -> None:
+        self.scoped = faults
 
     def rate_limit(self, method_name: str, retry_after: int = 1,
                    times: int | None = 1) -> Fault:
         """Answer 429 with ``Retry-After``; the call is not applied."""
-        return self._faults.rate_limit("*", _exactly(method_name), retry_after, times)
+        return self.scoped.rate_limit("*", _exactly(method_name), retry_after, times)
 
     def outage(self, times: int | None = 1, status: int = 503) -> Fault:
         """Answer every method with a 5xx; nothing is applied."""
-        return self._faults.server_error("*", re.compile(""), status, times)
+        return self.scoped.server_error("*", "", status, times)
 
     def apply_then_drop(self, method_name: str, times: int | None = 1) -> Fault:
         """Apply the call, then close the connection without an answer."""
-        return self._faults.apply_then_drop("*", _exactly(method_name), times)
+        return self.scoped.apply_then_drop("*", _exactly(method_name), times)
 
     def drop(self, method_name: str, times: int | None = 1) -> Fault:
         """Close the connection without applying the call or answering."""
-        return self._faults.drop("*", _exactly(method_name), times)
+        return self.scoped.drop("*", _exactly(method_name), times)
 
     def pending(self) -> list[Any]:
-        """Copies of what is still armed, in the order it will fire."""
-        return self._faults.pending()
+        """Copies of what is still armed for Slack, in the order it will fire."""
+        return self.scoped.pending()
 
     def clear(self) -> None:
-        """Disarm everything."""
-        self._faults.clear()
-
-    def take(self, api_method: str) -> Fault | None:
-        """Consume the first fault armed for this method (used by the sandbox)."""
-        return self._faults.take("POST", api_method)
+        """Disarm Slack's faults."""
+        self.scoped.clear()
 
 
 def _exactly(method_name: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(method_name)}$")
+    return re.compile(rf"(^|/){re.escape(method_name)}/?$")
 
 
 def format_ts(micros: int) -> str:
@@ -180,13 +178,15 @@ def _decode_cursor(cursor: str) -> int:
 class SlackSandbox:
     """In-memory Slack workspace: channels, messages and threads, users and user groups."""
 
+    name = "slack"
+
     def __init__(self, clock: Clock, token: str = DEFAULT_TOKEN,
-                 strict_rate_limit: bool = False) -> None:
+                 strict_rate_limit: bool = False, faults: Faults | None = None) -> None:
         self.clock = clock
         self.token = token
         # Slack allows bursts over 1 message/s/channel; strict mode answers 429 every time.
         self.strict_rate_limit = strict_rate_limit
-        self.faults = SlackFaults()
+        self.faults = SlackFaults((faults or Faults()).scoped("slack"))
         self.workspace_url = WORKSPACE_URL
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -200,15 +200,6 @@ class SlackSandbox:
         self._users[bot.id] = bot
         self.bot_user_id = bot.id
         self.bot_id = self._new_id("B")
-        self._methods: dict[str, Callable[[Json], Json]] = {
-            "auth.test": self._auth_test,
-            POST_MESSAGE: self._post_message,
-            "conversations.history": self._history,
-            "conversations.replies": self._replies,
-            "chat.getPermalink": self._permalink,
-            "users.lookupByEmail": self._lookup_by_email,
-            "usergroups.list": self._usergroups_list,
-        }
 
     # ----- Python API (tests and the demo) ------------------------------------------------
 
@@ -277,34 +268,33 @@ class SlackSandbox:
 
     # ----- HTTP surface --------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: Mapping[str, list[str]],
-               headers: Mapping[str, str], body: bytes | None) -> Reply | None:
-        """Answer one Web API request; None: close the connection without an answer."""
-        api_method = path.rstrip("/").rsplit("/", 1)[-1]
+    def record(self, method: str, path: str, query: Mapping[str, Any],
+               headers: Mapping[str, str], body: bytes | None) -> None:
+        """Count the call by Web API method (faulted ones included)."""
         with self._lock:
-            self._calls[api_method] += 1
-            fault = self.faults.take(api_method)
-            if fault is not None and fault.kind in REJECTING:
-                return self._fault_reply(fault)
+            self._calls[_api_method(path)] += 1
+
+    def handle(self, method: str, path: str, query: Mapping[str, list[str]],
+               headers: Mapping[str, str], body: bytes | None) -> Reply:
+        """Answer one Web API request (the method is the path's last segment); never raises."""
+        with self._lock:
             try:
-                reply = self._handle(api_method, query, headers, body)
+                return self._handle(method, _api_method(path), query, headers, body)
             except SlackError as exc:
-                reply = self._error_reply(exc)
+                return self._error_reply(exc)
             except Exception:
                 log.exception("slack sandbox: unhandled error for %s %s", method, path)
-                reply = Reply(500, dict(_JSON_HEADERS), {"ok": False, "error": "internal_error"})
-            if fault is not None:
-                return self._fault_reply(fault)  # applied; the answer is lost or replaced
-            return reply
+                return Reply(500, dict(_JSON_HEADERS), {"ok": False, "error": "internal_error"})
 
-    def _handle(self, api_method: str, query: Mapping[str, list[str]],
+    def _handle(self, method: str, api_method: str, query: Mapping[str, list[str]],
                 headers: Mapping[str, str], body: bytes | None) -> Reply:
         lowered = {k.lower(): v for k, v in headers.items()}
         params = _params(query, lowered.get("content-type", ""), body)
         self._authenticate(lowered.get("authorization", ""), params)
-        route = self._methods.get(api_method)
-        if route is None:
+        found = routes.find(method, api_method)
+        if found is None:
             raise SlackError("unknown_method", 404, req_method=api_method)
+        route: Callable[[Json], Json] = getattr(self, found[0])
         return Reply(200, dict(_JSON_HEADERS), {"ok": True, **route(params)})
 
     def _authenticate(self, authorization: str, params: Json) -> None:
@@ -319,9 +309,8 @@ class SlackSandbox:
         return Reply(exc.status, {**_JSON_HEADERS, **exc.headers},
                      {"ok": False, "error": exc.code, **exc.extra})
 
-    def _fault_reply(self, fault: Fault) -> Reply | None:
-        if fault.kind in ("drop", "apply_then_drop"):
-            return None
+    def fault_reply(self, fault: Fault) -> Reply:
+        """Slack's answer to an injected 429 (``ratelimited``) or 5xx."""
         if fault.kind == "rate_limit":
             return self._error_reply(SlackError(
                 "ratelimited", 429, {"Retry-After": str(fault.retry_after or 1)}))
@@ -330,11 +319,13 @@ class SlackSandbox:
 
     # ----- methods -------------------------------------------------------------------------
 
+    @routes("*", r"auth\.test")
     def _auth_test(self, params: Json) -> Json:
         return {"url": self.workspace_url, "team": TEAM_NAME, "user": BOT_NAME,
                 "team_id": TEAM_ID, "user_id": self.bot_user_id, "bot_id": self.bot_id,
                 "is_enterprise_install": False}
 
+    @routes("*", re.escape(POST_MESSAGE))
     def _post_message(self, params: Json) -> Json:
         # chat.postMessage takes a channel id or name; every read method takes ids only.
         channel = self._resolve_channel(str(params.get("channel") or ""))
@@ -360,6 +351,7 @@ class SlackSandbox:
         return {"channel": channel.id, "ts": message["ts"],
                 "message": self._render(channel, message)}
 
+    @routes("*", r"conversations\.history")
     def _history(self, params: Json) -> Json:
         channel = self._channel_by_id(params)
         parents = [m for m in reversed(channel.messages) if m.get("thread_ts") is None]
@@ -369,6 +361,7 @@ class SlackSandbox:
                 "pin_count": 0, "channel_actions_ts": None, "channel_actions_count": 0,
                 **_metadata(more)}
 
+    @routes("*", r"conversations\.replies")
     def _replies(self, params: Json) -> Json:
         channel = self._channel_by_id(params)
         ts = str(params.get("ts") or "")
@@ -381,6 +374,7 @@ class SlackSandbox:
         return {"messages": [self._render(channel, m) for m in page], "has_more": bool(more),
                 **_metadata(more)}
 
+    @routes("*", r"chat\.getPermalink")
     def _permalink(self, params: Json) -> Json:
         channel = self._channel_by_id(params)
         message = self._message(channel, str(params.get("message_ts") or ""))
@@ -391,6 +385,7 @@ class SlackSandbox:
             url += f"?thread_ts={message['thread_ts']}&cid={channel.id}"
         return {"channel": channel.id, "permalink": url}
 
+    @routes("*", r"users\.lookupByEmail")
     def _lookup_by_email(self, params: Json) -> Json:
         email = str(params.get("email") or "")
         if not email:
@@ -400,6 +395,7 @@ class SlackSandbox:
             raise SlackError("users_not_found")
         return {"user": user.to_json()}
 
+    @routes("*", r"usergroups\.list")
     def _usergroups_list(self, params: Json) -> Json:
         groups = [g.to_json() for g in self._usergroups.values()]
         if _flag(params, "include_users"):
@@ -466,6 +462,10 @@ class SlackSandbox:
     def _user_by_email(self, email: str) -> User | None:
         wanted = email.strip().lower()
         return next((u for u in self._users.values() if u.email == wanted), None)
+
+
+def _api_method(path: str) -> str:
+    return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 def _params(query: Mapping[str, list[str]], content_type: str, body: bytes | None) -> Json:

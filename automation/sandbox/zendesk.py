@@ -25,6 +25,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from automation.clock import Clock
+from automation.sandbox.faults import Fault
+from automation.sandbox.http import Reply, Routes
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +61,17 @@ _CONFLICT_ERROR = {
     "description": "Safe Update prevented the update due to outdated ticket data. "
     "Please fetch the latest ticket data and try again.",
 }
+# What an injected 4xx answers (the request is not applied), as Zendesk words it.
+_CLIENT_ERRORS = {
+    409: _CONFLICT_ERROR,
+    422: {"error": "RecordInvalid", "description": "Record validation errors"},
+}
 _SERVER_ERRORS = {
     500: ("InternalServerError", "Something went wrong. Please try again later."),
     502: ("BadGateway", "The server received an invalid response from an upstream server."),
     503: ("ServiceUnavailable", "Zendesk is temporarily unavailable. Please try again later."),
     504: ("GatewayTimeout", "The server timed out waiting for an upstream server."),
 }
-
-
-class Reply(NamedTuple):
-    """An HTTP answer: status, headers and a JSON-serializable body."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
 
 
 class ApiError(Exception):
@@ -480,31 +479,13 @@ class _View:
     matches: Callable[[Ticket], bool]
 
 
-_Route = tuple[str, re.Pattern[str], str]
-_ROUTES: list[_Route] = [
-    (method, re.compile(pattern), name)
-    for method, pattern, name in (
-        ("GET", r"/api/v2/search", "_get_search"),
-        ("GET", r"/api/v2/views/(\d+)/tickets", "_get_view_tickets"),
-        ("POST", r"/api/v2/tickets", "_post_ticket"),
-        ("GET", r"/api/v2/tickets/show_many", "_get_tickets_many"),
-        ("GET", r"/api/v2/tickets/(\d+)", "_get_ticket"),
-        ("PUT", r"/api/v2/tickets/(\d+)", "_put_ticket"),
-        ("GET", r"/api/v2/tickets/(\d+)/comments", "_get_comments"),
-        ("GET", r"/api/v2/tickets/(\d+)/audits", "_get_audits"),
-        ("GET", r"/api/v2/users/me", "_get_me"),
-        ("GET", r"/api/v2/users/show_many", "_get_users_many"),
-        ("GET", r"/api/v2/users/search", "_get_users_search"),
-        ("GET", r"/api/v2/users/(\d+)", "_get_user"),
-        ("GET", r"/api/v2/organizations/(\d+)", "_get_organization"),
-        ("GET", r"/api/v2/macros/search", "_get_macros_search"),
-        ("GET", r"/api/v2/tickets/(\d+)/macros/(\d+)/apply", "_get_macro_apply"),
-    )
-]
+routes = Routes()  # filled by the @routes(...) decorators on the handlers below
 
 
 class FakeZendesk:
     """In-memory Zendesk account: users, organizations, tickets, comments, audits and views."""
+
+    name = "zendesk"
 
     def __init__(
         self,
@@ -766,6 +747,23 @@ class FakeZendesk:
                 log.exception("sandbox: unhandled error for %s %s", method, path)
                 return self.reply(500, error_body(500))
 
+    def record(self, method: str, path: str, query: Mapping[str, Any],
+               headers: Mapping[str, str], body: bytes | None) -> None:
+        """Zendesk keeps no log of its own: the sandbox's request log serves."""
+
+    def fault_reply(self, fault: Fault) -> Reply:
+        """Zendesk's edge answer to an injected 429 or 5xx."""
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        if fault.kind == "rate_limit":
+            body = {
+                "error": "TooManyRequests",
+                "description": "You have exceeded the rate limit. "
+                f"Retry after {fault.retry_after} seconds.",
+            }
+            return self.reply(429, body, headers)
+        body = _CLIENT_ERRORS.get(fault.status) or error_body(fault.status)
+        return self.reply(fault.status, body, headers)
+
     def reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
         """Wrap a body with the headers every Zendesk response carries."""
         with self._lock:
@@ -805,15 +803,12 @@ class FakeZendesk:
             for k, v in query.items()
         }
         request = _Request(method, path, flat, lowered, body, user)
-        for route_method, pattern, name in _ROUTES:
-            match = pattern.fullmatch(route)
-            if match and route_method == method:
-                handler: Callable[..., tuple[int, Json] | Reply] = getattr(self, name)
-                result = handler(request, *(int(g) for g in match.groups()))
-                if isinstance(result, Reply):
-                    return result
-                return self.reply(*result)
-        return self.reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
+        found = routes.find(method, route)
+        if found is None:
+            return self.reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
+        handler: Callable[..., tuple[int, Json] | Reply] = getattr(self, found[0])
+        result = handler(request, *(int(g) for g in found[1]))
+        return result if isinstance(result, Reply) else self.reply(*result)
 
     def _authenticate(self, authorization: str) -> User | None:
         scheme, _, encoded = authorization.partition(" ")
@@ -832,6 +827,7 @@ class FakeZendesk:
 
     # ----- routes --------------------------------------------------------------------------
 
+    @routes("GET", r"/api/v2/search")
     def _get_search(self, req: _Request) -> tuple[int, Json]:
         raw = req.query.get("query", "")
         if req.query.get("filter[type]", "ticket") != "ticket":
@@ -865,6 +861,7 @@ class FakeZendesk:
             "count": len(found),
         }
 
+    @routes("GET", r"/api/v2/views/(\d+)/tickets")
     def _get_view_tickets(self, req: _Request, view_id: int) -> tuple[int, Json]:
         view = self._views.get(view_id)
         if view is None:
@@ -876,6 +873,7 @@ class FakeZendesk:
             payload["users"] = self._users_json(ids)
         return 200, payload
 
+    @routes("GET", r"/api/v2/tickets/show_many")
     def _get_tickets_many(self, req: _Request) -> tuple[int, Json]:
         ids = self._ids_param(req)
         return 200, {
@@ -885,9 +883,11 @@ class FakeZendesk:
             "count": len([i for i in ids if i in self._tickets]),
         }
 
+    @routes("GET", r"/api/v2/tickets/(\d+)")
     def _get_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         return 200, {"ticket": self._ticket_or_404(ticket_id).to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/macros/search")
     def _get_macros_search(self, req: _Request) -> tuple[int, Json]:
         words = req.query.get("query", "").lower().split()
         if not words:
@@ -897,6 +897,7 @@ class FakeZendesk:
         return 200, {"macros": found, "count": len(found), "next_page": None,
                      "previous_page": None}
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/macros/(\d+)/apply")
     def _get_macro_apply(self, req: _Request, ticket_id: int, macro_id: int) -> tuple[int, Json]:
         ticket = self._ticket_or_404(ticket_id)
         macro = self._macros.get(macro_id)
@@ -912,6 +913,7 @@ class FakeZendesk:
             "group_id": None, "assignee_id": None, "fields": [],
         }}}
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/comments")
     def _get_comments(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         self._ticket_or_404(ticket_id)
         comments = list(self._comments[ticket_id])
@@ -922,13 +924,16 @@ class FakeZendesk:
             payload["users"] = self._users_json({c.author_id for c in comments})
         return 200, payload
 
+    @routes("GET", r"/api/v2/tickets/(\d+)/audits")
     def _get_audits(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         self._ticket_or_404(ticket_id)
         return 200, self._paginate(req, list(self._audits[ticket_id]), "audits", Audit.to_json)
 
+    @routes("GET", r"/api/v2/users/me")
     def _get_me(self, req: _Request) -> tuple[int, Json]:
         return 200, {"user": req.user.to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/users/show_many")
     def _get_users_many(self, req: _Request) -> tuple[int, Json]:
         ids = self._ids_param(req)
         return 200, {
@@ -938,6 +943,7 @@ class FakeZendesk:
             "count": len([i for i in ids if i in self._users]),
         }
 
+    @routes("GET", r"/api/v2/users/search")
     def _get_users_search(self, req: _Request) -> tuple[int, Json]:
         external_id = req.query.get("external_id")
         text = req.query.get("query", "").strip()
@@ -958,18 +964,21 @@ class FakeZendesk:
             )
         return 200, self._paginate(req, found, "users", lambda u: u.to_json(self.base_url))
 
+    @routes("GET", r"/api/v2/users/(\d+)")
     def _get_user(self, req: _Request, user_id: int) -> tuple[int, Json]:
         user = self._users.get(user_id)
         if user is None:
             raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
         return 200, {"user": user.to_json(self.base_url)}
 
+    @routes("GET", r"/api/v2/organizations/(\d+)")
     def _get_organization(self, req: _Request, organization_id: int) -> tuple[int, Json]:
         organization = self._organizations.get(organization_id)
         if organization is None:
             raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
         return 200, {"organization": organization.to_json(self.base_url)}
 
+    @routes("POST", r"/api/v2/tickets")
     def _post_ticket(self, req: _Request) -> Reply:
         data = self._ticket_payload(req)
         errors: dict[str, list[Json]] = {}
@@ -1004,6 +1013,7 @@ class FakeZendesk:
             {"Location": location},
         )
 
+    @routes("PUT", r"/api/v2/tickets/(\d+)")
     def _put_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         ticket = self._ticket_or_404(ticket_id)
         data = self._ticket_payload(req)
@@ -1111,6 +1121,28 @@ class FakeZendesk:
         ticket: Ticket | None = None,
     ) -> Json:
         changes: Json = {}
+        self._enum_changes(data, errors, changes)
+        if "subject" in data:
+            if isinstance(data["subject"], str) and data["subject"].strip():
+                changes["subject"] = data["subject"]
+            else:
+                _add_error(errors, "subject", "Subject: cannot be blank", "BlankValue")
+        self._people_changes(data, errors, ticket, changes)
+        self._reference_changes(data, errors, changes)
+        if "external_id" in data:
+            external_id = data["external_id"]
+            changes["external_id"] = None if external_id is None else str(external_id)
+        if "custom_fields" in data:
+            merged = self._custom_fields(data["custom_fields"], ticket, errors)
+            if merged is not None:
+                changes["custom_fields"] = merged
+        tags = self._tag_changes(data, errors, ticket)
+        if tags is not None:
+            changes["tags"] = tags
+        return changes
+
+    @staticmethod
+    def _enum_changes(data: Json, errors: dict[str, list[Json]], changes: Json) -> None:
         enums = (("priority", PRIORITIES), ("status", STATUSES), ("type", TICKET_TYPES))
         for name, allowed in enums:
             if name in data:
@@ -1121,11 +1153,9 @@ class FakeZendesk:
                     changes[name] = value
                 else:
                     _add_error(errors, name, f"{name.capitalize()}: {value} is not valid")
-        if "subject" in data:
-            if isinstance(data["subject"], str) and data["subject"].strip():
-                changes["subject"] = data["subject"]
-            else:
-                _add_error(errors, "subject", "Subject: cannot be blank", "BlankValue")
+
+    def _people_changes(self, data: Json, errors: dict[str, list[Json]], ticket: Ticket | None,
+                        changes: Json) -> None:
         for name, must_be_agent in (("assignee_id", True), ("requester_id", False)):
             # On create the requester is resolved by the caller, defaulting to the API user.
             if name not in data or (name == "requester_id" and ticket is None):
@@ -1139,6 +1169,16 @@ class FakeZendesk:
                 _add_error(errors, name.removesuffix("_id"), f"{label}: {value} is invalid")
             else:
                 changes[name] = user.id
+        for name in ("collaborator_ids", "email_cc_ids"):
+            if name in data:
+                value = data[name]
+                if isinstance(value, list) and all(_is_int(v) and v in self._users for v in value):
+                    changes[name] = list(dict.fromkeys(value))
+                else:
+                    _add_error(errors, name, f"{name}: {value} is invalid")
+
+    def _reference_changes(self, data: Json, errors: dict[str, list[Json]],
+                           changes: Json) -> None:
         if "organization_id" in data:
             value = data["organization_id"]
             if value is None or (_is_int(value) and value in self._organizations):
@@ -1151,24 +1191,6 @@ class FakeZendesk:
                     changes[name] = data[name]
                 else:
                     _add_error(errors, name.removesuffix("_id"), f"{name}: {data[name]} is invalid")
-        for name in ("collaborator_ids", "email_cc_ids"):
-            if name in data:
-                value = data[name]
-                if isinstance(value, list) and all(_is_int(v) and v in self._users for v in value):
-                    changes[name] = list(dict.fromkeys(value))
-                else:
-                    _add_error(errors, name, f"{name}: {value} is invalid")
-        if "external_id" in data:
-            external_id = data["external_id"]
-            changes["external_id"] = None if external_id is None else str(external_id)
-        if "custom_fields" in data:
-            merged = self._custom_fields(data["custom_fields"], ticket, errors)
-            if merged is not None:
-                changes["custom_fields"] = merged
-        tags = self._tag_changes(data, errors, ticket)
-        if tags is not None:
-            changes["tags"] = tags
-        return changes
 
     def _tag_changes(
         self,
@@ -1271,18 +1293,16 @@ class FakeZendesk:
                 "previous_page": self._page_url(req, page=page - 1) if page > 1 else None,
                 "count": len(items),
             }
-        try:
-            size = int(req.query.get("page[size]", str(MAX_PAGE_SIZE)))
-        except ValueError:
-            size = 0
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise ApiError(
-                400,
-                {
-                    "error": "InvalidPaginationParameter",
-                    "description": f"page[size] must be 1..{MAX_PAGE_SIZE}",
-                },
-            )
+        return self._cursor_page(req, items, key, render)
+
+    def _cursor_page(
+        self,
+        req: _Request,
+        items: Sequence[R],
+        key: str,
+        render: Callable[[R], Json],
+    ) -> Json:
+        size = self._page_size(req)
         ids = [item.id for item in items]
         if "page[after]" in req.query:
             start = self._cursor_position(ids, req.query["page[after]"]) + 1
@@ -1308,6 +1328,22 @@ class FakeZendesk:
                 else None,
             },
         }
+
+    @staticmethod
+    def _page_size(req: _Request) -> int:
+        try:
+            size = int(req.query.get("page[size]", str(MAX_PAGE_SIZE)))
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise ApiError(
+                400,
+                {
+                    "error": "InvalidPaginationParameter",
+                    "description": f"page[size] must be 1..{MAX_PAGE_SIZE}",
+                },
+            )
+        return size
 
     @staticmethod
     def _cursor_position(ids: list[int], cursor: str) -> int:
@@ -1417,8 +1453,31 @@ class FakeZendesk:
         channel: str,
     ) -> tuple[Ticket, Audit]:
         stamp = self._now()
+        ticket = self._new_ticket(requester, author_id, subject, body, public, fields, channel,
+                                  stamp)
+        audit_id = next(self._event_ids)
+        comment = Comment(
+            id=next(self._event_ids),
+            ticket_id=ticket.id,
+            audit_id=audit_id,
+            author_id=author_id,
+            body=body,
+            html_body=html_body or html_from_text(body),
+            public=public,
+            created_at=stamp,
+            channel=channel,
+        )
+        events = [comment.to_event(), *self._create_events(ticket)]
+        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
+        self._tickets[ticket.id] = ticket
+        self._comments[ticket.id] = [comment]
+        self._audits[ticket.id] = [audit]
+        return ticket, audit
+
+    def _new_ticket(self, requester: User, author_id: int, subject: str, body: str,
+                    public: bool, fields: Json, channel: str, stamp: datetime) -> Ticket:
         organization_id = fields.get("organization_id") or requester.organization_id
-        ticket = Ticket(
+        return Ticket(
             id=next(self._ticket_ids),
             subject=subject,
             description=body,
@@ -1442,19 +1501,10 @@ class FakeZendesk:
             custom_fields=list(fields.get("custom_fields") or []),
             is_public=public,
         )
-        audit_id = next(self._event_ids)
-        comment = Comment(
-            id=next(self._event_ids),
-            ticket_id=ticket.id,
-            audit_id=audit_id,
-            author_id=author_id,
-            body=body,
-            html_body=html_body or html_from_text(body),
-            public=public,
-            created_at=stamp,
-            channel=channel,
-        )
-        events = [comment.to_event()]
+
+    def _create_events(self, ticket: Ticket) -> list[Json]:
+        """The creating audit's ``Create`` events, one per field that has a value."""
+        events = []
         for name in ("subject", "status", "priority", "requester_id", "organization_id", "tags"):
             value = getattr(ticket, name)
             if value not in (None, []):
@@ -1466,11 +1516,7 @@ class FakeZendesk:
                         "value": copy.deepcopy(value),
                     }
                 )
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
-        self._tickets[ticket.id] = ticket
-        self._comments[ticket.id] = [comment]
-        self._audits[ticket.id] = [audit]
-        return ticket, audit
+        return events
 
     def _apply(
         self,
@@ -1481,15 +1527,7 @@ class FakeZendesk:
         comment: tuple[str, str, bool] | None,
     ) -> Audit | None:
         """Apply field changes and an optional comment as one audit; None if nothing changed."""
-        changes = dict(changes)
-        author = self._users[author_id]
-        if comment is not None and "status" not in changes:
-            # Zendesk's implicit transitions: an agent reply opens a new ticket, a requester
-            # reply reopens a pending, on-hold or solved one.
-            if author.is_agent and ticket.status == "new":
-                changes["status"] = "open"
-            elif not author.is_agent and ticket.status in ("pending", "hold", "solved"):
-                changes["status"] = "open"
+        changes = self._with_implicit_status(ticket, author_id, changes, comment is not None)
         diffs = {k: v for k, v in changes.items() if getattr(ticket, k) != v}
         if comment is None and not diffs:
             return None
@@ -1512,6 +1550,28 @@ class FakeZendesk:
             self._comments[ticket.id].append(record)
             ticket.is_public = ticket.is_public or public
             events.append(record.to_event())
+        events += self._change_fields(ticket, diffs)
+        ticket.updated_at = stamp
+        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
+        self._audits[ticket.id].append(audit)
+        return audit
+
+    def _with_implicit_status(self, ticket: Ticket, author_id: int, changes: Json,
+                              commented: bool) -> Json:
+        changes = dict(changes)
+        author = self._users[author_id]
+        if commented and "status" not in changes:
+            # Zendesk's implicit transitions: an agent reply opens a new ticket, a requester
+            # reply reopens a pending, on-hold or solved one.
+            if author.is_agent and ticket.status == "new":
+                changes["status"] = "open"
+            elif not author.is_agent and ticket.status in ("pending", "hold", "solved"):
+                changes["status"] = "open"
+        return changes
+
+    def _change_fields(self, ticket: Ticket, diffs: Json) -> list[Json]:
+        """Set the changed fields; their ``Change`` events."""
+        events = []
         for name, value in diffs.items():
             previous = getattr(ticket, name)
             setattr(ticket, name, copy.deepcopy(value))
@@ -1524,10 +1584,7 @@ class FakeZendesk:
                     "previous_value": previous,
                 }
             )
-        ticket.updated_at = stamp
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
-        self._audits[ticket.id].append(audit)
-        return audit
+        return events
 
     def _change(self, ticket_id: int, changes: Json, author_id: int | None) -> None:
         with self._lock:
