@@ -32,3 +32,16 @@ def test_each_part_of_the_command_line_is_under_three_hundred_lines() -> None:
              for path in (PACKAGE / "cli").glob("*.py")}
 
     assert sizes and all(size < MAX_CLI_MODULE_LINES for size in sizes.values()), sizes
+
+
+def test_every_package_of_the_code_is_installed() -> None:
+    """`pip install .` ships exactly the packages listed in pyproject.toml: a new one left out
+    works from the repository and breaks the installed `emergency` command."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(PACKAGE.parent).parts)
+             for path in PACKAGE.rglob("__init__.py")}
+
+    assert found - listed == set()
