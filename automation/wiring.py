@@ -54,10 +54,16 @@ def build_chat(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Z
 
 
 def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worker:
-    """The worker for `tick`, `run` and the demo: Zendesk, and what config.toml switches on."""
+    """The worker for `tick`, `run` and the demo: Zendesk, and what config.toml switches on.
+
+    Every template is rendered first for every kind of ticket (shapes.py): one that fails is
+    a TemplateError before any pass, never a customer left without their message.
+    """
+    from automation.shapes import validate
     from automation.worker import Worker
 
     templates = Templates(cfg.templates_path)
+    validate(templates, cfg)
     zendesk = build_zendesk(cfg, clock, environ)
     store = Store(cfg.state_path)
     paging = None

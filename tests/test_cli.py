@@ -182,3 +182,53 @@ def test_check_names_a_broken_template_and_its_line(tmp_path: Path) -> None:
 
     assert code == cli.EXIT_CONFIG
     assert "follow_up.j2 line 2" in out and "no_such_thing" in out
+
+
+def with_override(tmp_path: Path, name: str, source: str, url: str = OFFLINE) -> Path:
+    overrides = tmp_path / "my-templates"
+    overrides.mkdir(exist_ok=True)
+    (overrides / f"{name}.j2").write_text(source, encoding="utf-8")
+    return write_config(tmp_path, url, extra='\n[templates]\npath = "my-templates"\n')
+
+
+# Each line fails for one kind of ticket only: the sample that renders fine is not enough.
+ONE_SHAPE_FAILS = [
+    ("acknowledgement", "Hello, {{ organization.name }} team.\n{{ bridge_url }}",
+     "without an organization"),
+    ("follow_up", "Since {{ contact_at.strftime('%H:%M') }}: {{ bridge_url }}", None),
+    ("acknowledgement", "Hours: {{ coverage_hours }}", "a typical emergency"),
+    ("brief_link", "Read {{ briefs[0].url }} first", "without an organization"),
+    ("post_call", "{{ notes }} Next: {{ next_engineer.upper() }}", "every optional input"),
+    ("acknowledgement", "Hi {{ requester.email.split('@')[1] }}", "could not find"),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "shape"), ONE_SHAPE_FAILS)
+def test_tick_refuses_a_template_that_fails_for_one_kind_of_ticket_before_any_pass(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock,
+        name: str, source: str, shape: str | None) -> None:
+    emergency_ticket(sandbox, account)
+    config = with_override(tmp_path, name, source, sandbox.url)
+    sandbox.clear_requests()
+
+    code, out, err = emergency("--config", str(config), "tick", clock=clock)
+
+    assert code == cli.EXIT_CONFIG
+    assert f"template {name}.j2 line 1" in err and "Traceback" not in err
+    assert shape is None or shape in err
+    assert sandbox.requests == []  # refused before any pass: nothing read, nothing sent
+    code, out, _ = emergency("--config", str(config), "check")
+    assert code == cli.EXIT_CONFIG and f"{name}.j2 line 1" in out
+
+
+def test_shipped_templates_render_for_every_kind_of_ticket(tmp_path: Path) -> None:
+    from automation.config import load
+    from automation.shapes import contexts, shapes, validate
+    from automation.templates import REGISTRY, Templates
+
+    cfg = load(write_config(tmp_path))
+
+    validate(Templates(), cfg)  # raises on the first failure
+
+    for shape in shapes():
+        assert {name for name, _ in contexts(shape, cfg)} == set(REGISTRY)

@@ -62,4 +62,10 @@ def configure_logging(stream: TextIO, level: int) -> None:
 
 
 def main() -> None:
-    sys.exit(run())
+    try:
+        sys.exit(run())
+    except BrokenPipeError:
+        # The output went to a reader that left (`emergency check | head`): say nothing more;
+        # what the command found was not all said, so it is no success.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -6,10 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automation import config
 from automation.errors import TemplateError
+
+if TYPE_CHECKING:
+    from automation.templates import Templates
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,29 @@ def check_config(cfg: config.Config, environ: Mapping[str, str]) -> ConfigCheck:
         stray = [path for path in sorted(cfg.templates_path.glob("*.j2"))
                  if path.stem not in REGISTRY]
     templates = Templates(cfg.templates_path)
-    context = sample_context(cfg)
-    checks = []
-    for name in sorted(REGISTRY):
-        try:
-            rendered = templates.render(name, context)
-        except TemplateError as exc:
-            checks.append(TemplateCheck(name, error=exc))
-            continue
-        checks.append(TemplateCheck(name, rendered.public, rendered.first_line))
+    checks = [_check_template(templates, cfg, name) for name in sorted(REGISTRY)]
     wanted = [config.ZENDESK_TOKEN_ENV]
     wanted += [config.PAGERDUTY_TOKEN_ENV] if cfg.pagerduty else []
     wanted += [config.SLACK_TOKEN_ENV] if cfg.slack else []
     unset = [name for name in wanted if not environ.get(name, "").strip()]
     return ConfigCheck(cfg, stray, checks, unset)
+
+
+def _check_template(templates: Templates, cfg: config.Config, name: str) -> TemplateCheck:
+    """The template rendered for every kind of ticket (shapes.py): its first failure, or the
+    first line it gives for a typical emergency."""
+    from automation.shapes import contexts, shapes
+
+    first: TemplateCheck | None = None
+    for shape in shapes():
+        context = next(c for n, c in contexts(shape, cfg) if n == name)
+        try:
+            rendered = templates.render(name, context)
+        except TemplateError as exc:
+            return TemplateCheck(name, error=TemplateError(f"{exc} (for {shape.name})"))
+        first = first or TemplateCheck(name, rendered.public, rendered.first_line)
+    assert first is not None
+    return first
 
 
 def sample_context(cfg: config.Config) -> dict[str, Any]:
