@@ -48,6 +48,9 @@ MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enoug
 MAX_AUDIT_PAGES = 20
 MAX_TAG_ATTEMPTS = 3  # safe updates of tags, each after a re-read
 MAX_READ_ATTEMPTS = 8
+SEARCH_RESULT_LIMIT = 1000  # Zendesk's search answers 422 beyond the 1,000th result
+SEARCH_PAGE_SIZE = 100
+MAX_SEARCH_WINDOWS = 50  # 50,000 emergencies: beyond that, a view
 
 
 def parse_time(value: str) -> datetime:
@@ -282,9 +285,45 @@ class Zendesk:
             path = f"/api/v2/views/{view_id}/tickets"
             return self._read("GET", path, lambda: [
                 ticket_from(t) for t in self.client.views.tickets(view=view_id)])
-        return self._read("GET", "/api/v2/search.json", lambda: [
-            ticket_from(t) for t in self.client.search(query)
-            if getattr(t, "id", None) is not None])
+        return self.search_all(query)
+
+    def search_all(self, query: str) -> list[Ticket]:
+        """Every ticket the query finds, past search's cap of 1,000 results.
+
+        Zendesk answers 422 beyond the 1,000th result of one query, so the results are read
+        oldest first and, at the cap, the same query is asked again from the last creation
+        time seen (the overlap is read twice, never missed).
+        """
+        found: dict[int, Ticket] = {}
+        since: str | None = None
+        for _ in range(MAX_SEARCH_WINDOWS):
+            window = f"{query} created>={since}" if since else query
+            batch = self._search_window(window)
+            found.update((t.id, t) for t in batch)
+            if len(batch) < SEARCH_RESULT_LIMIT:
+                return list(found.values())
+            last = _stamp(batch[-1].created_at)
+            if last == since:
+                break  # a whole window created in one second: no way forward
+            since = last
+        raise Rejected(SERVICE, "GET", "/api/v2/search.json", 422,
+                       f"more emergencies than search can list ({len(found)} read)",
+                       "list them with a Zendesk view instead: [zendesk] view_id")
+
+    def _search_window(self, query: str) -> list[Ticket]:
+        """One query's results, oldest first, up to search's cap (pages of 100)."""
+        tickets: list[Ticket] = []
+        for page in range(1, SEARCH_RESULT_LIMIT // SEARCH_PAGE_SIZE + 1):
+            data = self._get_json("/api/v2/search.json", {
+                "query": query, "sort_by": "created_at", "sort_order": "asc",
+                "per_page": str(SEARCH_PAGE_SIZE), "page": str(page)})
+            results = [r for r in data.get("results") or ()
+                       if isinstance(r, dict) and r.get("id") is not None
+                       and r.get("result_type", "ticket") == "ticket"]
+            tickets += [ticket_from(r) for r in results]
+            if not data.get("next_page") or len(results) < SEARCH_PAGE_SIZE:
+                break
+        return tickets
 
     def ticket(self, ticket_id: int) -> Ticket:
         path = f"/api/v2/tickets/{ticket_id}.json"
@@ -370,14 +409,17 @@ class Zendesk:
             response = self.session.request("GET", self.base_url + path, params=params)
         except requests.RequestException as exc:
             raise Unreachable(SERVICE, "GET", path, None, _connection_text(exc)) from None
-        if response.status_code == 404:
-            raise NotFound(SERVICE, "GET", path, 404, excerpt(response))
-        if not 200 <= response.status_code < 300:
-            raise Rejected(SERVICE, "GET", path, response.status_code, excerpt(response))
+        status = response.status_code
         try:
             data = response.json()
         except ValueError:
-            raise Rejected(SERVICE, "GET", path, response.status_code, "not JSON") from None
+            # An HTML page or a proxy's answer: not Zendesk's API at all.
+            raise Unreachable(SERVICE, "GET", path, status, excerpt(response),
+                              "the answer is not Zendesk's JSON: check [zendesk] url") from None
+        if status == 404:
+            raise NotFound(SERVICE, "GET", path, 404, excerpt(response))
+        if not 200 <= status < 300:
+            raise Rejected(SERVICE, "GET", path, status, excerpt(response))
         return data if isinstance(data, dict) else {}
 
     def agent_url(self, ticket_id: int) -> str:
@@ -611,3 +653,8 @@ def organization_from(obj: Any) -> Organization:
         fields = dict(getattr(fields, "to_dict", lambda: {})())
     return Organization(id=int(_value(obj, "id")), name=_value(obj, "name") or "",
                         fields=fields, tags=tuple(_value(obj, "tags") or ()))
+
+
+def _stamp(moment: datetime) -> str:
+    """A time as Zendesk's search takes it (ISO 8601, whole seconds, UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -269,3 +269,26 @@ def test_urgent_again_after_the_bridge_closed_starts_a_new_lifecycle(
 
     assert len(worker_messages(sandbox, account, ticket_id)) == 6
     assert sandbox.zendesk.ticket(ticket_id)["priority"] == "high"
+
+
+def test_past_the_search_cap_every_emergency_is_listed_and_acknowledged(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    # Zendesk's search answers 422 past its 1,000th result: 1,001 emergencies, an hour apart
+    # in tens, are read in windows of creation time.
+    tickets = []
+    for n in range(1001):
+        if n % 10 == 0:
+            clock.advance(timedelta(seconds=1))
+        tickets.append(sandbox.zendesk.create_ticket(
+            account.requester_id, f"Down {n}", "Nothing works.", priority="urgent"))
+    sandbox.clear_requests()
+
+    listed = worker.zendesk.find_emergencies(worker.query)
+
+    assert sorted(t.id for t in listed) == sorted(tickets)
+    searches = [r for r in sandbox.requests if r.path.endswith("/search.json")]
+    assert len(searches) <= 12  # 1,001 results: about one request per 100
+    report = worker.run_once()
+    assert report.listed == 1001 and report.ok
+    assert all(sandbox.zendesk.public_comments(t) for t in (tickets[0], tickets[-1]))
+    assert len([r for r in report.posted if r.step == "acknowledge"]) == 1001
