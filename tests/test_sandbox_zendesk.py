@@ -19,7 +19,7 @@ from zenpy.lib.api_objects import Comment as ZenpyComment
 
 from automation.clock import FakeClock
 from automation.sandbox import Account, Sandbox
-from automation.sandbox.zendesk import FakeZendesk
+from automation.sandbox.zendesk import FakeZendesk, routes
 
 SEARCH_URGENT = (
     "/api/v2/search.json?query=type%3Aticket%20priority%3Aurgent%20status%3Csolved"
@@ -854,3 +854,351 @@ def test_zenpy_reads_and_updates_the_seeded_account(
 
     assert result.ticket.priority == "high"
     assert sandbox.zendesk.public_comments(ticket_id)[-1]["body"] == "Acknowledged"
+
+
+# ----- audit metadata and via ---------------------------------------------------------------
+
+STAMP = {"emergency_automation": {"step": "acknowledge", "episode": 123}}
+API_VIA = {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}}
+WEB_VIA = {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}}
+
+
+def audits_over_http(api: requests.Session, sandbox: Sandbox, ticket_id: int) -> list[Any]:
+    response = api.get(f"{sandbox.url}/api/v2/tickets/{ticket_id}/audits.json")
+    assert response.status_code == 200
+    return list(response.json()["audits"])
+
+
+def test_put_metadata_is_the_audits_custom_metadata_and_never_on_the_ticket(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    ticket_id = urgent_ticket(sandbox, account)
+
+    response = put_ticket(api, sandbox, ticket_id, metadata=STAMP, additional_tags=["ack"],
+                          comment={"body": "We are on it.", "public": True})
+
+    assert response.status_code == 200, response.text
+    ticket, audit = response.json()["ticket"], response.json()["audit"]
+    assert audit["metadata"] == {"system": {"ip_address": "127.0.0.1"}, "custom": STAMP}
+    assert audit["via"] == API_VIA
+    assert "metadata" not in ticket
+    assert "metadata" not in api.get(f"{sandbox.url}/api/v2/tickets/{ticket_id}.json").json()[
+        "ticket"]
+    created, stamped = audits_over_http(api, sandbox, ticket_id)
+    assert stamped == audit
+    assert created["metadata"]["custom"] == {}  # the customer's creating audit
+    comment = sandbox.zendesk.comments(ticket_id)[-1]
+    assert comment["via"] == API_VIA and comment["metadata"] == audit["metadata"]
+
+
+def test_metadata_rides_on_a_tags_only_update_and_a_create_but_not_on_a_no_op(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    ticket_id = urgent_ticket(sandbox, account, tags=["vip"])
+    tagged = put_ticket(api, sandbox, ticket_id, additional_tags=["step_done"], metadata=STAMP)
+    no_op = put_ticket(api, sandbox, ticket_id, additional_tags=["vip"], metadata={"x": 1})
+    created = api.post(f"{sandbox.url}/api/v2/tickets.json", json={"ticket": {
+        "subject": "Down", "comment": {"body": "Down"}, "requester_id": account.requester_id,
+        "metadata": STAMP}})
+
+    assert tagged.status_code == 200
+    assert [e["field_name"] for e in tagged.json()["audit"]["events"]] == ["tags"]
+    assert tagged.json()["audit"]["metadata"]["custom"] == STAMP
+    assert no_op.status_code == 200 and "audit" not in no_op.json()
+    assert [a["metadata"]["custom"] for a in audits_over_http(api, sandbox, ticket_id)] == [
+        {}, STAMP]
+    assert created.status_code == 201
+    new_id = created.json()["ticket"]["id"]
+    assert created.json()["audit"]["metadata"]["custom"] == STAMP
+    assert audits_over_http(api, sandbox, new_id)[0]["metadata"]["custom"] == STAMP
+    assert "metadata" not in created.json()["ticket"]
+
+
+@pytest.mark.parametrize("metadata", [["step"], "acknowledge", 7, None, True])
+def test_metadata_that_is_not_an_object_is_422_and_changes_nothing(
+    sandbox: Sandbox, account: Account, api: requests.Session, metadata: Any
+) -> None:
+    ticket_id = urgent_ticket(sandbox, account)
+    before = sandbox.zendesk.ticket(ticket_id)
+
+    response = put_ticket(api, sandbox, ticket_id, metadata=metadata,
+                          comment={"body": "Hello"})
+    created = api.post(f"{sandbox.url}/api/v2/tickets.json", json={"ticket": {
+        "comment": {"body": "Down"}, "metadata": metadata}})
+
+    for refused in (response, created):
+        assert refused.status_code == 422
+        assert refused.json()["error"] == "RecordInvalid"
+        assert "must be an object" in refused.json()["details"]["metadata"][0]["description"]
+    assert sandbox.zendesk.ticket(ticket_id) == before
+    assert len(sandbox.zendesk.audits(ticket_id)) == 1 and len(sandbox.zendesk.tickets()) == 1
+
+
+def test_audits_and_comments_say_how_they_came_in(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    ticket_id = urgent_ticket(sandbox, account)
+    sandbox.zendesk.add_comment(ticket_id, account.agent_id, "From the agent UI", public=False)
+    put_ticket(api, sandbox, ticket_id, comment={"body": "From the API"})
+
+    audits = audits_over_http(api, sandbox, ticket_id)
+    comments = api.get(f"{sandbox.url}/api/v2/tickets/{ticket_id}/comments.json").json()
+
+    assert [a["via"] for a in audits] == [WEB_VIA, WEB_VIA, API_VIA]
+    assert [c["via"] for c in comments["comments"]] == [WEB_VIA, WEB_VIA, API_VIA]
+
+
+# ----- merges -------------------------------------------------------------------------------
+
+
+def merge_over_http(api: requests.Session, sandbox: Sandbox, target: int,
+                    **body: Any) -> requests.Response:
+    return api.post(f"{sandbox.url}/api/v2/tickets/{target}/merge.json", json=body)
+
+
+def test_merge_closes_the_sources_and_notes_both_sides_privately_as_zendesk_does(
+    sandbox: Sandbox, account: Account, clock: FakeClock, api: requests.Session
+) -> None:
+    target = urgent_ticket(sandbox, account, subject="Checkout is down", tags=["vip"])
+    source = urgent_ticket(sandbox, account, subject="Payments fail", tags=["emergency_ack"])
+    clock.advance(timedelta(minutes=5))
+
+    response = merge_over_http(api, sandbox, target, ids=[source],
+                               target_comment="Same outage.")
+
+    assert response.status_code == 200, response.text
+    job = response.json()["job_status"]
+    assert job["status"] == "completed" and job["total"] == job["progress"] == 1
+    assert job["url"] == f"{sandbox.url}/api/v2/job_statuses/{job['id']}.json"
+    zendesk = sandbox.zendesk
+    assert zendesk.ticket(source)["status"] == "closed"
+    assert zendesk.ticket(target)["tags"] == ["vip"]  # the source's tags do not come along
+    assert zendesk.ticket(target)["status"] == "new"  # a merge note is no agent reply
+    into = audits_over_http(api, sandbox, target)[-1]
+    away = audits_over_http(api, sandbox, source)[-1]
+    assert into["via"] == {"channel": "web", "source": {
+        "from": {"ticket_id": source, "subject": "Payments fail"}, "to": {}, "rel": "merge"}}
+    assert away["via"]["source"] == {
+        "from": {"ticket_id": source, "subject": "Payments fail"},
+        "to": {"ticket_id": target}, "rel": "merge"}
+    assert into["author_id"] == away["author_id"] == account.admin_id
+    assert into["created_at"] == "2026-01-05T09:05:00Z"
+    (note,) = into["events"]
+    assert (note["body"], note["public"], note["author_id"]) == (
+        f'Request #{source} "Payments fail" was closed and merged into this request.'
+        "\n\nSame outage.", False, account.admin_id)
+    closing, status = away["events"]
+    assert closing["body"] == (
+        f'This request was closed and merged into request #{target} "Checkout is down".')
+    assert closing["public"] is False
+    assert (status["field_name"], status["value"]) == ("status", "closed")
+    assert zendesk.comments(target)[-1]["via"] == into["via"]
+
+
+def test_merge_by_an_agent_in_the_ui_can_make_the_notes_public(
+    sandbox: Sandbox, account: Account
+) -> None:
+    zendesk = sandbox.zendesk
+    target = urgent_ticket(sandbox, account)
+    sources = [urgent_ticket(sandbox, account, subject=f"Dup {n}") for n in (1, 2)]
+
+    zendesk.merge(target, sources, account.agent_id, source_comment="Merged: same outage",
+                  target_public=True, source_public=True)
+
+    notes = zendesk.comments(target)[1:]
+    assert [n["via"]["source"]["from"]["ticket_id"] for n in notes] == sources
+    assert all(n["public"] and n["author_id"] == account.agent_id for n in notes)
+    for source in sources:
+        closing = zendesk.comments(source)[-1]
+        assert (closing["body"], closing["public"]) == ("Merged: same outage", True)
+        assert zendesk.ticket(source)["status"] == "closed"
+    with pytest.raises(ValueError, match="not an agent"):
+        zendesk.merge(target, [urgent_ticket(sandbox, account)], account.requester_id)
+
+
+def test_merges_zendesk_refuses_change_nothing(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    target = urgent_ticket(sandbox, account)
+    closed = urgent_ticket(sandbox, account)
+    sandbox.zendesk.close(closed)
+    open_ = urgent_ticket(sandbox, account)
+    before = sandbox.zendesk.tickets()
+
+    assert merge_over_http(api, sandbox, target, ids=[closed]).status_code == 422
+    assert merge_over_http(api, sandbox, target, ids=[target]).status_code == 422
+    assert merge_over_http(api, sandbox, target, ids=[]).status_code == 422
+    assert merge_over_http(api, sandbox, target, ids=["x"]).status_code == 422
+    assert merge_over_http(api, sandbox, target, ids=[open_],
+                           source_comment_is_public="yes").status_code == 422
+    assert merge_over_http(api, sandbox, closed, ids=[open_]).status_code == 422
+    assert merge_over_http(api, sandbox, target, ids=[999]).status_code == 404
+    assert merge_over_http(api, sandbox, 999, ids=[open_]).status_code == 404
+    assert sandbox.zendesk.tickets() == before
+    with pytest.raises(ValueError, match="closed"):
+        sandbox.zendesk.merge(target, [closed], account.agent_id)
+
+
+# ----- follow-ups and clones ----------------------------------------------------------------
+
+
+def test_a_reply_to_a_closed_ticket_makes_a_follow_up_with_its_tags_and_its_own_audits(
+    sandbox: Sandbox, account: Account, clock: FakeClock, api: requests.Session
+) -> None:
+    closed = urgent_ticket(sandbox, account, tags=["vip", "emergency_ack"], brand_id=42,
+                           ticket_form_id=43)
+    put_ticket(api, sandbox, closed, metadata=STAMP, comment={"body": "On it"})
+    sandbox.zendesk.close(closed)
+    clock.advance(timedelta(days=5))
+
+    follow_up = sandbox.zendesk.create_follow_up(closed, "It is down again", priority="urgent")
+
+    ticket = api.get(f"{sandbox.url}/api/v2/tickets/{follow_up}.json").json()["ticket"]
+    via = {"channel": "closed_ticket", "source": {
+        "from": {"ticket_id": closed, "subject": "Checkout is down"}, "to": {},
+        "rel": "follow_up"}}
+    assert ticket["via"] == via
+    assert (ticket["requester_id"], ticket["organization_id"], ticket["tags"]) == (
+        account.requester_id, account.organization_id, ["vip", "emergency_ack"])
+    assert (ticket["brand_id"], ticket["ticket_form_id"]) == (42, 43)
+    assert (ticket["priority"], ticket["status"], ticket["subject"]) == (
+        "urgent", "new", "Checkout is down")
+    (audit,) = audits_over_http(api, sandbox, follow_up)
+    assert audit["via"] == via and audit["metadata"]["custom"] == {}
+    assert audit["created_at"] == ticket["created_at"] == "2026-01-10T09:00:00Z"
+    (comment,) = sandbox.zendesk.comments(follow_up)
+    assert (comment["author_id"], comment["body"], comment["via"]) == (
+        account.requester_id, "It is down again", via)
+    assert sandbox.zendesk.ticket(closed)["followup_ids"] == [follow_up]
+    with pytest.raises(ValueError, match="not closed"):
+        sandbox.zendesk.create_follow_up(follow_up, "again?")
+
+
+def test_a_clone_copies_the_ticket_but_not_its_audits(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    original = urgent_ticket(sandbox, account, tags=["vip", "emergency_ack"],
+                             cc_ids=[account.cc_id], brand_id=42, ticket_form_id=43)
+    put_ticket(api, sandbox, original, metadata=STAMP, comment={"body": "On it"})
+
+    clone = sandbox.zendesk.clone(original, account.agent_id)
+
+    ticket, source = sandbox.zendesk.ticket(clone), sandbox.zendesk.ticket(original)
+    copied = ("subject", "description", "requester_id", "organization_id", "priority", "tags",
+              "brand_id", "ticket_form_id", "email_cc_ids", "collaborator_ids")
+    assert {k: ticket[k] for k in copied} == {k: source[k] for k in copied}
+    assert ticket["via"] == WEB_VIA and ticket["submitter_id"] == account.agent_id
+    assert ticket["status"] == "new" and ticket["id"] != original
+    (audit,) = audits_over_http(api, sandbox, clone)
+    assert audit["via"] == WEB_VIA and audit["metadata"]["custom"] == {}
+    assert audit["author_id"] == account.agent_id
+    (first,) = sandbox.zendesk.comments(clone)
+    assert (first["body"], first["author_id"], first["public"]) == (
+        "All payments fail with 500", account.agent_id, True)
+
+
+# ----- agent requesters and CCs -------------------------------------------------------------
+
+
+def test_an_agent_can_be_the_requester_and_reply_as_the_customer(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    zendesk = sandbox.zendesk
+    partner = zendesk.add_user("Sam Partner", "sam@partner.example.com", "agent")
+    ticket_id = zendesk.create_ticket(partner, "Partner outage", "Our cluster is down",
+                                      cc_ids=[account.cc_id, account.agent_id])
+    zendesk.set_status(ticket_id, "pending")
+
+    comment_id = zendesk.add_comment(ticket_id, partner, "Still down, please call")
+
+    ticket = api.get(f"{sandbox.url}/api/v2/tickets/{ticket_id}.json").json()["ticket"]
+    assert ticket["requester_id"] == ticket["submitter_id"] == partner
+    assert ticket["email_cc_ids"] == ticket["collaborator_ids"] == [
+        account.cc_id, account.agent_id]
+    assert ticket["status"] == "open"  # the requester's reply reopens, whatever their role
+    last = zendesk.comments(ticket_id)[-1]
+    assert (last["id"], last["author_id"], last["public"]) == (comment_id, partner, True)
+    with pytest.raises(KeyError):
+        zendesk.create_ticket(partner, "x", "y", cc_ids=[999])
+
+
+def test_add_cc_is_an_agents_update_that_changes_email_cc_ids(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    ticket_id = urgent_ticket(sandbox, account)
+
+    sandbox.zendesk.add_cc(ticket_id, account.cc_id, author_id=account.agent_id)
+    sandbox.zendesk.add_cc(ticket_id, account.cc_id)  # already there: no update
+
+    ticket = api.get(f"{sandbox.url}/api/v2/tickets/{ticket_id}.json").json()["ticket"]
+    assert ticket["email_cc_ids"] == ticket["collaborator_ids"] == [account.cc_id]
+    audits = audits_over_http(api, sandbox, ticket_id)
+    assert len(audits) == 2
+    cc = audits[-1]
+    assert cc["author_id"] == account.agent_id and cc["via"] == WEB_VIA
+    assert {(e["type"], e["field_name"], str(e["previous_value"]), str(e["value"]))
+            for e in cc["events"]} == {
+        ("Change", "email_cc_ids", "[]", f"[{account.cc_id}]"),
+        ("Change", "collaborator_ids", "[]", f"[{account.cc_id}]")}
+    with pytest.raises(ValueError, match="not an agent"):
+        sandbox.zendesk.add_cc(ticket_id, account.cc_id, author_id=account.requester_id)
+
+
+# ----- the Date header ----------------------------------------------------------------------
+
+
+def test_every_route_and_every_error_carries_the_sandbox_clocks_date(
+    sandbox: Sandbox, account: Account, clock: FakeClock, api: requests.Session
+) -> None:
+    clock.advance(timedelta(hours=3, seconds=17))
+    zendesk = sandbox.zendesk
+    ticket_id, other = urgent_ticket(sandbox, account), urgent_ticket(sandbox, account)
+    macro_id = zendesk.add_macro("Post-call", "Notes")
+    sandbox.faults.rate_limit("GET", "/users/me")
+    sandbox.faults.server_error("GET", "/users/me")
+    base = f"{sandbox.url}/api/v2"
+    calls: list[tuple[str, str, Any]] = [
+        ("GET", "/search.json?query=type:ticket", None),
+        ("GET", f"/views/{account.view_id}/tickets.json", None),
+        ("GET", f"/tickets/show_many.json?ids={ticket_id}", None),
+        ("GET", f"/tickets/{ticket_id}.json", None),
+        ("GET", "/macros/search.json?query=post", None),
+        ("GET", f"/tickets/{ticket_id}/macros/{macro_id}/apply.json", None),
+        ("GET", f"/tickets/{ticket_id}/comments.json", None),
+        ("GET", f"/tickets/{ticket_id}/audits.json", None),
+        ("GET", "/users/me.json", None),  # 429, then 503 (faults), then 200
+        ("GET", "/users/me.json", None),
+        ("GET", "/users/me.json", None),
+        ("GET", f"/users/show_many.json?ids={account.agent_id}", None),
+        ("GET", "/users/search.json?query=francesca", None),
+        ("GET", f"/users/{account.agent_id}.json", None),
+        ("GET", f"/organizations/{account.organization_id}.json", None),
+        ("POST", "/tickets.json", {"ticket": {"comment": {"body": "Down"}}}),
+        ("PUT", f"/tickets/{ticket_id}.json", {"ticket": {"priority": "high"}}),
+        ("POST", f"/tickets/{ticket_id}/merge.json", {"ids": [other]}),
+        # errors: validation, conflict, not found, malformed, unknown endpoint and method
+        ("PUT", f"/tickets/{ticket_id}.json", {"ticket": {"metadata": []}}),
+        ("PUT", f"/tickets/{ticket_id}.json",
+         {"ticket": {"safe_update": True, "updated_stamp": "2020-01-01T00:00:00Z"}}),
+        ("PUT", f"/tickets/{other}.json", {"ticket": {"priority": "low"}}),
+        ("GET", "/tickets/999.json", None),
+        ("PUT", f"/tickets/{ticket_id}.json", None),
+        ("GET", "/search.json?query=nonsense", None),
+        ("GET", "/nothing/here.json", None),
+        ("DELETE", f"/tickets/{ticket_id}.json", None),
+        ("OPTIONS", f"/tickets/{ticket_id}.json", None),
+    ]
+    statuses, answered = [], set()
+    for method, path, body in calls:
+        response = api.request(method, base + path, json=body)
+        statuses.append(response.status_code)
+        assert response.headers.get("Date") == "Mon, 05 Jan 2026 12:00:17 GMT", (method, path)
+        found = routes.find(method, "/api/v2" + re.sub(r"\.json$", "", path.split("?")[0]))
+        if found is not None and response.status_code < 300:
+            answered.add(found[0])
+    unauthenticated = requests.get(f"{base}/users/me.json")
+
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["Date"] == "Mon, 05 Jan 2026 12:00:17 GMT"
+    assert answered == set(routes.names())  # every route answered at least once
+    assert {429, 503, 422, 409, 404, 400, 501} <= set(statuses)

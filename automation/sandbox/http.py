@@ -60,6 +60,10 @@ class Routes:
             return handler
         return register
 
+    def names(self) -> list[str]:
+        """The handler names in the table, in registration order."""
+        return [name for _, _, name in self._table]
+
     def find(self, method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
         """The handler name and the pattern's groups for this request, or None."""
         for route_method, pattern, name in self._table:

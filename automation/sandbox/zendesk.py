@@ -168,8 +168,30 @@ def _decode_cursor(cursor: str) -> int:
         ) from exc
 
 
-def _via(channel: str) -> Json:
-    return {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}}
+@dataclass(frozen=True)
+class Via:
+    """How a ticket, an audit or a comment came about: Zendesk's ``via`` object."""
+
+    channel: str
+    source_from: Mapping[str, Any] = field(default_factory=dict)
+    source_to: Mapping[str, Any] = field(default_factory=dict)
+    rel: str | None = None
+
+    def to_json(self) -> Json:
+        return {
+            "channel": self.channel,
+            "source": {"from": dict(self.source_from), "to": dict(self.source_to),
+                       "rel": self.rel},
+        }
+
+
+API = Via("api")  # the REST API
+WEB = Via("web")  # a person in the agent UI (the sandbox's helper methods)
+
+
+def _system_metadata(via: Via) -> Json:
+    """What Zendesk records of the client in ``metadata.system``."""
+    return {"ip_address": "127.0.0.1"} if via.channel in ("api", "web") else {}
 
 
 @dataclass
@@ -275,14 +297,15 @@ class Comment:
     html_body: str
     public: bool
     created_at: datetime
-    channel: str
+    via: Via
+    metadata: Json  # its audit's: Zendesk shows the audit's metadata on the comment
 
     def to_json(self) -> Json:
         return {
             **self.to_event(),
             "created_at": iso(self.created_at),
-            "via": _via(self.channel),
-            "metadata": {"system": {}, "custom": {}},
+            "via": self.via.to_json(),
+            "metadata": copy.deepcopy(self.metadata),
         }
 
     def to_event(self) -> Json:
@@ -307,8 +330,9 @@ class Audit:
     ticket_id: int
     author_id: int
     created_at: datetime
-    channel: str
+    via: Via
     events: list[Json]
+    metadata: Json  # {"system": ..., "custom": the update's ticket.metadata}
 
     def to_json(self) -> Json:
         return {
@@ -316,8 +340,8 @@ class Audit:
             "ticket_id": self.ticket_id,
             "created_at": iso(self.created_at),
             "author_id": self.author_id,
-            "metadata": {"system": {}, "custom": {}},
-            "via": _via(self.channel),
+            "metadata": copy.deepcopy(self.metadata),
+            "via": self.via.to_json(),
             "events": copy.deepcopy(self.events),
         }
 
@@ -338,7 +362,7 @@ class Ticket:
     ticket_form_id: int
     created_at: datetime
     updated_at: datetime
-    channel: str
+    via: Via
     assignee_id: int | None = None
     group_id: int | None = None
     type: str | None = None
@@ -348,13 +372,14 @@ class Ticket:
     email_cc_ids: list[int] = field(default_factory=list)
     custom_fields: list[Json] = field(default_factory=list)
     is_public: bool = True
+    followup_ids: list[int] = field(default_factory=list)
 
     def to_json(self, base_url: str) -> Json:
         return {
             "id": self.id,
             "url": f"{base_url}/api/v2/tickets/{self.id}.json",
             "external_id": self.external_id,
-            "via": _via(self.channel),
+            "via": self.via.to_json(),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "type": self.type,
@@ -382,7 +407,7 @@ class Ticket:
             "satisfaction_rating": None,
             "sharing_agreement_ids": [],
             "fields": copy.deepcopy(self.custom_fields),
-            "followup_ids": [],
+            "followup_ids": list(self.followup_ids),
             "ticket_form_id": self.ticket_form_id,
             "brand_id": self.brand_id,
             "allow_channelback": False,
@@ -512,6 +537,7 @@ class FakeZendesk:
         self._organization_ids = itertools.count(5_000_001)
         self._ticket_ids = itertools.count(1)
         self._event_ids = itertools.count(90_000_001)
+        self._job_ids = itertools.count(1)
         self._window_minute = -1
         self._window_requests = 0
         self.api_user_id = self.add_user("Emergency Automation", api_email, role="admin")
@@ -579,33 +605,37 @@ class FakeZendesk:
         assignee_id: int | None = None,
         channel: str = "web",
     ) -> int:
-        """Create a ticket as the requester would (first comment by the requester)."""
-        if priority is not None and priority not in PRIORITIES:
-            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+        """Create a ticket as the requester would (first comment by the requester).
+
+        The requester may be an agent (a partner who is an agent elsewhere); ``cc_ids`` are the
+        ticket's email CCs (and so collaborators)."""
+        _check_priority(priority)
         with self._lock:
             requester = self._users.get(requester_id)
             if requester is None:
                 raise KeyError(f"no user {requester_id}")
             if organization_id is not None and organization_id not in self._organizations:
                 raise KeyError(f"no organization {organization_id}")
+            cc_ids = list(cc_ids)
+            unknown = [i for i in cc_ids if i not in self._users]
+            if unknown:
+                raise KeyError(f"no user {unknown[0]} to CC")
             ticket = self._create(
                 requester=requester,
                 author_id=requester_id,
                 subject=subject,
-                body=body,
-                html_body=None,
-                public=True,
+                comment=(body, None, True),
                 fields={
                     "priority": priority,
                     "tags": normalize_tags(tags),
                     "organization_id": organization_id,
                     "brand_id": brand_id,
                     "ticket_form_id": ticket_form_id,
-                    "collaborator_ids": list(cc_ids),
-                    "email_cc_ids": list(cc_ids),
+                    "collaborator_ids": cc_ids,
+                    "email_cc_ids": cc_ids,
                     "assignee_id": assignee_id,
                 },
-                channel=channel,
+                via=Via(channel),
             )[0]
             return ticket.id
 
@@ -625,15 +655,15 @@ class FakeZendesk:
             ticket = self._ticket_or_key_error(ticket_id)
             if author_id not in self._users:
                 raise KeyError(f"no user {author_id}")
-            self._apply(ticket, author_id, channel, {}, (body, html_from_text(body), public))
+            self._apply(ticket, author_id, Via(channel), {},
+                        (body, html_from_text(body), public))
             return self._comments[ticket_id][-1].id
 
     def set_priority(
         self, ticket_id: int, priority: str | None, author_id: int | None = None
     ) -> None:
         """Change the priority as an agent would in the UI."""
-        if priority is not None and priority not in PRIORITIES:
-            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+        _check_priority(priority)
         self._change(ticket_id, {"priority": priority}, author_id)
 
     def set_status(self, ticket_id: int, status: str, author_id: int | None = None) -> None:
@@ -649,6 +679,78 @@ class FakeZendesk:
     def close(self, ticket_id: int) -> None:
         """Close the ticket (as Zendesk's automation does days after solving)."""
         self.set_status(ticket_id, "closed")
+
+    def add_cc(self, ticket_id: int, user_id: int, author_id: int | None = None) -> None:
+        """An agent (the API user unless named) adds an email CC in the UI: one audit with
+        ``Change`` events for ``email_cc_ids`` and ``collaborator_ids``."""
+        with self._lock:
+            ticket = self._ticket_or_key_error(ticket_id)
+            if user_id not in self._users:
+                raise KeyError(f"no user {user_id}")
+            self._agent(author_id or self.api_user_id)
+            changes = {name: list(dict.fromkeys([*getattr(ticket, name), user_id]))
+                       for name in ("email_cc_ids", "collaborator_ids")}
+            self._change(ticket_id, changes, author_id)
+
+    def merge(
+        self,
+        target_id: int,
+        source_ids: Iterable[int],
+        agent_id: int,
+        target_comment: str | None = None,
+        source_comment: str | None = None,
+        target_public: bool = False,
+        source_public: bool = False,
+    ) -> None:
+        """An agent merges the source tickets into the target, as Zendesk does (see _merge)."""
+        with self._lock:
+            self._agent(agent_id)
+            target = self._ticket_or_key_error(target_id)
+            sources = [self._ticket_or_key_error(i) for i in dict.fromkeys(source_ids)]
+            problem = _merge_problem(target, sources)
+            if problem:
+                raise ValueError(problem)
+            notes = _MergeNotes(target_comment, source_comment, target_public, source_public)
+            self._merge(target, sources, agent_id, notes)
+
+    def create_follow_up(
+        self,
+        closed_ticket_id: int,
+        body: str,
+        subject: str | None = None,
+        priority: str | None = None,
+    ) -> int:
+        """The requester replies to a closed ticket: Zendesk makes a follow-up ticket that
+        copies requester, organization, tags, brand and form; its audits are its own."""
+        _check_priority(priority)
+        with self._lock:
+            closed = self._ticket_or_key_error(closed_ticket_id)
+            if closed.status != "closed":
+                raise ValueError(f"ticket {closed.id} is {closed.status}, not closed")
+            via = Via("closed_ticket", {"ticket_id": closed.id, "subject": closed.subject},
+                      {}, "follow_up")
+            fields = {"priority": priority,
+                      **_copied(closed, "organization_id", "tags", "brand_id", "ticket_form_id")}
+            requester = self._users[closed.requester_id]
+            ticket = self._create(requester, requester.id, subject or closed.subject,
+                                  (body, None, True), fields, via)[0]
+            closed.followup_ids.append(ticket.id)
+            return ticket.id
+
+    def clone(self, ticket_id: int, agent_id: int) -> int:
+        """An agent clones a ticket in the UI: a new ticket (via web) with the original's
+        subject, description, requester, organization, priority, tags, brand, form and CCs.
+        The agent submits it, so the copied description is the agent's comment."""
+        with self._lock:
+            original = self._ticket_or_key_error(ticket_id)
+            self._agent(agent_id)
+            first = self._comments[ticket_id][0]
+            fields = _copied(original, "priority", "organization_id", "tags", "brand_id",
+                             "ticket_form_id", "email_cc_ids", "collaborator_ids")
+            ticket = self._create(self._users[original.requester_id], agent_id, original.subject,
+                                  (original.description, first.html_body, first.public),
+                                  fields, WEB)[0]
+            return ticket.id
 
     def add_macro(self, title: str, body: str, public: bool = True, active: bool = True) -> int:
         """A macro whose only action is a comment (what the post-call macro does)."""
@@ -992,20 +1094,13 @@ class FakeZendesk:
         if "comment" not in data:
             _add_error(errors, "description", "Description: cannot be blank", "BlankValue")
         fields = self._field_changes(data, errors)
+        custom = _metadata_input(data, errors)
         if errors or requester is None or comment is None:
             raise _invalid(errors)
         body, html_body, public, author_id = comment
         subject = data.get("subject") or body.strip().splitlines()[0][:80]
-        ticket, audit = self._create(
-            requester=requester,
-            author_id=author_id,
-            subject=str(subject),
-            body=body,
-            html_body=html_body,
-            public=public,
-            fields=fields,
-            channel="api",
-        )
+        ticket, audit = self._create(requester, author_id, str(subject),
+                                     (body, html_body, public), fields, API, custom)
         location = f"{self.base_url}/api/v2/tickets/{ticket.id}.json"
         return self.reply(
             201,
@@ -1023,18 +1118,60 @@ class FakeZendesk:
         errors: dict[str, list[Json]] = {}
         comment = self._comment_input(data.get("comment"), req.user.id, errors, "comment")
         changes = self._field_changes(data, errors, ticket)
+        custom = _metadata_input(data, errors)
         if errors:
             raise _invalid(errors)
         author_id = comment[3] if comment else req.user.id
-        audit = self._apply(ticket, author_id, "api", changes, comment[:3] if comment else None)
+        audit = self._apply(ticket, author_id, API, changes, comment[:3] if comment else None,
+                            custom)
         payload: Json = {"ticket": ticket.to_json(self.base_url)}
         if audit is not None:
             payload["audit"] = audit.to_json()
         return 200, payload
 
+    @routes("POST", r"/api/v2/tickets/(\d+)/merge")
+    def _post_merge(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
+        target = self._ticket_or_404(ticket_id)
+        payload = self._json_body(req)
+        if not isinstance(payload, dict):
+            raise ApiError(400, {"error": "InvalidParameter",
+                                 "description": "The request body must be an object"})
+        ids, notes = _merge_input(payload)
+        sources = [self._ticket_or_404(i) for i in ids]
+        problem = _merge_problem(target, sources)
+        if problem:
+            raise _invalid_field("ids", problem)
+        self._merge(target, sources, req.user.id, notes)
+        # Zendesk queues a job; the sandbox's is done before it answers.
+        job_id = f"{next(self._job_ids):032x}"
+        return 200, {"job_status": {
+            "id": job_id,
+            "url": f"{self.base_url}/api/v2/job_statuses/{job_id}.json",
+            "status": "completed",
+            "total": len(ids),
+            "progress": len(ids),
+            "message": f"Completed at {self._now():%Y-%m-%d %H:%M:%S} +0000",
+            "results": [{"action": "merge", "id": i, "status": "Merged", "success": True}
+                        for i in ids],
+        }}
+
     # ----- request parsing and validation --------------------------------------------------
 
     def _ticket_payload(self, req: _Request) -> Json:
+        payload = self._json_body(req)
+        data = payload.get("ticket") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            raise ApiError(
+                400,
+                {
+                    "error": "InvalidParameter",
+                    "description": "The request body must contain a ticket object",
+                },
+            )
+        return data
+
+    @staticmethod
+    def _json_body(req: _Request) -> Any:
         content_type = req.headers.get("content-type", "")
         if not req.body:
             raise ApiError(
@@ -1054,16 +1191,7 @@ class FakeZendesk:
             raise ApiError(
                 400, {"error": "InvalidJSON", "description": "Server could not parse JSON"}
             ) from exc
-        data = payload.get("ticket") if isinstance(payload, dict) else None
-        if not isinstance(data, dict):
-            raise ApiError(
-                400,
-                {
-                    "error": "InvalidParameter",
-                    "description": "The request body must contain a ticket object",
-                },
-            )
-        return data
+        return payload
 
     def _check_safe_update(self, ticket: Ticket, data: Json) -> None:
         # Zendesk: "A value of false has the same effect as true"; only omitting it is unsafe.
@@ -1446,36 +1574,27 @@ class FakeZendesk:
         requester: User,
         author_id: int,
         subject: str,
-        body: str,
-        html_body: str | None,
-        public: bool,
+        comment: tuple[str, str | None, bool],
         fields: Json,
-        channel: str,
+        via: Via,
+        custom: Json | None = None,
     ) -> tuple[Ticket, Audit]:
+        """A new ticket whose first comment (body, html_body, public) is its description."""
+        body, html_body, public = comment
         stamp = self._now()
-        ticket = self._new_ticket(requester, author_id, subject, body, public, fields, channel,
+        ticket = self._new_ticket(requester, author_id, subject, body, public, fields, via,
                                   stamp)
-        audit_id = next(self._event_ids)
-        comment = Comment(
-            id=next(self._event_ids),
-            ticket_id=ticket.id,
-            audit_id=audit_id,
-            author_id=author_id,
-            body=body,
-            html_body=html_body or html_from_text(body),
-            public=public,
-            created_at=stamp,
-            channel=channel,
-        )
-        events = [comment.to_event(), *self._create_events(ticket)]
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
         self._tickets[ticket.id] = ticket
-        self._comments[ticket.id] = [comment]
+        self._comments[ticket.id] = []
+        audit = self._new_audit(ticket.id, author_id, stamp, via, custom)
+        record = self._comment_record(ticket.id, audit, body, html_body or html_from_text(body),
+                                      public)
+        audit.events += [record.to_event(), *self._create_events(ticket)]
         self._audits[ticket.id] = [audit]
         return ticket, audit
 
     def _new_ticket(self, requester: User, author_id: int, subject: str, body: str,
-                    public: bool, fields: Json, channel: str, stamp: datetime) -> Ticket:
+                    public: bool, fields: Json, via: Via, stamp: datetime) -> Ticket:
         organization_id = fields.get("organization_id") or requester.organization_id
         return Ticket(
             id=next(self._ticket_ids),
@@ -1490,7 +1609,7 @@ class FakeZendesk:
             ticket_form_id=fields.get("ticket_form_id") or DEFAULT_FORM_ID,
             created_at=stamp,
             updated_at=stamp,
-            channel=channel,
+            via=via,
             assignee_id=fields.get("assignee_id"),
             group_id=fields.get("group_id"),
             type=fields.get("type"),
@@ -1501,6 +1620,30 @@ class FakeZendesk:
             custom_fields=list(fields.get("custom_fields") or []),
             is_public=public,
         )
+
+    def _new_audit(self, ticket_id: int, author_id: int, stamp: datetime, via: Via,
+                   custom: Json | None) -> Audit:
+        """An audit with no events yet; ``custom`` is the update's ``ticket.metadata``."""
+        metadata = {"system": _system_metadata(via), "custom": copy.deepcopy(custom or {})}
+        return Audit(next(self._event_ids), ticket_id, author_id, stamp, via, [], metadata)
+
+    def _comment_record(self, ticket_id: int, audit: Audit, body: str, html_body: str,
+                        public: bool) -> Comment:
+        """Store a comment made by the audit's author in the audit's change set."""
+        record = Comment(
+            id=next(self._event_ids),
+            ticket_id=ticket_id,
+            audit_id=audit.id,
+            author_id=audit.author_id,
+            body=body,
+            html_body=html_body,
+            public=public,
+            created_at=audit.created_at,
+            via=audit.via,
+            metadata=audit.metadata,
+        )
+        self._comments[ticket_id].append(record)
+        return record
 
     def _create_events(self, ticket: Ticket) -> list[Json]:
         """The creating audit's ``Create`` events, one per field that has a value."""
@@ -1522,37 +1665,25 @@ class FakeZendesk:
         self,
         ticket: Ticket,
         author_id: int,
-        channel: str,
+        via: Via,
         changes: Json,
         comment: tuple[str, str, bool] | None,
+        custom: Json | None = None,
     ) -> Audit | None:
-        """Apply field changes and an optional comment as one audit; None if nothing changed."""
+        """Apply field changes and an optional comment as one audit; None if nothing changed
+        (Zendesk makes no audit for a no-op update, whatever metadata it carried)."""
         changes = self._with_implicit_status(ticket, author_id, changes, comment is not None)
         diffs = {k: v for k, v in changes.items() if getattr(ticket, k) != v}
         if comment is None and not diffs:
             return None
-        stamp = self._next_stamp(ticket)
-        audit_id = next(self._event_ids)
-        events: list[Json] = []
+        audit = self._new_audit(ticket.id, author_id, self._next_stamp(ticket), via, custom)
         if comment is not None:
             body, html_body, public = comment
-            record = Comment(
-                next(self._event_ids),
-                ticket.id,
-                audit_id,
-                author_id,
-                body,
-                html_body,
-                public,
-                stamp,
-                channel,
-            )
-            self._comments[ticket.id].append(record)
+            record = self._comment_record(ticket.id, audit, body, html_body, public)
             ticket.is_public = ticket.is_public or public
-            events.append(record.to_event())
-        events += self._change_fields(ticket, diffs)
-        ticket.updated_at = stamp
-        audit = Audit(audit_id, ticket.id, author_id, stamp, channel, events)
+            audit.events.append(record.to_event())
+        audit.events += self._change_fields(ticket, diffs)
+        ticket.updated_at = audit.created_at
         self._audits[ticket.id].append(audit)
         return audit
 
@@ -1560,12 +1691,14 @@ class FakeZendesk:
                               commented: bool) -> Json:
         changes = dict(changes)
         author = self._users[author_id]
+        customer = not author.is_agent or author_id == ticket.requester_id
         if commented and "status" not in changes:
             # Zendesk's implicit transitions: an agent reply opens a new ticket, a requester
-            # reply reopens a pending, on-hold or solved one.
+            # reply (an agent's too, when the agent is the requester) reopens a pending,
+            # on-hold or solved one.
             if author.is_agent and ticket.status == "new":
                 changes["status"] = "open"
-            elif not author.is_agent and ticket.status in ("pending", "hold", "solved"):
+            elif customer and ticket.status in ("pending", "hold", "solved"):
                 changes["status"] = "open"
         return changes
 
@@ -1586,10 +1719,31 @@ class FakeZendesk:
             )
         return events
 
+    def _merge(self, target: Ticket, sources: list[Ticket], agent_id: int,
+               notes: _MergeNotes) -> None:
+        """Zendesk's merge: each source gets a note by the agent and is closed; the target gets
+        one note per source. Both are via web, rel merge, private unless asked (always private
+        when a ticket is private). Nothing else moves: the sources' tags stay on the sources."""
+        for source in sources:
+            reference = {"ticket_id": source.id, "subject": source.subject}
+            public = target.is_public and source.is_public
+            closing = notes.source or (
+                f'This request was closed and merged into request #{target.id} '
+                f'"{target.subject}".')
+            self._apply(source, agent_id, Via("web", reference, {"ticket_id": target.id}, "merge"),
+                        {"status": "closed"}, _note(closing, notes.source_public and public))
+            merged = (f'Request #{source.id} "{source.subject}" was closed and merged into this '
+                      "request.")
+            if notes.target:
+                merged += f"\n\n{notes.target}"
+            # The target's status stays as it is: a merge note is no agent reply.
+            self._apply(target, agent_id, Via("web", reference, {}, "merge"),
+                        {"status": target.status}, _note(merged, notes.target_public and public))
+
     def _change(self, ticket_id: int, changes: Json, author_id: int | None) -> None:
         with self._lock:
             ticket = self._ticket_or_key_error(ticket_id)
-            self._apply(ticket, author_id or self.api_user_id, "web", changes, None)
+            self._apply(ticket, author_id or self.api_user_id, WEB, changes, None)
 
     def _next_stamp(self, ticket: Ticket) -> datetime:
         # updated_at must strictly increase, or a stale updated_stamp could pass safe_update.
@@ -1620,6 +1774,11 @@ class FakeZendesk:
             raise KeyError(f"no ticket {ticket_id}")
         return ticket
 
+    def _agent(self, user_id: int) -> None:
+        """Refuse an end-user where an agent acts (KeyError when there is no such user)."""
+        if not self._users[user_id].is_agent:
+            raise ValueError(f"user {user_id} is an end-user, not an agent")
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -1640,3 +1799,70 @@ def _invalid(details: dict[str, list[Json]]) -> ApiError:
 
 def _invalid_field(key: str, description: str, error: str = "InvalidValue") -> ApiError:
     return _invalid({key: [{"description": description, "error": error}]})
+
+
+def _check_priority(priority: str | None) -> None:
+    if priority is not None and priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+
+
+def _copied(ticket: Ticket, *names: str) -> Json:
+    """Some of a ticket's fields, as fields of a new ticket."""
+    return {name: copy.deepcopy(getattr(ticket, name)) for name in names}
+
+
+def _note(text: str, public: bool) -> tuple[str, str, bool]:
+    return text, html_from_text(text), public
+
+
+def _metadata_input(data: Json, errors: dict[str, list[Json]]) -> Json | None:
+    """``ticket.metadata``: write-only, an object; it becomes the audit's ``metadata.custom``."""
+    if "metadata" not in data:
+        return None
+    value = data["metadata"]
+    if not isinstance(value, dict):
+        _add_error(errors, "metadata", f"Metadata: must be an object, got {json.dumps(value)}")
+        return None
+    return copy.deepcopy(value)
+
+
+class _MergeNotes(NamedTuple):
+    target: str | None = None
+    source: str | None = None
+    target_public: bool = False
+    source_public: bool = False
+
+
+def _merge_input(data: Json) -> tuple[list[int], _MergeNotes]:
+    """The merge endpoint's body: ids, the two comments and their privacy (private unless
+    asked); 422 when a value has the wrong type."""
+    errors: dict[str, list[Json]] = {}
+    ids = data.get("ids")
+    if not (isinstance(ids, list) and ids and all(_is_int(i) for i in ids)):
+        _add_error(errors, "ids", f"Ids: {json.dumps(ids)} is not a list of ticket ids")
+    for key in ("target_comment", "source_comment"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            _add_error(errors, key, f"{key}: must be a string")
+    for key in ("target_comment_is_public", "source_comment_is_public"):
+        if not isinstance(data.get(key, False), bool):
+            _add_error(errors, key, f"{key}: must be true or false")
+    if errors or not isinstance(ids, list):
+        raise _invalid(errors)
+    notes = _MergeNotes(data.get("target_comment") or None, data.get("source_comment") or None,
+                        data.get("target_comment_is_public", False),
+                        data.get("source_comment_is_public", False))
+    return list(dict.fromkeys(ids)), notes
+
+
+def _merge_problem(target: Ticket, sources: Sequence[Ticket]) -> str | None:
+    """Why Zendesk would refuse this merge, or None."""
+    if not sources:
+        return "Ids: at least one ticket to merge is required"
+    if target.status == "closed":
+        return f"Ticket {target.id} is closed and cannot be merged into"
+    for source in sources:
+        if source.id == target.id:
+            return f"Ticket {target.id} cannot be merged into itself"
+        if source.status == "closed":
+            return f"Ticket {source.id} is closed and cannot be merged"
+    return None
