@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -21,11 +21,20 @@ from automation.config import Region, SlackConfig
 from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
 from automation.executor import Executor
 from automation.facts import thread_note_context
-from automation.model import Brief, Line, Organization, PageStep, Snapshot, Step, Ticket
+from automation.model import (
+    THREAD_STAMP,
+    Brief,
+    Line,
+    Organization,
+    PageStep,
+    Snapshot,
+    Step,
+    Ticket,
+)
 from automation.slack import Slack, escape, link, mention_group, mention_user
 from automation.store import Store
 from automation.templates import Templates
-from automation.workflow import Policy
+from automation.workflow import Policy, settled
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,16 @@ class Thread:
 def thread_tag(thread: Thread) -> str:
     # Zendesk lowercases tags; Slack ids are uppercase, so this is undone when reading.
     return f"emergency_slack_thread_{thread.channel.lower()}_{thread.ts.replace('.', '_')}"
+
+
+def thread_from_stamps(snapshot: Snapshot) -> Thread | None:
+    """The ticket's thread, as the stamp of the write that recorded it says (a thread tag
+    copied from another ticket names that ticket's thread: it does not count)."""
+    for stamp in snapshot.stamps:
+        channel, ts = stamp.detail.get("channel"), stamp.detail.get("ts")
+        if stamp.step == THREAD_STAMP and channel and ts:
+            return Thread(channel, ts)
+    return None
 
 
 def thread_from_tags(tags: tuple[str, ...]) -> Thread | None:
@@ -235,7 +254,7 @@ def decide(snapshot: Snapshot, config: SlackConfig, live: bool, ours: Thread | N
            queued: bool) -> list[Intent]:
     """What Slack needs for this ticket now (pure): its thread, then its queued lines."""
     intents: list[Intent] = []
-    on_ticket = thread_from_tags(snapshot.ticket.tags)
+    on_ticket = thread_from_stamps(snapshot)
     if on_ticket is None and ours is not None:
         intents.append(Record(ours))
     elif on_ticket is None and ours is None:
@@ -282,7 +301,7 @@ class Chat:
     def plan(self, snapshot: Snapshot, live: bool) -> list[Intent]:
         """The facts Slack's part is decided on (the thread we know, lines waiting), decided."""
         ticket_id = snapshot.ticket.id
-        on_ticket = thread_from_tags(snapshot.ticket.tags)
+        on_ticket = thread_from_stamps(snapshot)
         if on_ticket is not None:
             self.store.remember_thread(ticket_id, on_ticket.channel, on_ticket.ts)
         ours = self.store.thread(ticket_id)
@@ -321,8 +340,13 @@ class Chat:
 
     # --- the thread ----------------------------------------------------------------------------
 
-    def _start(self, snapshot: Snapshot, channel: str, now: datetime) -> None:
+    def _start(self, before: Snapshot, channel: str, now: datetime) -> None:
+        snapshot = self._settled(before)
+        if snapshot is None:
+            return
         ticket = snapshot.ticket
+        if thread_from_stamps(snapshot) is not None:
+            return  # recorded by another worker since the pass read the ticket
         claimed_at = claim_from_tags(ticket.tags)
         mine = any(self.store.claimed(ticket.id, tag) for tag in claim_tags(ticket.tags))
         if claimed_at is not None and not mine and now - claimed_at < CLAIM_TIMEOUT:
@@ -331,31 +355,46 @@ class Chat:
             if existing is not None:
                 self._record(snapshot, existing)
             return
-        if not mine and not self._claim(ticket, now):
-            return  # another worker is on it; the next pass reads what it did
+        if not mine:
+            claimed = self._claim(snapshot, now)
+            if claimed is None:
+                return  # another worker is on it; the next pass reads what it did
+            snapshot = claimed
         existing = self._find_parent(channel, ticket)
         if existing is not None:
             self._record(snapshot, existing)
             return
         self._open(snapshot, channel, now)
 
-    def _claim(self, ticket: Ticket, now: datetime) -> bool:
-        """Claim the thread with a safe update only one worker wins; False: someone else did."""
+    def _settled(self, snapshot: Snapshot) -> Snapshot | None:
+        """The ticket read afresh (the pass's PagerDuty part may have written to it since),
+        once its last change is safely in the past: the claim is a safe update, which cannot
+        see a write made in the second of our read. None: it keeps changing (next pass)."""
+        for _ in range(3):
+            fresh = self.zendesk.snapshot(snapshot.ticket.id)
+            wait = settled(fresh)
+            if not wait:
+                return replace(fresh, organization=snapshot.organization,
+                               briefs=snapshot.briefs)
+            self.slack.clock.sleep(wait.total_seconds())
+        return None
+
+    def _claim(self, snapshot: Snapshot, now: datetime) -> Snapshot | None:
+        """Claim the thread with a safe update only one worker wins: the ticket after our
+        claim, or None when another worker's claim or thread came first."""
         claim = f"emergency_slack_claim_{int(now.timestamp())}_{self._nonce}"
-        self.store.remember_claim(ticket.id, claim)  # ours, even if the answer is lost
-        for _ in range(2):
-            try:
-                self.zendesk.update(ticket, None, [claim], tags_to_remove=claim_tags(ticket.tags))
-                return True
-            except (Conflict, WriteUncertain):
-                ticket = self.zendesk.ticket(ticket.id)  # often our own page tag moved it
-            if claim in ticket.tags:
-                return True
-            other = claim_from_tags(ticket.tags)
-            if thread_from_tags(ticket.tags) or (
-                    other is not None and now - other < CLAIM_TIMEOUT):
-                return False
-        return False
+        self.store.remember_claim(snapshot.ticket.id, claim)  # ours, even if the answer is lost
+        ticket = snapshot.ticket
+        try:
+            update = self.zendesk.update(ticket, None, [claim],
+                                         tags_to_remove=claim_tags(ticket.tags))
+            return self.zendesk.applied(update, snapshot)
+        except (Conflict, WriteUncertain):
+            pass  # the ticket moved (often our own page stamp): look at it again next pass
+        fresh = self.zendesk.snapshot(ticket.id)
+        if claim in fresh.ticket.tags:  # our answer was lost, but the claim is there
+            return replace(fresh, organization=snapshot.organization, briefs=snapshot.briefs)
+        return None
 
     def _find_parent(self, channel: str, ticket: Ticket) -> Thread | None:
         found = self.slack.find_message(channel, f"/agent/tickets/{ticket.id}|",
@@ -388,8 +427,9 @@ class Chat:
         note = self.templates.render("slack_thread_note", thread_note_context(
             self.slack.permalink(thread.channel, thread.ts),
             manager[6:-1] if manager else None, ase[6:-1] if ase else None))
-        self.zendesk.ensure_tags(ticket, [thread_tag(thread)], note,
-                                 done=lambda fresh: thread_from_tags(fresh.tags) is not None)
+        self.zendesk.record(snapshot, [thread_tag(thread)], {
+            "step": THREAD_STAMP, "episode": snapshot.episode.id if snapshot.episode else 0,
+            "channel": thread.channel, "ts": thread.ts}, note)
 
     # --- the lines -----------------------------------------------------------------------------
 

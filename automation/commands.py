@@ -104,11 +104,22 @@ def normalized(text: str) -> str:
 
 
 def already_done(snapshot: Snapshot, write: Write) -> bool:
-    """The write is on the ticket: its marker tag (made from the engineer's input, so a re-run
-    whose hand-off text changed is still recognised), or exactly its text."""
-    if write.marker is not None and write.marker in snapshot.ticket.tags:
+    """The write is on the ticket: its marker (made from the engineer's input, so a re-run
+    whose hand-off text changed is still recognised) in a stamp of ours, or exactly its text.
+    A marker tag alone does not count: tags are copied onto follow-up tickets."""
+    if write.marker is not None and any(s.detail.get("marker") == write.marker
+                                        for s in snapshot.stamps):
         return True
     return already_posted(snapshot, write.rendered)
+
+
+def write_stamp(snapshot: Snapshot, write: Write) -> dict[str, object]:
+    """The stamp of a command's write: its step, this emergency, and its input's marker."""
+    stamp: dict[str, object] = {"step": str(write.step), "by": "hand",
+                                "episode": snapshot.episode.id if snapshot.episode else 0}
+    if write.marker is not None:
+        stamp["marker"] = write.marker
+    return stamp
 
 
 def input_marker(prefix: str, text: str) -> str:
@@ -411,7 +422,7 @@ class Commands:
                           f"PagerDuty, {existing.html_url}")
         if dry_run:
             return page
-        incident = page_ticket(pd, self.zendesk, ticket, cfg.service_id,
+        incident = page_ticket(pd, self.zendesk, snapshot, cfg.service_id,
                                f"Paged by hand for {self.zendesk.agent_url(ticket.id)}",
                                assignee_id=engineer.id)
         self.store.record(Entry(at=self.now(), ticket_id=ticket.id, step=PageStep.PAGED,
@@ -465,7 +476,9 @@ class Commands:
         now = self.now()
         actor = author.email if author else self.zendesk.email
         for attempt in range(MAX_SEND_ATTEMPTS):
-            if attempt:
+            if attempt or workflow.settled(snapshot):
+                # Safe updates cannot see a write made in the second of our read: let it pass.
+                self.clock.sleep(workflow.settled(snapshot).total_seconds())
                 snapshot = read_snapshot(self.zendesk, ticket_id)
                 if already_done(snapshot, write):
                     return self._record(now, ticket_id, write, actor, None,
@@ -474,7 +487,8 @@ class Commands:
                     raise Refused(reason)
             try:
                 update = self.zendesk.update(snapshot.ticket, write.rendered, write.tags_to_add,
-                                             write.priority, author.id if author else None)
+                                             write.priority, author.id if author else None,
+                                             stamp=write_stamp(snapshot, write))
             except (Conflict, WriteUncertain) as exc:
                 log.info("ticket %s: %s; re-reading before anything else", ticket_id, exc)
                 self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step,
@@ -505,14 +519,13 @@ def _step_refusal(snapshot: Snapshot, step: Step) -> str | None:
             name = who.name if who else f"user {contact.author_id}"
             return (f"ticket #{ticket_id} already has contact: {name} at "
                     f"{contact.created_at:%Y-%m-%d %H:%M} UTC; no acknowledgement sent")
-        if workflow.ACKNOWLEDGED_TAG in snapshot.ticket.tags:
+        if Step.ACKNOWLEDGE in snapshot.done():
             return f"ticket #{ticket_id} is already acknowledged; no acknowledgement sent"
         return None
     if workflow.find_contact(snapshot) is None:
         return (f"ticket #{ticket_id} has no contact yet: acknowledge it first "
                 f"(`emergency ack {ticket_id}`)")
-    if workflow.MARKER_TAGS[step] in snapshot.ticket.tags:
+    done = snapshot.done()
+    if step in done:
         return f"ticket #{ticket_id} already had its {step}; nothing sent"
-    if step is Step.CLOSE and workflow.CLOSED_TAG in snapshot.ticket.tags:
-        return f"ticket #{ticket_id} is already stepped down; nothing sent"
     return None

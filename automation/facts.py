@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,13 +12,8 @@ from automation.zendesk import Zendesk
 
 
 def read_snapshot(zendesk: Zendesk, ticket_id: int) -> Snapshot:
-    """The ticket as the workflow needs it; its audits too when contact might predate it."""
-    snapshot = zendesk.snapshot(ticket_id)
-    if workflow.needs_history(snapshot):
-        history = zendesk.history(ticket_id)
-        snapshot = replace(snapshot, urgent_since=history.urgent_since,
-                           tags_added_at=history.tags_added_at)
-    return snapshot
+    """The ticket as the workflow needs it: the ticket, its audits, the people on it."""
+    return zendesk.snapshot(ticket_id)
 
 
 def template_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,

@@ -34,6 +34,33 @@ class Comment:
     public: bool
     created_at: datetime
     body: str
+    audit_id: int | None = None  # the update that made it (its stamp says whether it is ours)
+    # A note Zendesk writes itself (a merge, a trigger's reply): neither contact nor a reply.
+    system: bool = False
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What one of our writes says in its audit (`metadata.custom`), which nobody can edit,
+    and which no follow-up or cloned ticket inherits: the step and the emergency it is for."""
+
+    step: str  # a Step, a PageStep, or THREAD_STAMP
+    episode: int  # the audit at which the ticket last became urgent (see Episode)
+    audit_id: int
+    at: datetime
+    detail: dict[str, str] = field(default_factory=dict)  # e.g. the incident, the thread
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One emergency on a ticket: from the audit that last made it urgent."""
+
+    id: int  # that audit's id: every stamp of this emergency names it
+    started_at: datetime
+
+
+# The stamp that records an emergency's Slack thread (its channel and ts in the detail).
+THREAD_STAMP = "slack-thread"
 
 
 @dataclass(frozen=True)
@@ -78,13 +105,31 @@ class Snapshot:
     organization: Organization | None = None
     briefs: tuple[Brief, ...] = ()  # the organization's pre-task briefs, from the journal
     me: int | None = None  # the worker's own Zendesk user
-    # From the audits, read when they matter: when the ticket became urgent (contact counts
-    # from then), and when each tag was added (a marker from an earlier emergency is stale).
-    urgent_since: datetime | None = None
-    tags_added_at: dict[str, datetime] = field(default_factory=dict)
+    # From the audits: the emergency now running (None: the ticket never was urgent), and
+    # every stamp our writes left, of this emergency and of earlier ones.
+    episode: Episode | None = None
+    stamps: tuple[Stamp, ...] = ()
+    ccs: frozenset[int] = frozenset()  # the ticket's CCs (email CCs and collaborators)
+    # Zendesk's time (its `Date`) when the ticket was read: `updated_at` is in whole seconds,
+    # so a snapshot is acted on only once that second is safely past (workflow.settled).
+    read_at: datetime | None = None
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)
+
+    @property
+    def urgent_since(self) -> datetime | None:
+        return self.episode.started_at if self.episode is not None else None
+
+    def done(self) -> dict[str, Stamp]:
+        """This emergency's stamps by step (the first of each)."""
+        if self.episode is None:
+            return {}
+        found: dict[str, Stamp] = {}
+        for stamp in self.stamps:
+            if stamp.episode == self.episode.id:
+                found.setdefault(stamp.step, stamp)
+        return found
 
 
 class State(enum.StrEnum):
@@ -103,7 +148,6 @@ class Step(enum.StrEnum):
     CLOSE = "close"
     LINK_BRIEF = "link-brief"  # internal: point the on-call at the account's pre-task brief
     OFF_HOURS = "off-hours"  # public: outside the profile's coverage hours, nobody is paged
-    RESET = "reset"  # tags only: clear an earlier emergency's markers when urgent again
 
 
 class PageStep(enum.StrEnum):
@@ -166,3 +210,4 @@ class Action:
     priority: str | None = None
     author_email: str | None = None  # post as this agent (who acknowledged the page)
     tags_to_remove: tuple[str, ...] = ()
+    episode: int = 0  # the emergency the write is for (stamped on its audit)

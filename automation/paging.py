@@ -44,6 +44,11 @@ def incident_tag(incident_id: str) -> str:
     return f"{INCIDENT_TAG_PREFIX}{incident_id.lower()}"
 
 
+def manager_tag(incident_id: str) -> str:
+    """The Support Manager's page, for people (a tag of its own: never taken for the page)."""
+    return f"emergency_manager_incident_{incident_id.lower()}"
+
+
 def incident_from_tags(tags: tuple[str, ...]) -> str | None:
     for tag in tags:
         match = INCIDENT_TAG.match(tag)
@@ -63,13 +68,28 @@ def page_title(ticket: Ticket) -> str:
     return f"Emergency: Zendesk ticket #{ticket.id}: {ticket.subject}"
 
 
-def page_ticket(pd: PagerDuty, zendesk: Zendesk, ticket: Ticket, service_id: str, details: str,
-                assignee_id: str | None = None) -> Incident:
-    """Trigger the ticket's incident (keyed, so never twice) and record it on the ticket."""
+def page_ticket(pd: PagerDuty, zendesk: Zendesk, snapshot: Snapshot, service_id: str,
+                details: str, assignee_id: str | None = None) -> Incident:
+    """Trigger the ticket's incident (keyed, so never twice) and record it on the ticket: a
+    tag for people, and a stamp in the audit (with the incident) that decides."""
+    ticket = snapshot.ticket
     incident = pd.trigger(service_id, page_title(ticket), incident_key(ticket.id), details,
                           assignee_id=assignee_id)
-    zendesk.ensure_tags(ticket, [PAGED_TAG, incident_tag(incident.id)])
+    zendesk.record(snapshot, [PAGED_TAG, incident_tag(incident.id)],
+                   episode_stamp(snapshot, PageStep.PAGED, incident=incident.id))
     return incident
+
+
+def episode_stamp(snapshot: Snapshot, step: str, **detail: str) -> dict[str, object]:
+    """The stamp of a write for this emergency."""
+    return {"step": str(step), "episode": snapshot.episode.id if snapshot.episode else 0,
+            **detail}
+
+
+def recorded_incident(snapshot: Snapshot) -> str | None:
+    """The incident our page of this emergency opened, as its stamp says."""
+    stamp = snapshot.done().get(PageStep.PAGED)
+    return stamp.detail.get("incident") if stamp is not None else None
 
 
 @dataclass(frozen=True)
@@ -99,16 +119,15 @@ def profile_for(config: PagerDutyConfig, ticket: Ticket, organization: Organizat
 class Trigger:
     """Page the on-call of ``profile`` (unless a person already handled this emergency)."""
 
-    ticket: Ticket
+    snapshot: Snapshot
     profile: Profile
-    urgent_since: datetime | None
 
 
 @dataclass(frozen=True)
 class Resolve:
     """Resolve the page: the emergency is engaged (contact made by ``who`` at ``when``)."""
 
-    ticket: Ticket
+    snapshot: Snapshot
     incident_id: str
     who: str
     when: datetime | None
@@ -118,7 +137,7 @@ class Resolve:
 class PageManager:
     """The on-call ``engineer`` is busy on ``other_ticket``: page the Support Manager."""
 
-    ticket: Ticket
+    snapshot: Snapshot
     engineer: str
     other_ticket: int
 
@@ -143,28 +162,39 @@ def decide(snapshot: Snapshot, assessment: Assessment, page: Page, profile: Prof
     ticket = snapshot.ticket
     if assessment.state in (State.SOLVED, State.NOT_URGENT, State.CLOSED_TO_HIGH):
         return []
+    done = snapshot.done()
+    unpaged = page.incident_id is None and PageStep.PAGED not in done
     if assessment.contact_at is not None:
+        if not engaged(snapshot, assessment, page, bot_email):
+            # Only the team's fallback answered: nobody has the page, so it must ring (the
+            # worker may have seen the ticket late, or PagerDuty was down until now).
+            return [Trigger(snapshot, profile)] if unpaged and open_now(profile) \
+                and due_to_trigger(ticket, config, now) else []
         # Only the page that brought someone to the ticket is resolved by its contact: a
         # page sent by hand afterwards (to reach an engineer) is the person's to close.
         answered = page.created_at is None or page.created_at <= assessment.contact_at
-        if page.incident_id and page.status in ("triggered", "acknowledged") and answered \
-                and engaged(snapshot, assessment, page, bot_email):
+        if page.incident_id and page.status in ("triggered", "acknowledged") and answered:
             who = snapshot.people.get(assessment.contact_by or 0)
-            return [Resolve(ticket, page.incident_id,
+            return [Resolve(snapshot, page.incident_id,
                             who.name if who else f"user {assessment.contact_by}",
                             assessment.contact_at)]
         return []
-    if profile.coverage is not None and not profile.coverage.open_now:
+    if not open_now(profile):
         return []  # outside coverage: the off-hours reply, no page
     intents: list[Intent] = []
-    if page.incident_id is None and due_to_trigger(ticket, config, now):
-        intents.append(Trigger(ticket, profile, snapshot.urgent_since))
+    if unpaged and due_to_trigger(ticket, config, now):
+        intents.append(Trigger(snapshot, profile))
     other = busy.get((page.assigned_to or "").lower())
     if (page.incident_id is not None and config.managers_service_id
-            and MANAGER_PAGED_TAG not in ticket.tags and other is not None
+            and PageStep.MANAGER_PAGED not in done and other is not None
             and other != ticket.id):
-        intents.append(PageManager(ticket, page.assigned_to or "", other))
+        intents.append(PageManager(snapshot, page.assigned_to or "", other))
     return intents
+
+
+def open_now(profile: Profile) -> bool:
+    """Whether the profile's on-call is paged now (always, but outside coverage hours)."""
+    return profile.coverage is None or profile.coverage.open_now
 
 
 def engaged(snapshot: Snapshot, assessment: Assessment, page: Page, bot_email: str) -> bool:
@@ -180,9 +210,8 @@ def engaged(snapshot: Snapshot, assessment: Assessment, page: Page, bot_email: s
 
 
 def due_to_trigger(ticket: Ticket, config: PagerDutyConfig, now: datetime) -> bool:
-    """No page of ours yet, and Zendesk's own PagerDuty integration has had its chance."""
-    return (config.trigger_incidents and PAGED_TAG not in ticket.tags
-            and incident_from_tags(ticket.tags) is None
+    """Paging is on, and Zendesk's own PagerDuty integration has had its chance."""
+    return (config.trigger_incidents
             and now >= ticket.created_at + timedelta(minutes=config.trigger_after_minutes))
 
 
@@ -222,11 +251,11 @@ class Paging:
         return next((i for i in self.open if i.service_id == service_id
                      and matches_ticket(i, ticket_id)), None)
 
-    def page_for(self, ticket: Ticket, profile: Profile) -> Page:
+    def page_for(self, snapshot: Snapshot, profile: Profile) -> Page:
         """The ticket's page among the pass's open incidents (facts for the workflow)."""
-        incident = self.incident_for(ticket.id, profile.service_id)
+        incident = self.incident_for(snapshot.ticket.id, profile.service_id)
         if incident is None:
-            recorded = incident_from_tags(ticket.tags)
+            recorded = recorded_incident(snapshot)
             return Page(incident_id=recorded, status="resolved" if recorded else None)
         acknowledged_by = None
         if incident.status == "acknowledged" and incident.acknowledger_ids:
@@ -246,7 +275,9 @@ class Paging:
         if self._seen_status.get(ticket.id) != seen:
             return True
         closed = profile.coverage is not None and not profile.coverage.open_now
+        # The listing has no audits: the page tag is the hint here; a read decides.
         return (incident is None and not closed and ticket.id not in self._handled_elsewhere
+                and PAGED_TAG not in ticket.tags and incident_from_tags(ticket.tags) is None
                 and due_to_trigger(ticket, self.config, now))
 
     def remember(self, ticket_id: int) -> None:
@@ -267,11 +298,12 @@ class Paging:
         return self._page_manager(intent)
 
     def _trigger(self, intent: Trigger) -> Done | None:
-        ticket, profile = intent.ticket, intent.profile
+        snapshot, profile = intent.snapshot, intent.profile
+        ticket = snapshot.ticket
         if ticket.id in self._handled_elsewhere or self._handled(ticket, profile,
-                                                                  intent.urgent_since):
+                                                                  snapshot.urgent_since):
             return None
-        incident = page_ticket(self.pd, self.zendesk, ticket, profile.service_id,
+        incident = page_ticket(self.pd, self.zendesk, snapshot, profile.service_id,
                                f"Customer emergency on Zendesk: "
                                f"{self.zendesk.agent_url(ticket.id)}")
         self.open.append(incident)
@@ -288,7 +320,7 @@ class Paging:
         return False
 
     def _page_manager(self, intent: PageManager) -> Done:
-        ticket, engineer, other = intent.ticket, intent.engineer, intent.other_ticket
+        ticket, engineer, other = intent.snapshot.ticket, intent.engineer, intent.other_ticket
         assert self.config.managers_service_id is not None
         incident = self.pd.trigger(
             self.config.managers_service_id,
@@ -298,13 +330,15 @@ class Paging:
             f"The on-call engineer {engineer} is already on emergency #{other} "
             f"({self.zendesk.agent_url(other)}). Find an engineer for "
             f"{self.zendesk.agent_url(ticket.id)}.")
-        self.zendesk.ensure_tags(ticket, [MANAGER_PAGED_TAG])
+        self.zendesk.record(intent.snapshot, [MANAGER_PAGED_TAG, manager_tag(incident.id)],
+                            episode_stamp(intent.snapshot, PageStep.MANAGER_PAGED,
+                                          incident=incident.id))
         return Done(ticket.id, PageStep.MANAGER_PAGED,
                     f"on-call {engineer} is busy with #{other}: Support Manager paged "
                     f"(incident {incident.id})", incident.id)
 
     def _resolve(self, intent: Resolve) -> Done:
-        ticket = intent.ticket
+        ticket = intent.snapshot.ticket
         when = f"{intent.when:%Y-%m-%d %H:%M} UTC" if intent.when else ""
         self.pd.add_note(intent.incident_id, (
             f"Customer contacted on Zendesk ticket #{ticket.id} "

@@ -47,7 +47,7 @@ from automation.model import (
 )
 from automation.store import Entry, Store, TrackedTicket
 from automation.templates import Rendered, Templates
-from automation.zendesk import Zendesk
+from automation.zendesk import Update, Zendesk
 
 if TYPE_CHECKING:
     from automation.chat import Chat
@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 
 BRIEF_REFRESH = timedelta(minutes=10)
 
-# Reads of one ticket in one pass: a 409 or an unanswered write costs a re-read each.
-MAX_ATTEMPTS_PER_TICKET = 4
+# Writes to one ticket in one pass (a brief link, then the step due; a 409 costs one more).
+MAX_WRITES_PER_TICKET = 3
+# Rounds of a pass over the tickets that changed in the second they were read.
+MAX_SETTLE_ROUNDS = 3
 
 PAGERDUTY = "PagerDuty"
 SLACK = "Slack"
@@ -148,12 +150,13 @@ class Worker:
         listing = self.zendesk.find_emergencies(self.query, self.view_id)
         run = self._begin(len(listing))
         tracked = self.store.tracked()
+        wanted: dict[int, str | None] = {}
         for ticket in listing:
             known = tracked.get(ticket.id)
             if known is not None and not self._moved(known, ticket, run):
                 continue  # nothing moved here or in PagerDuty, nothing is due: no read
-            run.report.read += 1
-            self._handle(ticket.id, run, known.state if known else None)
+            wanted[ticket.id] = known.state if known else None
+        self._handle_all(wanted, run)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
             log.info("ticket %s is no longer listed as an emergency", ticket_id)
         self._finish(run, drain_except={t.id for t in listing})
@@ -163,10 +166,26 @@ class Worker:
         """Read, decide and act on one ticket now, as a pass would (a command, a webhook)."""
         run = self._begin(0)
         known = self.store.tracked().get(ticket_id)
-        run.report.read += 1
-        self._handle(ticket_id, run, known.state if known else None)
+        self._handle_all({ticket_id: known.state if known else None}, run)
         self._finish(run, drain_except=None)
         return run.report
+
+    def _handle_all(self, tickets: dict[int, str | None], run: Run) -> None:
+        """Each ticket's Zendesk steps. One changed in the second we read it is read again
+        once that second is safely past (workflow.settled): the others do not wait for it."""
+        for round_ in range(MAX_SETTLE_ROUNDS):
+            unsettled: dict[int, str | None] = {}
+            wait = timedelta()
+            for ticket_id, known_state in tickets.items():
+                run.report.read += round_ == 0  # tickets read, not reads
+                left = self._handle(ticket_id, run, known_state,
+                                    last=round_ == MAX_SETTLE_ROUNDS - 1)
+                if left:
+                    unsettled[ticket_id], wait = known_state, max(wait, left)
+            if not unsettled:
+                return
+            self.clock.sleep(wait.total_seconds())
+            tickets = unsettled
 
     def _begin(self, listed: int) -> Run:
         """The pass's clock reading, and PagerDuty's facts (one quick try: customers wait)."""
@@ -219,31 +238,45 @@ class Worker:
 
     # --- Zendesk: read, decide, write ----------------------------------------------------------
 
-    def _handle(self, ticket_id: int, run: Run, known_state: str | None) -> None:
-        """Read, decide and write until the ticket has nothing due (or attempts run out)."""
-        pending: tuple[Action, Rendered] | None = None  # a write whose answer was lost
+    def _handle(self, ticket_id: int, run: Run, known_state: str | None,
+                last: bool = False) -> timedelta:
+        """Read, decide and write until the ticket has nothing due; how long to wait before
+        reading it again when it changed too recently to act on (zero: done)."""
         step = "-"
         facts: Facts | None = None
         try:
-            for attempt in range(MAX_ATTEMPTS_PER_TICKET):
-                facts = self._read(ticket_id, run)
-                if pending is not None:
-                    self._confirm(pending, facts, run)
+            facts = self._read(ticket_id, run)
+            for attempt in range(MAX_WRITES_PER_TICKET + 1):
                 known_state = self._track(facts, run.now, known_state)
                 action = workflow.plan(facts.assessment, run.now, facts.snapshot)
                 if action is None:
                     break
                 step = action.step
-                if attempt == MAX_ATTEMPTS_PER_TICKET - 1:
-                    # The last read only looks: never write on what we cannot confirm.
-                    self._fail(run, ticket_id, step, "the ticket kept changing under "
-                               f"{MAX_ATTEMPTS_PER_TICKET} reads; trying again next pass")
+                wait = workflow.settled(facts.snapshot)
+                if wait and not last:
+                    return wait  # handled again in this pass, once the second is past
+                if wait or attempt == MAX_WRITES_PER_TICKET:
+                    self._fail(run, ticket_id, step, "the ticket kept changing; trying again "
+                               "next pass")
                     break
-                pending = self._write(action, facts, run)
+                facts = self._step(action, facts, run)
         except (NotFound, Rejected, TemplateError) as exc:
             self._fail(run, ticket_id, step, str(exc))
         if facts is not None:
             run.handled.append(facts)
+        return timedelta()
+
+    def _step(self, action: Action, facts: Facts, run: Run) -> Facts:
+        """One step's write, and the ticket as it is after it: from the write's answer, or
+        read again after a conflict or a lost answer (which the ticket then confirms)."""
+        outcome = self._write(action, facts, run)
+        if isinstance(outcome, Update):
+            return self._assessed(self.zendesk.applied(outcome, facts.snapshot), facts, run)
+        fresh = self._read(action.ticket_id, run)
+        if outcome is not None and workflow.step_done(fresh.snapshot, action.step):
+            self._posted(action, outcome, run, None,
+                         detail="confirmed on re-read after an unanswered write")
+        return fresh
 
     def _read(self, ticket_id: int, run: Run) -> Facts:
         snapshot = read_snapshot(self.zendesk, ticket_id)
@@ -251,8 +284,15 @@ class Worker:
         snapshot = replace(snapshot, organization=organization)
         snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, run.now)))
         profile = self._profile(snapshot.ticket, run.now) if self.paging is not None else None
-        page = self.paging.page_for(snapshot.ticket, profile) \
+        page = self.paging.page_for(snapshot, profile) \
             if self.paging is not None and profile is not None and run.paging_up else None
+        return Facts(snapshot, workflow.assess(snapshot, run.now, self.policy, page,
+                                               profile.coverage if profile else None),
+                     page, profile)
+
+    def _assessed(self, snapshot: Snapshot, before: Facts, run: Run) -> Facts:
+        """The facts again for a snapshot that changed by our own write."""
+        profile, page = before.profile, before.page
         assessment = workflow.assess(snapshot, run.now, self.policy, page,
                                      profile.coverage if profile else None)
         return Facts(snapshot, assessment, page, profile)
@@ -264,18 +304,17 @@ class Worker:
         return profile_for(self.paging.config, ticket,
                            self.zendesk.organization(ticket.organization_id), now)
 
-    def _write(self, action: Action, facts: Facts,
-               run: Run) -> tuple[Action, Rendered] | None:
-        """Make one step's write; what to confirm on the next read when its answer was lost."""
-        if action.step is Step.RESET:
-            self._reset(facts.snapshot, action, run.now)
-            return None
+    def _write(self, action: Action, facts: Facts, run: Run) -> Update | Rendered | None:
+        """Make one step's write, stamped with its step and emergency: Zendesk's answer, or
+        what was sent when the answer was lost (None: refused as a conflict)."""
         author = self._author(action)
         rendered = self._render(action, facts, run.now, author)
         ticket_id = action.ticket_id
         try:
-            update = self.zendesk.update(facts.snapshot.ticket, rendered, action.tags_to_add,
-                                         action.priority, author.id if author else None)
+            update = self.zendesk.update(
+                facts.snapshot.ticket, rendered, action.tags_to_add, action.priority,
+                author.id if author else None, action.tags_to_remove,
+                stamp={"step": str(action.step), "episode": action.episode})
         except Conflict as exc:
             log.info("ticket %s changed while %s was being sent; re-reading", ticket_id,
                      action.step)
@@ -284,11 +323,11 @@ class Worker:
         except WriteUncertain as exc:
             log.warning("ticket %s: %s; re-reading to see whether it landed", ticket_id, exc)
             self._journal(run.now, action, Outcome.UNCERTAIN, rendered, detail=str(exc))
-            return action, rendered
+            return rendered
         self._posted(action, rendered, run, author, update.comment_id)
         log.info("ticket %s: %s posted (%s)", ticket_id, action.step,
                  "public" if rendered.public else "internal")
-        return None
+        return update
 
     def _posted(self, action: Action, rendered: Rendered, run: Run, author: Person | None,
                 comment_id: int | None = None, detail: str = "") -> None:
@@ -299,25 +338,6 @@ class Worker:
         self._echo(action, run.now, author)
         run.report.posted.append(StepResult(action.ticket_id, action.step, Outcome.POSTED,
                                             rendered.first_line))
-
-    def _confirm(self, pending: tuple[Action, Rendered], facts: Facts, run: Run) -> None:
-        """After an unanswered write: the ticket itself says whether it landed."""
-        action, rendered = pending
-        if workflow.step_done(facts.snapshot, action.step):
-            self._posted(action, rendered, run, None,
-                         detail="confirmed on re-read after an unanswered write")
-
-    def _reset(self, snapshot: Snapshot, action: Action, now: datetime) -> None:
-        """Urgent again: clear the earlier emergency's markers (no comment); then re-read."""
-        try:
-            self.zendesk.update(snapshot.ticket, None, tags_to_remove=action.tags_to_remove)
-        except (Conflict, WriteUncertain) as exc:
-            log.info("ticket %s: reset not confirmed (%s); re-reading", action.ticket_id, exc)
-            return
-        self.store.record(Entry(at=now, ticket_id=action.ticket_id, step=action.step,
-                                outcome=Outcome.DONE, actor=self.actor,
-                                detail="urgent again: cleared " + ", ".join(
-                                    action.tags_to_remove)))
 
     def _briefs(self, snapshot: Snapshot, now: datetime) -> list[Brief]:
         """The organization's briefs: filed from anywhere (found on Zendesk) or from here.

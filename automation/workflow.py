@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 from automation.model import Action, Assessment, Brief, Comment, Snapshot, State, Step
 
-# Written in the same update as the step's comment: the ticket itself records what was done.
+# Written in the same update as the step's comment, as a hint for people and views. What was
+# done is what the audits' stamps say (Snapshot.done): tags can be edited, and are copied onto
+# follow-up and cloned tickets.
 ACKNOWLEDGED_TAG = "emergency_acknowledged"
 FOLLOWED_UP_TAG = "emergency_followed_up"
 CLOSED_TAG = "emergency_closed_to_high"
@@ -35,6 +37,9 @@ TEMPLATES = {Step.ACKNOWLEDGE: "acknowledgement", Step.FOLLOW_UP: "follow_up",
 BRIEF_RELEVANCE = timedelta(days=3)
 # An emergency still running: its thread stays open and its engineer counts as busy.
 LIVE_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
+
+# How far Zendesk's `Date` must be past a ticket's `updated_at` before we act on the read.
+SETTLED = timedelta(seconds=2)
 
 EMERGENCY_PRIORITY = "urgent"
 STEPPED_DOWN_PRIORITY = "high"
@@ -92,57 +97,75 @@ def is_finished(snapshot: Snapshot) -> bool:
 
 
 def off_hours_note(snapshot: Snapshot) -> Comment | None:
-    """Our off-hours reply: the first public comment of ours on a ticket tagged off-hours."""
-    if OFF_HOURS_TAG not in snapshot.ticket.tags or snapshot.me is None:
+    """Our off-hours reply in this emergency: the comment its stamped update carried."""
+    stamp = snapshot.done().get(Step.OFF_HOURS)
+    if stamp is None:
         return None
-    return next((c for c in snapshot.comments[1:] if c.public and c.author_id == snapshot.me),
-                None)
+    return next((c for c in snapshot.comments if c.audit_id == stamp.audit_id), None)
+
+
+def is_customer(snapshot: Snapshot, author_id: int) -> bool:
+    """The requester (whatever their role: a partner may be an agent elsewhere), and the
+    end-users copied on the ticket."""
+    if author_id == snapshot.ticket.requester_id:
+        return True
+    person = snapshot.people.get(author_id)
+    return author_id in snapshot.ccs and (person is None or not person.is_agent)
+
+
+def is_staff(snapshot: Snapshot, author_id: int) -> bool:
+    """Every agent who is not the customer: our engineers, and the worker itself."""
+    person = snapshot.people.get(author_id)
+    return person is not None and person.is_agent and not is_customer(snapshot, author_id)
 
 
 def find_contact(snapshot: Snapshot) -> Comment | None:
-    """Contact is the first public comment by an agent after the ticket's description.
+    """Contact is the first public comment by staff in this emergency, after the description.
 
-    The off-hours reply is not contact: it offers no bridge, so no timer runs from it; nor is
-    a comment from before the ticket became urgent.
+    Not contact: the off-hours reply (it offers no bridge, so no timer runs from it), a note
+    Zendesk writes itself (a merge), or a comment from before the ticket became urgent.
     """
     skip = off_hours_note(snapshot)
     since = snapshot.urgent_since
     for comment in snapshot.comments[1:]:
-        author = snapshot.author(comment)
-        if comment.public and author is not None and author.is_agent and comment is not skip \
+        if comment.public and not comment.system and comment is not skip \
+                and is_staff(snapshot, comment.author_id) \
                 and (since is None or comment.created_at >= since):
             return comment
     return None
 
 
-def needs_history(snapshot: Snapshot) -> bool:
-    """Whether the ticket's audits matter: an agent spoke or a step of ours ran, and either may
-    belong to an earlier emergency (a ticket lowered and raised to urgent again, or raised
-    to urgent long after an agent's reply)."""
-    return bool(set(snapshot.ticket.tags) & set(MARKER_TAGS.values())) or \
-        find_contact(snapshot) is not None
+def settled(snapshot: Snapshot) -> timedelta:
+    """How long to wait before acting on this snapshot (zero: act now).
+
+    Zendesk's `updated_at` has whole seconds: a write made later in the same second as our
+    read leaves it unchanged, and `safe_update` would then accept a write decided on a stale
+    read. Our read happened less than a second before the `Date` of its answer (d), so with
+    updated_at u it happened after d - 1; a write after it changes updated_at whenever
+    d - 1 >= u + 1, that is d - u >= 2 s. Below that: wait, and read again.
+    """
+    if snapshot.read_at is None:
+        return timedelta()
+    return max(SETTLED - (snapshot.read_at - snapshot.ticket.updated_at), timedelta())
 
 
 def stale_markers(snapshot: Snapshot) -> set[str]:
-    """Our marker tags that were written before the ticket last became urgent."""
-    since = snapshot.urgent_since
-    if since is None:
-        return set()
-    ours = set(MARKER_TAGS.values()) | {PAGED_TAG, MANAGER_PAGED_TAG}
-    return {tag for tag in snapshot.ticket.tags
-            if (tag in ours or tag.startswith(INCIDENT_TAG_PREFIX))
-            and (added := snapshot.tags_added_at.get(tag)) is not None and added < since}
+    """Our marker tags on the ticket that this emergency's stamps do not back: an earlier
+    emergency's, or copied onto a follow-up or cloned ticket. Hints only; they are cleared
+    with the next step's write."""
+    done = snapshot.done()
+    backed = {MARKER_TAGS[Step(step)] for step in done if step in MARKER_TAGS}
+    return (set(snapshot.ticket.tags) & set(MARKER_TAGS.values())) - backed
 
 
 def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:
-    """A reply is a public comment by an end-user (requester or a CC) after contact.
+    """A reply is a public comment by the customer (or anyone not staff) after contact.
 
     An author we could not look up counts as the customer: stopping the timers is the safe side.
     """
     comments = list(snapshot.comments)
     for comment in comments[comments.index(contact) + 1:]:
-        author = snapshot.author(comment)
-        if comment.public and (author is None or not author.is_agent):
+        if comment.public and not comment.system and not is_staff(snapshot, comment.author_id):
             return comment
     return None
 
@@ -150,10 +173,8 @@ def find_customer_reply(snapshot: Snapshot, contact: Comment) -> Comment | None:
 def last_public_agent_comment(snapshot: Snapshot) -> Comment | None:
     skip = off_hours_note(snapshot)
     for comment in reversed(snapshot.comments[1:]):
-        if comment is skip:
-            continue
-        author = snapshot.author(comment)
-        if comment.public and author is not None and author.is_agent:
+        if comment is not skip and comment.public and not comment.system \
+                and is_staff(snapshot, comment.author_id):
             return comment
     return None
 
@@ -168,12 +189,10 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
     ticket = snapshot.ticket
     if is_finished(snapshot):
         return _result(snapshot, State.SOLVED)
-    if stale_markers(snapshot) and ticket.priority == EMERGENCY_PRIORITY:
-        # Urgent again after an earlier emergency: clear its markers first, then start over.
-        return _result(snapshot, State.NEW, Step.RESET, ticket.updated_at)
+    done = snapshot.done()
     contact = find_contact(snapshot)
-    if CLOSED_TAG in ticket.tags:
-        # Stepped down by us and not urgent again since (a raise shows as a stale marker).
+    if Step.CLOSE in done:
+        # Stepped down by us in this emergency (a raise to urgent since starts a new one).
         return _result(snapshot, State.CLOSED_TO_HIGH, contact=contact)
     if ticket.priority != EMERGENCY_PRIORITY:
         return _result(snapshot, State.NOT_URGENT, contact=contact)
@@ -182,7 +201,7 @@ def assess(snapshot: Snapshot, now: datetime, policy: Policy,
     reply = find_customer_reply(snapshot, contact)
     if reply is not None:
         return _result(snapshot, State.ENGAGED, contact=contact, reply=reply)
-    if FOLLOWED_UP_TAG not in ticket.tags:
+    if Step.FOLLOW_UP not in done:
         return _result(snapshot, State.AWAITING_CUSTOMER, Step.FOLLOW_UP,
                        contact.created_at + policy.follow_up_after, contact=contact)
     # The bridge closes a full interval after our last public word (normally the follow-up).
@@ -195,15 +214,15 @@ def _before_contact(snapshot: Snapshot, policy: Policy, page: Page | None,
                     coverage: Coverage | None) -> Assessment:
     """Nobody has made contact yet: when (and as whom) the acknowledgement is due."""
     ticket = snapshot.ticket
-    tags = set(ticket.tags)
+    done = snapshot.done()
     if coverage is not None and not coverage.open_now:
         # Outside the profile's hours nobody is paged: the customer hears when we are back.
-        if OFF_HOURS_TAG not in tags:
+        if Step.OFF_HOURS not in done:
             return _result(snapshot, State.NEW, Step.OFF_HOURS, ticket.created_at)
         return _result(snapshot, State.NEW, Step.ACKNOWLEDGE, coverage.opens_at + (
             policy.acknowledge_fallback or timedelta()))
-    if tags & {ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG}:
-        # Our acknowledgement is recorded but its author is not visible as an agent:
+    if Step.ACKNOWLEDGE in done or Step.FOLLOW_UP in done:
+        # Our acknowledgement is recorded but its comment is not visible as contact:
         # never acknowledge twice; wait for a person.
         return _result(snapshot, State.NEW)
     if policy.acknowledge_fallback is None:
@@ -236,16 +255,15 @@ def relevant_briefs(snapshot: Snapshot, now: datetime) -> list[Brief]:
     return [b for b in snapshot.briefs if b.when >= now - BRIEF_RELEVANCE]
 
 
-def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None) -> Action | None:
+def plan(assessment: Assessment, now: datetime, snapshot: Snapshot) -> Action | None:
     """The write that is due now, if any. A brief link comes first: the on-call needs it."""
-    if assessment.next_step is Step.RESET and snapshot is not None:
-        return Action(ticket_id=assessment.ticket_id, step=Step.RESET, template="",
-                      tags_to_remove=tuple(sorted(stale_markers(snapshot))))
-    if (snapshot is not None and assessment.state in LIVE_STATES
-            and BRIEF_LINKED_TAG not in snapshot.ticket.tags
+    episode = snapshot.episode.id if snapshot.episode is not None else 0
+    stale = tuple(sorted(stale_markers(snapshot)))
+    if (assessment.state in LIVE_STATES and Step.LINK_BRIEF not in snapshot.done()
             and relevant_briefs(snapshot, now)):
         return Action(ticket_id=assessment.ticket_id, step=Step.LINK_BRIEF,
-                      template=TEMPLATES[Step.LINK_BRIEF], tags_to_add=(BRIEF_LINKED_TAG,))
+                      template=TEMPLATES[Step.LINK_BRIEF], tags_to_add=(BRIEF_LINKED_TAG,),
+                      tags_to_remove=stale, episode=episode)
     if not assessment.is_due(now) or assessment.next_step is None:
         return None
     step = assessment.next_step
@@ -256,13 +274,13 @@ def plan(assessment: Assessment, now: datetime, snapshot: Snapshot | None = None
         tags_to_add=(MARKER_TAGS[step],),
         priority=STEPPED_DOWN_PRIORITY if step is Step.CLOSE else None,
         author_email=assessment.acknowledge_as if step is Step.ACKNOWLEDGE else None,
+        tags_to_remove=stale,
+        episode=episode,
     )
 
 
 def step_done(snapshot: Snapshot, step: Step) -> bool:
-    """Whether the ticket already carries the marker of ``step`` (or contact, for the ack)."""
-    if step is Step.RESET:
-        return not stale_markers(snapshot)
+    """Whether this emergency's audits record ``step`` (or contact, for the acknowledgement)."""
     if step is Step.ACKNOWLEDGE and find_contact(snapshot) is not None:
         return True
-    return MARKER_TAGS[step] in snapshot.ticket.tags
+    return step in snapshot.done()

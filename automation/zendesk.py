@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,7 +35,16 @@ from automation.errors import (
     Unreachable,
     WriteUncertain,
 )
-from automation.model import Brief, Comment, Organization, Person, Snapshot, Ticket
+from automation.model import (
+    Brief,
+    Comment,
+    Episode,
+    Organization,
+    Person,
+    Snapshot,
+    Stamp,
+    Ticket,
+)
 from automation.templates import Rendered
 
 log = logging.getLogger(__name__)
@@ -216,19 +225,29 @@ def point_zenpy_at(client: Zenpy, base_url: str) -> None:
 
 
 @dataclass(frozen=True)
-class History:
+class AuditFacts:
     """What a ticket's audits say that the ticket itself does not."""
 
-    urgent_since: datetime | None
-    tags_added_at: dict[str, datetime]
+    comments: tuple[Comment, ...]
+    stamps: tuple[Stamp, ...]
+    episode: Episode | None
 
 
 @dataclass(frozen=True)
 class Update:
-    """What Zendesk answered to a successful write."""
+    """What Zendesk answered to a successful write: the ticket, and the audit it made."""
 
     ticket: Ticket
     comment_id: int | None
+    audit: AuditFacts
+    read_at: datetime | None = None  # the answer's Date
+
+    def applied_to(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot as it is after this write (no need to read the ticket again)."""
+        return replace(snapshot, ticket=self.ticket,
+                       comments=snapshot.comments + self.audit.comments,
+                       stamps=snapshot.stamps + self.audit.stamps,
+                       episode=self.audit.episode or snapshot.episode, read_at=self.read_at)
 
 
 class Zendesk:
@@ -357,11 +376,46 @@ class Zendesk:
         return self._organizations[organization_id]
 
     def snapshot(self, ticket_id: int) -> Snapshot:
-        """The ticket, its comments and everyone who wrote them, read fresh."""
-        ticket = self.ticket(ticket_id)
-        comments = self.comments(ticket_id)
-        people = self.people([ticket.requester_id, *(c.author_id for c in comments)])
-        return Snapshot(ticket=ticket, comments=comments, people=people, me=self.my_id())
+        """The ticket, then its audits (its comments, its priority history, our stamps), and
+        everyone on it. The ticket comes first: its `updated_stamp` guards our next write, so
+        nothing the audits show may be older than it."""
+        path = f"/api/v2/tickets/{ticket_id}.json"
+        data, read_at = self._get(path, {})
+        ticket, ccs = self._ticket_and_ccs(data.get("ticket"), path)
+        facts = audit_facts(self.audits(ticket_id))
+        people = self.people([ticket.requester_id, *ccs,
+                              *(c.author_id for c in facts.comments)])
+        return Snapshot(ticket=ticket, comments=facts.comments, people=people, me=self._me,
+                        episode=facts.episode, stamps=facts.stamps, ccs=frozenset(ccs),
+                        read_at=read_at)
+
+    def _ticket_and_ccs(self, data: Any, path: str) -> tuple[Ticket, list[int]]:
+        try:
+            ticket = ticket_from(data)
+            ccs = [int(i) for key in ("email_cc_ids", "collaborator_ids")
+                   for i in data.get(key) or ()]
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise Rejected(SERVICE, "GET", path, None,
+                           f"unexpected answer: {type(exc).__name__}: {exc}"[:160]) from None
+        return ticket, ccs
+
+    def audits(self, ticket_id: int) -> list[dict[str, Any]]:
+        """Every audit of the ticket, oldest first (cursor pages of 100)."""
+        url: str | None = f"/api/v2/tickets/{ticket_id}/audits.json"
+        params: dict[str, str] = {"page[size]": "100"}
+        audits: list[dict[str, Any]] = []
+        for _ in range(MAX_AUDIT_PAGES):
+            if url is None:
+                return audits
+            data = self._get_json(url, params)
+            audits += [a for a in data.get("audits") or () if isinstance(a, dict)]
+            more = (data.get("meta") or {}).get("has_more")
+            url = ((data.get("links") or {}).get("next") or "").removeprefix(self.base_url) \
+                if more else None
+            params = {}  # the next link carries its own cursor
+        log.warning("ticket %s: more than %d pages of audits; reading the first ones only",
+                    ticket_id, MAX_AUDIT_PAGES)
+        return audits
 
     def my_id(self) -> int | None:
         """The API user's own id (read once), to tell our comments from a person's."""
@@ -405,6 +459,10 @@ class Zendesk:
         return str(body)
 
     def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        return self._get(path, params)[0]
+
+    def _get(self, path: str, params: dict[str, str]) -> tuple[dict[str, Any], datetime | None]:
+        """A GET through the session: the JSON, and the `Date` of its answer."""
         try:
             response = self.session.request("GET", self.base_url + path, params=params)
         except requests.RequestException as exc:
@@ -420,7 +478,7 @@ class Zendesk:
             raise NotFound(SERVICE, "GET", path, 404, excerpt(response))
         if not 200 <= status < 300:
             raise Rejected(SERVICE, "GET", path, status, excerpt(response))
-        return data if isinstance(data, dict) else {}
+        return (data if isinstance(data, dict) else {}), answer_date(response)
 
     def agent_url(self, ticket_id: int) -> str:
         """Where an agent opens the ticket (for internal notes and Slack)."""
@@ -448,74 +506,59 @@ class Zendesk:
                     found.append(brief)
         return found
 
-    def ensure_tags(self, ticket: Ticket, tags: Iterable[str], comment: Rendered | None = None,
-                    done: Callable[[Ticket], bool] | None = None) -> None:
-        """Make sure the ticket carries `tags` (with `comment`, in the same update, if given).
-
-        A conflict or a lost answer means: re-read, and stop if the ticket already says it is
-        done (by default: all the tags are there), else try again on the fresh stamp. Raises
-        Conflict when the ticket kept changing under every try.
-        """
+    def record(self, snapshot: Snapshot, tags: Iterable[str], stamp: dict[str, Any],
+               comment: Rendered | None = None) -> Snapshot:
+        """Record a step of ours on the ticket: `tags` for people and views, and `stamp` in
+        the update's audit, which is what counts (the step is done when a stamp of the same
+        step and emergency is in the audits). A conflict or a lost answer means: read the
+        ticket again and stop if the audits say it is done. Raises Conflict when the ticket
+        kept changing under every try. Returns the snapshot as it is after the write."""
         tags = list(tags)
-        is_done = done or _has_all(tags)
         for _ in range(MAX_TAG_ATTEMPTS):
-            if is_done(ticket):
-                return
+            if _stamped(snapshot, stamp):
+                return snapshot
             try:
-                self.update(ticket, comment, tags)
-                return
+                update = self.update(snapshot.ticket, comment, tags, stamp=stamp)
+                return self.applied(update, snapshot)
             except (Conflict, WriteUncertain):
-                ticket = self.ticket(ticket.id)
-        if not is_done(ticket):
-            raise Conflict(SERVICE, "PUT", f"/api/v2/tickets/{ticket.id}.json", 409,
-                           f"could not record {', '.join(tags)}: the ticket kept changing "
-                           f"under {MAX_TAG_ATTEMPTS} tries", "the next pass tries again")
-
-    def history(self, ticket_id: int) -> History:
-        """From the ticket's audits: when it last became urgent, and when each tag was added."""
-        url: str | None = f"{self.base_url}/api/v2/tickets/{ticket_id}/audits.json"
-        params: dict[str, str] | None = {"page[size]": "100"}
-        since: datetime | None = None
-        added: dict[str, datetime] = {}
-        for _ in range(MAX_AUDIT_PAGES):
-            if url is None:
-                break
-            data = self._get_json(url.removeprefix(self.base_url), params or {})
-            for audit in data.get("audits") or ():
-                created = audit.get("created_at")
-                if not isinstance(created, str):
-                    continue
-                at = parse_time(created)
-                for event in audit.get("events") or ():
-                    if event.get("type") not in ("Create", "Change"):
-                        continue
-                    if event.get("field_name") == "priority" and event.get("value") == "urgent":
-                        since = at
-                    elif event.get("field_name") == "tags":
-                        before = set(event.get("previous_value") or ())
-                        for tag in set(event.get("value") or ()) - before:
-                            added[tag] = at
-            url = (data.get("links") or {}).get("next") if (data.get("meta") or {}).get(
-                "has_more") else None
-            params = None  # the next link carries its own cursor
-        return History(urgent_since=since, tags_added_at=added)
+                snapshot = replace(self.snapshot(snapshot.ticket.id),
+                                   organization=snapshot.organization, briefs=snapshot.briefs)
+        if _stamped(snapshot, stamp):
+            return snapshot
+        raise Conflict(SERVICE, "PUT", f"/api/v2/tickets/{snapshot.ticket.id}.json", 409,
+                       f"could not record {stamp['step']}: the ticket kept changing "
+                       f"under {MAX_TAG_ATTEMPTS} tries", "the next pass tries again")
 
     def me(self) -> Person:
-        return self._read("GET", "/api/v2/users/me.json",
-                          lambda: person_from(self.client.users.me()))
+        person = self._read("GET", "/api/v2/users/me.json",
+                            lambda: person_from(self.client.users.me()))
+        self._people[person.id] = person
+        return person
+
+    def applied(self, update: Update, snapshot: Snapshot) -> Snapshot:
+        """The snapshot as it is after our write (from its answer: nothing is read again but
+        a new author, who is usually cached)."""
+        after = update.applied_to(snapshot)
+        authors = [c.author_id for c in update.audit.comments if c.author_id not in after.people]
+        if not authors:
+            return after
+        return replace(after, people={**after.people, **self.people(authors)})
 
     # --- the one write -------------------------------------------------------------------------
 
     def update(self, ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
                priority: str | None = None, author_id: int | None = None,
-               tags_to_remove: Iterable[str] = ()) -> Update:
-        """One safe update: the comment and its field changes land together or not at all.
+               tags_to_remove: Iterable[str] = (),
+               stamp: dict[str, Any] | None = None) -> Update:
+        """One safe update: the comment, its field changes and our stamp (in the audit's
+        metadata) land together or not at all.
 
         Raises Conflict on 409 (the ticket moved since it was read) and WriteUncertain when
         the answer was lost or a 5xx/429: the caller re-reads before deciding anything.
         """
         path = f"/api/v2/tickets/{ticket.id}.json"
-        body = build_update(ticket, comment, tags_to_add, priority, author_id, tags_to_remove)
+        body = build_update(ticket, comment, tags_to_add, priority, author_id, tags_to_remove,
+                            stamp)
         try:
             response = self.session.request("PUT", self.base_url + path, json=body)
         except requests.RequestException as exc:
@@ -533,27 +576,44 @@ class Zendesk:
         try:
             data = response.json()
             updated = ticket_from_json(data["ticket"])
+            audit = data.get("audit")
+            facts = audit_facts([audit] if isinstance(audit, dict) else [])
         except (ValueError, KeyError, TypeError):
             raise WriteUncertain(SERVICE, "PUT", path, status, "unreadable answer") from None
-        return Update(ticket=updated, comment_id=comment_id_from_audit(data.get("audit")))
+        if author_id is None and isinstance(audit, dict) and audit.get("author_id"):
+            self._remember_me(int(audit["author_id"]))  # we wrote it: its author is us
+        return Update(ticket=updated, comment_id=comment_id_from_audit(audit), audit=facts,
+                      read_at=answer_date(response))
+
+    def _remember_me(self, user_id: int) -> None:
+        """The API user, learnt from the audit of our own write (no request needed): an
+        agent, known by the email we sign in with."""
+        self._me = user_id
+        self._people.setdefault(user_id, Person(user_id, self.email, self.email, "agent"))
 
 
-def _has_all(tags: Iterable[str]) -> Callable[[Ticket], bool]:
-    wanted = list(tags)
-    return lambda ticket: all(t in ticket.tags for t in wanted)
+def _stamped(snapshot: Snapshot, stamp: dict[str, Any]) -> bool:
+    """Whether an audit of the ticket already carries this stamp (its step and emergency)."""
+    return any(s.step == stamp["step"] and s.episode == stamp["episode"]
+               for s in snapshot.stamps)
 
 
 def build_update(ticket: Ticket, comment: Rendered | None, tags_to_add: Iterable[str] = (),
                  priority: str | None = None, author_id: int | None = None,
-                 tags_to_remove: Iterable[str] = ()) -> dict[str, Any]:
-    """The PUT body. `public` comes from the template's registered visibility, always explicit."""
+                 tags_to_remove: Iterable[str] = (),
+                 stamp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The PUT body. `public` comes from the template's registered visibility, always explicit;
+    the stamp goes to the update's audit (`metadata.custom`), where nobody can change it."""
     payload: dict[str, Any] = {"safe_update": True, "updated_stamp": ticket.updated_stamp}
+    if stamp is not None:
+        payload["metadata"] = {STAMP_KEY: stamp}
     if comment is not None:
         payload["comment"] = {"body": comment.body, "public": bool(comment.public)}
         if author_id is not None:
             payload["comment"]["author_id"] = author_id
-    removed = set(tags_to_remove)
-    new_tags = [t for t in tags_to_add if t not in ticket.tags]
+    added = list(tags_to_add)
+    removed = set(tags_to_remove) - set(added)  # a tag both added and removed stays
+    new_tags = [t for t in added if t not in ticket.tags]
     if new_tags or removed & set(ticket.tags):
         # `tags` replaces the list; safe_update guarantees nobody changed it since our read.
         payload["tags"] = [*(t for t in ticket.tags if t not in removed), *new_tags]
@@ -658,3 +718,59 @@ def organization_from(obj: Any) -> Organization:
 def _stamp(moment: datetime) -> str:
     """A time as Zendesk's search takes it (ISO 8601, whole seconds, UTC)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Our writes' audits carry {STAMP_KEY: {"step": ..., "episode": ..., ...}} in metadata.custom.
+STAMP_KEY = "emergency_automation"
+# Audits Zendesk makes itself, whose comments are nobody's word: a merge's note, a trigger's or
+# an automation's reply.
+SYSTEM_RELS = frozenset({"merge"})
+SYSTEM_CHANNELS = frozenset({"rule", "system"})
+
+
+def answer_date(response: requests.Response) -> datetime | None:
+    """The answer's `Date` header: Zendesk's clock when it answered."""
+    try:
+        return parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def audit_facts(audits: Iterable[dict[str, Any]]) -> AuditFacts:
+    """Comments, our stamps and the running emergency, from audits oldest first."""
+    comments: list[Comment] = []
+    stamps: list[Stamp] = []
+    episode: Episode | None = None
+    for audit in audits:
+        audit_id, at = int(audit["id"]), parse_time(audit["created_at"])
+        via: dict[str, Any] = audit.get("via") or {}
+        source: dict[str, Any] = via.get("source") or {}
+        system = via.get("channel") in SYSTEM_CHANNELS or source.get("rel") in SYSTEM_RELS
+        for event in audit.get("events") or ():
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "Comment":
+                comments.append(Comment(
+                    id=int(event["id"]), author_id=int(event.get("author_id")
+                                                       or audit["author_id"]),
+                    public=bool(event.get("public")), created_at=at,
+                    body=event.get("body") or event.get("plain_body") or "",
+                    audit_id=audit_id, system=system))
+            elif event.get("field_name") == "priority" and event.get("value") == "urgent" \
+                    and event.get("type") in ("Create", "Change"):
+                episode = Episode(audit_id, at)
+        stamp = stamp_from(audit, audit_id, at)
+        if stamp is not None:
+            stamps.append(stamp)
+    return AuditFacts(tuple(comments), tuple(stamps), episode)
+
+
+def stamp_from(audit: dict[str, Any], audit_id: int, at: datetime) -> Stamp | None:
+    custom = ((audit.get("metadata") or {}).get("custom") or {}).get(STAMP_KEY)
+    if not isinstance(custom, dict) or not isinstance(custom.get("step"), str):
+        return None
+    episode = custom.get("episode")
+    if isinstance(episode, bool) or not isinstance(episode, int):
+        return None
+    detail = {k: str(v) for k, v in custom.items() if k not in ("step", "episode")}
+    return Stamp(custom["step"], episode, audit_id, at, detail)

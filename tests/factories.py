@@ -16,7 +16,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from automation.model import Brief, Comment, Organization, Person, Snapshot, Ticket
+from automation.model import (
+    Brief,
+    Comment,
+    Episode,
+    Organization,
+    Person,
+    Snapshot,
+    Stamp,
+    Ticket,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -26,6 +35,7 @@ CC_ID = 2  # another end-user copied on the ticket
 AGENT_ID = 100
 ADMIN_ID = 101
 BOT_ID = 900  # the API user the worker signs in as (an agent)
+EPISODE_ID = 5000  # the audit that made the ticket urgent (the emergency's id)
 
 _comment_ids = itertools.count(1_000)
 
@@ -152,11 +162,15 @@ def make_ticket(**overrides: Any) -> Ticket:
 def make_snapshot(comments: Iterable[Comment] = (), *, ticket: Ticket | None = None,
                   people: dict[int, Person] | None = None,
                   organization: Organization | None = None, briefs: Iterable[Brief] = (),
+                  done: Iterable[str] = (), stamps: Iterable[Stamp] = (),
+                  episode: Episode | None = None, ccs: Iterable[int] = (CC_ID,),
                   **ticket_overrides: Any) -> Snapshot:
     """A snapshot of ``ticket`` (or ``make_ticket(**ticket_overrides)``) with ``comments``.
 
     ``people`` defaults to ``default_people()``; pass a dict to leave someone out. When the
     ticket is built here and ``updated_at`` is not given, it is the newest comment's time.
+    The emergency (``episode``) runs from the ticket's creation unless given; ``done`` names
+    steps its audits stamp (in this emergency), ``stamps`` adds any others.
     """
     comments = tuple(comments)
     if ticket is None:
@@ -166,9 +180,13 @@ def make_snapshot(comments: Iterable[Comment] = (), *, ticket: Ticket | None = N
         ticket = make_ticket(**ticket_overrides)
     elif ticket_overrides:
         raise TypeError("pass either ticket= or ticket field overrides, not both")
+    episode = episode or Episode(EPISODE_ID, ticket.created_at)
+    made = tuple(Stamp(str(step), episode.id, next(_comment_ids), ticket.created_at)
+                 for step in done)
     return Snapshot(ticket=ticket, comments=comments,
                     people=default_people() if people is None else dict(people),
-                    organization=organization, briefs=tuple(briefs))
+                    organization=organization, briefs=tuple(briefs), episode=episode,
+                    stamps=made + tuple(stamps), ccs=frozenset(ccs))
 
 
 def make_organization(**overrides: Any) -> Organization:

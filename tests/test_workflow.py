@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from automation.model import Action, Snapshot, State, Step
+from automation.model import Action, Comment, Episode, Snapshot, Stamp, State, Step
 from automation.templates import REGISTRY, Visibility
 from automation.workflow import (
     ACKNOWLEDGED_TAG,
@@ -15,10 +16,14 @@ from automation.workflow import (
     Policy,
     assess,
     plan,
+    settled,
     step_done,
 )
 from tests.factories import (
+    AGENT_ID,
+    CC_ID,
     CUSTOMER_ID,
+    EPISODE_ID,
     TICKET_ID,
     admin,
     agent,
@@ -38,20 +43,20 @@ FIFTEEN = timedelta(minutes=15)
 UNKNOWN_AUTHOR_ID = 4242  # an id missing from the snapshot's people
 
 
-def contacted(*later, tags=(ACKNOWLEDGED_TAG,), contact_minute=2, **ticket) -> Snapshot:
+def contacted(*later, done=(Step.ACKNOWLEDGE,), contact_minute=2, **ticket) -> Snapshot:
     """An urgent ticket the bot acknowledged ``contact_minute`` minutes after it was opened."""
     comments = [description(), public_reply(bot(), at(contact_minute)), *later]
-    return make_snapshot(comments, tags=tags, **ticket)
+    return make_snapshot(comments, done=done, **ticket)
 
 
-def followed_up(*later, tags=(ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG), **ticket) -> Snapshot:
+def followed_up(*later, done=(Step.ACKNOWLEDGE, Step.FOLLOW_UP), **ticket) -> Snapshot:
     """Acknowledged at minute 2 and followed up at minute 17; nobody has answered."""
-    return contacted(public_reply(bot(), at(17)), *later, tags=tags, **ticket)
+    return contacted(public_reply(bot(), at(17)), *later, done=done, **ticket)
 
 
 def decide(snapshot: Snapshot, now, policy: Policy = POLICY):
     assessment = assess(snapshot, now, policy)
-    return assessment, plan(assessment, now)
+    return assessment, plan(assessment, now, snapshot)
 
 
 # Acknowledgement ------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ def test_new_urgent_ticket_is_acknowledged_at_once(status):
     assert assessment.contact_at is None
     assert action == Action(ticket_id=TICKET_ID, step=Step.ACKNOWLEDGE,
                             template="acknowledgement", tags_to_add=(ACKNOWLEDGED_TAG,),
-                            priority=None)
+                            priority=None, episode=EPISODE_ID)
 
 
 def test_acknowledgement_is_still_due_when_the_ticket_is_read_late():
@@ -91,7 +96,7 @@ def test_acknowledgement_is_still_due_when_the_ticket_is_read_late():
 @pytest.mark.parametrize("engineer", [agent(), admin(), bot()], ids=["agent", "admin", "bot"])
 def test_public_comment_by_an_agent_is_contact_so_no_acknowledgement(engineer):
     # given a human (or our own) public answer two minutes after the ticket was opened
-    snapshot = make_snapshot([description(), public_reply(engineer, at(2))], tags=())
+    snapshot = make_snapshot([description(), public_reply(engineer, at(2))])
 
     # when the ticket is read a minute later
     assessment, action = decide(snapshot, now=at(3))
@@ -145,11 +150,11 @@ def test_description_is_never_contact_even_when_written_by_an_agent(opener):
     assert action is not None and action.step is Step.ACKNOWLEDGE
 
 
-def test_acknowledged_tag_without_visible_contact_is_not_acknowledged_twice():
-    # given our acknowledgement tag but no comment visible as an agent's
+def test_acknowledged_stamp_without_visible_contact_is_not_acknowledged_twice():
+    # given our acknowledgement's stamp but no comment visible as an agent's
     # (e.g. the author could not be looked up)
     snapshot = make_snapshot([description(), public_reply(UNKNOWN_AUTHOR_ID, at(1))],
-                             tags=(ACKNOWLEDGED_TAG,))
+                             done=(Step.ACKNOWLEDGE,))
 
     # when assessed long after
     assessment, action = decide(snapshot, now=at(60))
@@ -179,7 +184,7 @@ def test_follow_up_waits_fifteen_minutes_after_contact():
     assert early_action is None
     assert on_time_action == Action(ticket_id=TICKET_ID, step=Step.FOLLOW_UP,
                                     template="follow_up", tags_to_add=(FOLLOWED_UP_TAG,),
-                                    priority=None)
+                                    priority=None, episode=EPISODE_ID)
 
 
 def test_follow_up_counts_from_contact_not_from_ticket_creation():
@@ -241,7 +246,7 @@ def test_close_is_due_fifteen_minutes_after_the_follow_up_and_steps_down_to_high
     assert early_action is None
     assert on_time_action == Action(ticket_id=TICKET_ID, step=Step.CLOSE,
                                     template="bridge_closed", tags_to_add=(CLOSED_TAG,),
-                                    priority="high")
+                                    priority="high", episode=EPISODE_ID)
 
 
 def test_close_counts_from_the_last_public_agent_comment():
@@ -322,7 +327,7 @@ def test_customer_reply_at_the_same_instant_as_the_due_time_still_stops_the_foll
 def test_customer_comment_before_contact_does_not_stop_the_timers():
     # given the customer added a public comment before anyone answered
     snapshot = make_snapshot([description(), public_reply(customer(), at(1)),
-                              public_reply(agent(), at(2))], tags=())
+                              public_reply(agent(), at(2))])
 
     # when fifteen minutes after contact
     assessment, action = decide(snapshot, now=at(17))
@@ -376,11 +381,11 @@ def test_public_comment_by_an_author_missing_from_people_is_not_contact():
     assert action is not None and action.step is Step.ACKNOWLEDGE
 
 
-def test_contact_by_an_agent_missing_from_people_is_invisible_but_the_tag_prevents_a_second_ack():
+def test_contact_by_an_agent_missing_from_people_is_invisible_but_the_stamp_stops_a_second_ack():
     # given the bot's acknowledgement, whose author is missing from people
     people = {pid: p for pid, p in default_people().items() if pid != bot().id}
     snapshot = make_snapshot([description(), public_reply(bot(), at(2))], people=people,
-                             tags=(ACKNOWLEDGED_TAG,))
+                             done=(Step.ACKNOWLEDGE,))
 
     # when assessed
     assessment, action = decide(snapshot, now=at(30))
@@ -431,23 +436,23 @@ def test_non_urgent_tickets_are_not_emergencies(priority, build):
     assert action is None
 
 
-def test_ticket_already_closed_to_high_gets_no_step_even_if_urgent_again():
-    # given a ticket we stepped down, which a person then raised back to urgent
-    snapshot = followed_up(tags=(ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG, CLOSED_TAG),
-                           priority="urgent")
+def test_ticket_closed_to_high_in_this_emergency_gets_no_more_steps():
+    # given a ticket we stepped down in this emergency (priority high since)
+    snapshot = followed_up(done=(Step.ACKNOWLEDGE, Step.FOLLOW_UP, Step.CLOSE),
+                           priority="high")
 
     # when assessed long after
     assessment, action = decide(snapshot, now=at(600))
 
-    # then the timers are the person's: no step
+    # then nothing more is due
     assert assessment.state is State.CLOSED_TO_HIGH
     assert assessment.next_step is None
     assert action is None
 
 
-def test_closed_to_high_tag_alone_prevents_an_acknowledgement():
-    # given a ticket carrying only the closed tag and no visible contact
-    snapshot = make_snapshot([description()], tags=(CLOSED_TAG,))
+def test_closed_to_high_stamp_alone_prevents_an_acknowledgement():
+    # given a ticket whose audits stamp the bridge closed in this emergency, no visible contact
+    snapshot = make_snapshot([description()], done=(Step.CLOSE,))
 
     # when assessed
     assessment, action = decide(snapshot, now=at(1))
@@ -466,15 +471,15 @@ def test_acknowledge_is_not_done_on_a_fresh_ticket():
 
 def test_acknowledge_is_done_once_an_agent_made_contact_even_without_the_tag():
     # given a human agent's public answer and no tag
-    snapshot = make_snapshot([description(), public_reply(agent(), at(1))], tags=())
+    snapshot = make_snapshot([description(), public_reply(agent(), at(1))])
 
     # then acknowledging is done
     assert step_done(snapshot, Step.ACKNOWLEDGE) is True
 
 
-def test_acknowledge_is_done_when_its_tag_is_on_the_ticket():
-    # given the acknowledgement tag but no visible contact
-    snapshot = make_snapshot([description()], tags=(ACKNOWLEDGED_TAG,))
+def test_acknowledge_is_done_when_its_stamp_is_in_the_audits():
+    # given the acknowledgement's stamp but no visible contact
+    snapshot = make_snapshot([description()], done=(Step.ACKNOWLEDGE,))
 
     # then acknowledging is done
     assert step_done(snapshot, Step.ACKNOWLEDGE) is True
@@ -490,15 +495,16 @@ def test_acknowledge_is_not_done_by_an_internal_note_or_the_description():
 
 @pytest.mark.parametrize(("step", "tag"), [(Step.FOLLOW_UP, FOLLOWED_UP_TAG),
                                            (Step.CLOSE, CLOSED_TAG)])
-def test_follow_up_and_close_are_done_only_when_their_tag_is_on_the_ticket(step, tag):
-    # given a contacted ticket with a later public agent comment, without then with the tag
+def test_follow_up_and_close_are_done_only_when_their_stamp_is_in_the_audits(step, tag):
+    # given a contacted ticket with later public agent comments: without the stamp (but with
+    # the marker tag, as a macro or a copy may leave it), then with the stamp (tag removed)
     comments = (public_reply(agent(), at(18)), public_reply(agent(), at(33)))
-    without = contacted(*comments, tags=(ACKNOWLEDGED_TAG,))
-    with_tag = contacted(*comments, tags=(ACKNOWLEDGED_TAG, tag))
+    tag_only = contacted(*comments, tags=(ACKNOWLEDGED_TAG, tag))
+    stamped = contacted(*comments, done=(Step.ACKNOWLEDGE, step), tags=())
 
-    # then only the tag marks the step as done
-    assert step_done(without, step) is False
-    assert step_done(with_tag, step) is True
+    # then only the stamp marks the step as done
+    assert step_done(tag_only, step) is False
+    assert step_done(stamped, step) is True
 
 
 # The contract with the templates --------------------------------------------------------------
@@ -528,3 +534,88 @@ def test_assessment_is_for_the_ticket_it_read():
     # then the assessment and the action name that ticket
     assert assessment.ticket_id == 777
     assert action is not None and action.ticket_id == 777
+
+
+# The audits decide: what Zendesk's quirks must not change ---------------------------------------
+
+
+def test_marker_tags_copied_onto_a_follow_up_ticket_do_not_count_and_are_cleared():
+    # given a new urgent ticket that inherited every marker tag of the closed one it follows
+    snapshot = make_snapshot([description()],
+                             tags=("vip", ACKNOWLEDGED_TAG, FOLLOWED_UP_TAG, CLOSED_TAG))
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(0))
+
+    # then it is a new emergency: acknowledged, and the copied markers go with that write
+    assert assessment.state is State.NEW
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+    assert set(action.tags_to_remove) == {FOLLOWED_UP_TAG, CLOSED_TAG, ACKNOWLEDGED_TAG}
+
+
+def test_stamps_of_an_earlier_emergency_do_not_count():
+    # given a ticket acknowledged, followed up and closed in an earlier emergency, raised to
+    # urgent again at minute 60
+    earlier = [Stamp(str(step), EPISODE_ID - 1, 10 + n, at(n)) for n, step in
+               enumerate((Step.ACKNOWLEDGE, Step.FOLLOW_UP, Step.CLOSE))]
+    snapshot = make_snapshot([description(), public_reply(bot(), at(2))], stamps=earlier,
+                             episode=Episode(EPISODE_ID, at(60)))
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(61))
+
+    # then the new emergency is acknowledged: contact from before it does not count
+    assert assessment.state is State.NEW
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+def test_a_merge_note_is_neither_contact_nor_a_reply():
+    # given a duplicate merged into the emergency by an agent, with a public merge note
+    merge = Comment(id=77, author_id=AGENT_ID, public=True, created_at=at(1),
+                    body="Request #102 was closed and merged into this request.", system=True)
+    snapshot = make_snapshot([description(), merge])
+
+    # when assessed
+    assessment, action = decide(snapshot, now=at(2))
+
+    # then nobody has made contact: the acknowledgement (and its bridge) goes out
+    assert assessment.contact_at is None
+    assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+def test_an_agent_requester_is_the_customer():
+    # given a requester who is an agent (a partner), who writes again before anyone answered
+    partner = agent(id=CUSTOMER_ID, name="Pat Partner", email="pat@partner.example")
+    people = {**default_people(), CUSTOMER_ID: partner}
+    before = make_snapshot([description(), public_reply(partner, at(1))], people=people)
+
+    # then their own words are not contact: they get the acknowledgement
+    assert decide(before, now=at(1))[1].step is Step.ACKNOWLEDGE
+
+    # and given our acknowledgement, their reply stops the timers
+    after = make_snapshot([description(), public_reply(bot(), at(2)),
+                           public_reply(partner, at(5))], people=people,
+                          done=(Step.ACKNOWLEDGE,))
+    assessment, action = decide(after, now=at(40))
+    assert assessment.state is State.ENGAGED and action is None
+
+
+def test_an_agent_copied_on_the_ticket_is_staff_and_an_end_user_cc_is_the_customer():
+    colleague = agent(id=CC_ID, name="Cory Colleague", email="cory@support.example")
+    people = {**default_people(), CC_ID: colleague}
+    # an agent CC's public comment is contact
+    snapshot = make_snapshot([description(), public_reply(colleague, at(3))], people=people)
+    assert assess(snapshot, at(4), POLICY).contact_at == at(3)
+    # an end-user CC's reply after contact stops the timers
+    replied = contacted(public_reply(cc(), at(6)))
+    assert assess(replied, at(40), POLICY).state is State.ENGAGED
+
+
+@pytest.mark.parametrize(("age", "wait"), [(0, 2), (1, 1), (2, 0), (90, 0)])
+def test_a_read_is_acted_on_only_two_seconds_after_the_tickets_last_change(age, wait):
+    # given a ticket updated at minute 5, read `age` seconds later by Zendesk's clock
+    snapshot = replace(make_snapshot([description()], updated_at=at(5)),
+                       read_at=at(5, seconds=age))
+
+    # then the worker waits what is left of the two seconds before acting on it
+    assert settled(snapshot) == timedelta(seconds=wait)

@@ -13,6 +13,7 @@ from responses.registries import OrderedRegistry
 
 from automation.clock import FakeClock
 from automation.errors import Conflict, CredentialsRejected, Unreachable, WriteUncertain
+from automation.model import Snapshot
 from automation.templates import Rendered
 from automation.zendesk import Zendesk, build_update
 
@@ -23,6 +24,22 @@ TICKET_JSON = {"id": 7, "subject": "Down", "status": "open", "priority": "urgent
                "tags": ["vip"], "requester_id": 100, "organization_id": None,
                "created_at": "2026-01-05T09:00:00Z", "updated_at": "2026-01-05T09:01:00Z"}
 SEARCH = re.compile(rf"{BASE}/api/v2/search\.json.*")
+
+
+def audit(audit_id: int, stamp: dict | None = None, comment_id: int | None = None,
+          author_id: int = 900, at: str = "2026-01-05T09:02:00Z") -> dict:
+    """An audit as Zendesk answers it: a comment event, and our stamp in metadata.custom."""
+    events = [] if comment_id is None else [
+        {"type": "Comment", "id": comment_id, "author_id": author_id, "public": True,
+         "body": "We are on it"}]
+    custom = {"emergency_automation": stamp} if stamp else {}
+    return {"id": audit_id, "ticket_id": 7, "created_at": at, "author_id": author_id,
+            "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+            "metadata": {"system": {}, "custom": custom}, "events": events}
+
+
+def audits_page(*audits: dict) -> dict:
+    return {"audits": list(audits), "meta": {"has_more": False}, "links": {"next": None}}
 
 
 def client(clock: FakeClock, max_retry_seconds: float = 60) -> Zendesk:
@@ -39,20 +56,23 @@ def search_page(*tickets: dict) -> dict:
 def test_update_sends_one_safe_put_with_explicit_public_flag_and_marker_tag() -> None:
     zendesk = client(FakeClock())
     ticket = _ticket()
+    stamp = {"step": "acknowledge", "episode": 4001}
     expected = {"ticket": {
         "comment": {"body": "We are on it", "public": True},
         "safe_update": True, "updated_stamp": "2026-01-05T09:01:00Z",
         "tags": ["vip", "emergency_acknowledged"],
+        "metadata": {"emergency_automation": stamp},
     }}
     responses.put(f"{BASE}/api/v2/tickets/7.json",
                   match=[matchers.json_params_matcher(expected)],
-                  json={"ticket": TICKET_JSON, "audit": {"events": [
-                      {"type": "Comment", "id": 555}]}})
+                  json={"ticket": TICKET_JSON, "audit": audit(4002, stamp, comment_id=555)})
 
     update = zendesk.update(ticket, Rendered("acknowledgement", "We are on it", True),
-                            ["emergency_acknowledged"])
+                            ["emergency_acknowledged"], stamp=stamp)
 
     assert update.comment_id == 555
+    assert [(s.step, s.episode, s.audit_id) for s in update.audit.stamps] == [
+        ("acknowledge", 4001, 4002)]
     assert len(responses.calls) == 1
 
 
@@ -231,23 +251,35 @@ def test_a_note_that_only_looks_like_a_brief_is_not_one() -> None:
 
 
 @responses.activate
-def test_ensure_tags_re_reads_after_a_conflict_and_stops_when_the_tags_are_there() -> None:
-    tagged = dict(TICKET_JSON, tags=["vip", "emergency_paged"], updated_at="2026-01-05T09:02:00Z")
-    responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
-    responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": tagged})
-
-    client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
-
-    assert [c.request.method for c in responses.calls] == ["PUT", "GET"]
-
-
-@responses.activate
-def test_ensure_tags_says_so_when_the_ticket_keeps_changing() -> None:
+def test_record_re_reads_after_a_conflict_and_stops_when_the_stamp_is_in_the_audits() -> None:
+    stamp = {"step": "paged", "episode": 4001, "incident": "PABC"}
+    created = audit(4001, at="2026-01-05T09:00:00Z")
+    created["events"] = [{"type": "Create", "field_name": "priority", "value": "urgent"}]
     moved = dict(TICKET_JSON, updated_at="2026-01-05T09:02:00Z")
     responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
     responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": moved})
+    responses.get(f"{BASE}/api/v2/tickets/7/audits.json",
+                  json=audits_page(created, audit(4003, stamp)))  # another worker's
+    responses.get(f"{BASE}/api/v2/users/show_many.json", json={"users": []})
+    zendesk = client(FakeClock())
 
-    with pytest.raises(Conflict, match="could not record emergency_paged"):
-        client(FakeClock()).ensure_tags(_ticket(), ["emergency_paged"])
+    after = zendesk.record(Snapshot(_ticket(), (), {}), ["emergency_paged"], stamp)
+
+    assert [c.request.method for c in responses.calls] == ["PUT", "GET", "GET", "GET"]
+    assert [s.audit_id for s in after.stamps] == [4003]
+
+
+@responses.activate
+def test_record_says_so_when_the_ticket_keeps_changing() -> None:
+    moved = dict(TICKET_JSON, updated_at="2026-01-05T09:02:00Z")
+    responses.put(f"{BASE}/api/v2/tickets/7.json", status=409, json={"error": "UpdateConflict"})
+    responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": moved})
+    responses.get(f"{BASE}/api/v2/tickets/7/audits.json", json=audits_page())
+    responses.get(f"{BASE}/api/v2/users/show_many.json", json={"users": []})
+    zendesk = client(FakeClock())
+
+    with pytest.raises(Conflict, match="could not record paged"):
+        zendesk.record(Snapshot(_ticket(), (), {}), ["emergency_paged"],
+                       {"step": "paged", "episode": 4001})
 
     assert [c.request.method for c in responses.calls].count("PUT") == 3
