@@ -524,6 +524,10 @@ class FakeZendesk:
         self.api_token = api_token
         self.base_url = base_url
         self.rate_limit = RATE_LIMIT
+        # As in Zendesk, `updated_at` has whole seconds: two updates in one second share it,
+        # so a safe update made on a read of that second is not refused. False: each update
+        # moves it a second on (a kinder Zendesk, for tests about something else).
+        self.same_second_updates = True
         self._lock = threading.RLock()
         self._users: dict[int, User] = {}
         self._organizations: dict[int, Organization] = {}
@@ -658,6 +662,10 @@ class FakeZendesk:
             self._apply(ticket, author_id, Via(channel), {},
                         (body, html_from_text(body), public))
             return self._comments[ticket_id][-1].id
+
+    def set_tags(self, ticket_id: int, tags: Iterable[str], author_id: int | None = None) -> None:
+        """Set the tags as an agent's hand edit or a macro's "set tags" does."""
+        self._change(ticket_id, {"tags": normalize_tags(tags)}, author_id)
 
     def set_priority(
         self, ticket_id: int, priority: str | None, author_id: int | None = None
@@ -1746,9 +1754,10 @@ class FakeZendesk:
             self._apply(ticket, author_id or self.api_user_id, WEB, changes, None)
 
     def _next_stamp(self, ticket: Ticket) -> datetime:
-        # updated_at must strictly increase, or a stale updated_stamp could pass safe_update.
         now = self._now()
-        return now if now > ticket.updated_at else ticket.updated_at + timedelta(seconds=1)
+        if self.same_second_updates or now > ticket.updated_at:
+            return max(now, ticket.updated_at)
+        return ticket.updated_at + timedelta(seconds=1)
 
     # ----- lookups -------------------------------------------------------------------------
 
