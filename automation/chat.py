@@ -21,6 +21,7 @@ from automation.config import Region, SlackConfig
 from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
 from automation.executor import Executor
 from automation.facts import thread_note_context
+from automation.mentions import TOKEN, group_token, token_name, user_token
 from automation.model import (
     THREAD_STAMP,
     Brief,
@@ -46,9 +47,6 @@ CLAIM_TAG = re.compile(r"^emergency_slack_claim_(\d+)(?:_[a-z0-9]+)?$")
 # A claim older than this whose thread never got recorded (a worker died) may be taken over.
 CLAIM_TIMEOUT = timedelta(minutes=5)
 OPENING_KINDS = (Line.CC, Line.ASE, Line.BRIEF)
-# People and groups are named by token in queued lines and mentioned when posted.
-TOKEN = re.compile(r"<(user|group):([^<>|\s]+)>")
-TOKEN_UNSAFE = re.compile(r"[<>|\s]")
 SERVICE = "Slack"
 
 
@@ -176,13 +174,6 @@ def replied_line(at: datetime) -> str:
     return f"The customer replied at {at:%H:%M} UTC: timers stopped"
 
 
-def user_token(email: object) -> str | None:
-    """A person named by email, mentioned in Slack when the line is posted (see `resolve`)."""
-    if not isinstance(email, str) or "@" not in email or TOKEN_UNSAFE.search(email):
-        return None
-    return f"<user:{email}>"
-
-
 def cc_line(manager: str) -> str:
     return f"cc {manager} (account manager)"
 
@@ -198,7 +189,8 @@ def brief_line(brief: Brief) -> str:
 
 
 def region_line(region: Region, reason: str, ticket_link_text: str) -> str:
-    return (f"<group:{region.group}> {escape(reason)}: {ticket_link_text} needs an engineer")
+    return (f"{group_token(region.group)} {escape(reason)}: {ticket_link_text} needs an "
+            "engineer")
 
 
 def ticket_link(zendesk: Zendesk, ticket: Ticket) -> str:
@@ -426,7 +418,7 @@ class Chat:
         ase = user_token(fields.get(self.config.ase_field))
         note = self.templates.render("slack_thread_note", thread_note_context(
             self.slack.permalink(thread.channel, thread.ts),
-            manager[6:-1] if manager else None, ase[6:-1] if ase else None))
+            token_name(manager) if manager else None, token_name(ase) if ase else None))
         self.zendesk.record(snapshot, [thread_tag(thread)], {
             "step": THREAD_STAMP, "episode": snapshot.episode.id if snapshot.episode else 0,
             "channel": thread.channel, "ts": thread.ts}, note)
@@ -440,13 +432,13 @@ class Chat:
         if token is None:
             return None
         try:
-            return token[6:-1], self.resolve(token)
+            return token_name(token), self.resolve(token)
         except UpstreamError as exc:
             if isinstance(exc, CredentialsRejected):
                 self.rejected = exc
             else:
-                log.warning("Slack: could not look up %s: %s", token[6:-1], exc)
-            return token[6:-1], escape(token[6:-1])
+                log.warning("Slack: could not look up %s: %s", token_name(token), exc)
+            return token_name(token), escape(token_name(token))
 
     def account_manager(self, organization: Organization | None) -> tuple[str, str] | None:
         fields = organization.fields if organization else {}

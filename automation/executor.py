@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Seconds a service may spend per pass, and per call at the start of a pass (its facts: the
-# customers' Zendesk steps wait for them, so they get one quick try).
+# Seconds a service may spend per pass; per call (its retries and rate-limit waits: a service
+# that is down is known within seconds, and left alone for the rest of the pass); and per call
+# at the start of a pass (its facts: the customers' Zendesk steps wait for them).
 PASS_BUDGET_SECONDS = 20.0
+CALL_BUDGET_SECONDS = 5.0
 FACTS_BUDGET_SECONDS = 2.0
 
 
@@ -89,7 +91,7 @@ class Executor:
         started = self.clock.now()
         configured = state.adapter.max_retry_seconds
         state.adapter.max_retry_seconds = max(0.0, min(
-            configured, left, limit_seconds if limit_seconds is not None else left))
+            configured, left, CALL_BUDGET_SECONDS if limit_seconds is None else limit_seconds))
         try:
             return True, work()
         except UpstreamError as exc:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from automation.mentions import readable
 from automation.model import Comment, Person, Snapshot
 from automation.store import Entry, Queued
 
@@ -36,7 +37,7 @@ def ticket_timeline(snapshot: Snapshot, journal: Iterable[Entry],
                 for entry in journal]
     entries += [TimelineEntry(queued.sent_at or queued.queued_at, "slack",
                               "posted" if queued.sent_at else "PENDING", queued.kind,
-                              queued.text, queued.attempts,
+                              readable(queued.text), queued.attempts,
                               "" if queued.sent_at else queued.last_error)
                 for queued in outbox]
     return sorted(entries, key=lambda entry: (entry.at, SOURCES.index(entry.source)))

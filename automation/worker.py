@@ -503,7 +503,8 @@ class Worker:
                                 comment_id=comment_id, detail=detail or rendered.first_line))
 
     def _fail(self, run: Run, ticket_id: int, step: str, reason: str) -> None:
-        log.warning("ticket %s: step failed: %s", ticket_id, reason)
+        if ticket_id:
+            log.warning("ticket %s: step failed: %s", ticket_id, reason)
         self.store.record(Entry(at=run.now, ticket_id=ticket_id, step=step,
                                 outcome=Outcome.FAILED, actor=self.actor, detail=reason))
         run.report.failed.append(StepResult(ticket_id, step, Outcome.FAILED, reason))

@@ -232,3 +232,31 @@ def test_shipped_templates_render_for_every_kind_of_ticket(tmp_path: Path) -> No
 
     for shape in shapes():
         assert {name for name, _ in contexts(shape, cfg)} == set(REGISTRY)
+
+
+@pytest.mark.parametrize("interval", ["0", "-5", "inf", "1e20", "nan", "soon", "3601"])
+def test_run_interval_out_of_range_is_one_line_exit_two(tmp_path: Path, interval: str) -> None:
+    code, _, err = emergency("--config", str(write_config(tmp_path)), "run", "--interval",
+                             interval)
+
+    assert code == cli.EXIT_CONFIG
+    assert "--interval" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_service_down_is_reported_once_for_the_pass_not_as_a_ticket(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on
+    port = closed.getsockname()[1]
+    closed.close()
+    config = write_config(tmp_path, sandbox.url, extra=(
+        f'\n[pagerduty]\nurl = "https://127.0.0.1:{port}"\nfrom_email = "{DEFAULT_EMAIL}"\n'
+        f'service_id = "{account.pd_service_id}"\n'
+        f'escalation_policy_id = "{account.pd_policy_id}"\n'))
+    environ = {"ZENDESK_API_TOKEN": TOKEN, "PAGERDUTY_API_TOKEN": "pd-token"}
+
+    code, out, err = emergency("--config", str(config), "tick", clock=clock, environ=environ)
+
+    assert code == cli.EXIT_STEP_FAILED
+    assert out.count("pagerduty: FAILED") == 1 and "#0" not in out and "ticket 0" not in err

@@ -339,3 +339,26 @@ def test_the_follow_up_offers_the_bridge_the_engineer_offered_at_contact(
     ack, follow_up = public_agent_comments(sandbox, account, ticket_id)
     assert FRANCESCA_BRIDGE in ack["body"] and FRANCESCA_BRIDGE in follow_up["body"]
     assert "https://bridge.example.com/team" not in follow_up["body"]
+
+
+@pytest.mark.parametrize("late_by", ["the worker", "PagerDuty"])
+def test_an_emergency_first_handled_after_the_fallback_is_still_paged(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock,
+        late_by: str) -> None:
+    # given an emergency nobody paged for 22 minutes: the worker was not running, or
+    # PagerDuty was down on every pass
+    ticket_id = urgent(sandbox, account)
+    if late_by == "PagerDuty":
+        sandbox.faults.server_error("*", "", 503, times=None, service="pagerduty")
+        play(worker, clock, 22)
+        sandbox.faults.clear()
+    else:
+        clock.advance(timedelta(minutes=22))
+
+    # when the worker's passes go through
+    play(worker, clock, 2)
+
+    # then the team's acknowledgement went out once, and the page rings (it keeps
+    # escalating until a person takes it, as the journal says)
+    assert len(public_agent_comments(sandbox, account, ticket_id)) == 1
+    assert incident_for(sandbox, ticket_id)["status"] == "triggered"

@@ -51,3 +51,14 @@ def test_a_pending_slack_line_says_why_and_a_posted_one_does_not() -> None:
         "[3 tries; last: ratelimited]",
         "2026-01-05 09:00:00  slack    posted   ase: ping the ASE",
     ]
+
+
+def test_a_queued_line_names_the_people_it_will_mention_readably() -> None:
+    queued = Queued(id=1, ticket_id=7, kind="cc", text="cc <user:marco@example.com> (account "
+                    "manager); <group:support-team-americas> needs an engineer", queued_at=T0,
+                    sent_at=None, attempts=0, last_error="")
+
+    [entry] = ticket_timeline(snapshot(), [], [queued])
+
+    assert entry.text == ("cc @marco@example.com (account manager); @support-team-americas "
+                          "needs an engineer")

@@ -47,6 +47,17 @@ def positive_number(value: str) -> float:
     return number
 
 
+MAX_INTERVAL_SECONDS = 3600  # as [workflow] poll_interval_seconds
+
+
+def interval_seconds(value: str) -> float:
+    number = positive_number(value)
+    if number > MAX_INTERVAL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_INTERVAL_SECONDS} seconds, got {value!r}")
+    return number
+
+
 # Faster, and one pass's real HTTP time eats whole simulated minutes of the story.
 MAX_DEMO_SPEED = 600
 
@@ -108,7 +119,7 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 def _add_worker_commands(commands: Subcommands) -> None:
     commands.add_parser("tick", help="run one pass and exit (for cron)")
     run = commands.add_parser("run", help="run passes on a timer until SIGTERM/SIGINT")
-    run.add_argument("--interval", type=positive_number, metavar="SECONDS",
+    run.add_argument("--interval", type=interval_seconds, metavar="SECONDS",
                      help="seconds between passes (default: [workflow] poll_interval_seconds)")
     status = commands.add_parser("status", help="the emergencies the worker tracks")
     status.add_argument("--json", action="store_true", help="machine-readable output")

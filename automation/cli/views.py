@@ -28,7 +28,8 @@ def print_pass(report: PassReport, out: TextIO) -> None:
     for result in report.posted:
         print(f"#{result.ticket_id} {result.step}: {result.outcome}: {result.detail}", file=out)
     for result in report.failed:
-        print(f"#{result.ticket_id} {result.step}: FAILED: {result.detail}", file=out)
+        where = f"#{result.ticket_id} " if result.ticket_id else ""  # 0: a whole service
+        print(f"{where}{result.step}: FAILED: {result.detail}", file=out)
     if report.slack_pending:
         print(f"slack: {report.slack_pending} line(s) pending; they are retried next pass",
               file=out)
