@@ -62,6 +62,9 @@ MAX_WRITES_PER_TICKET = 3
 # Rounds of a pass over the tickets that changed in the second they were read.
 MAX_SETTLE_ROUNDS = 3
 
+# States of a ticket that is no emergency: listed as one, it must be read again.
+QUIET_STATES = (State.CLOSED_TO_HIGH, State.NOT_URGENT, State.SOLVED)
+
 PAGERDUTY = "PagerDuty"
 SLACK = "Slack"
 
@@ -205,6 +208,10 @@ class Worker:
         """Whether a tracked ticket needs a read: it changed, a step is due, or Slack or
         PagerDuty have work for it."""
         if known.updated_at != ticket.updated_stamp:
+            return True
+        if known.state in QUIET_STATES:
+            # Listed as an emergency, yet we last saw it stepped down or solved: it changed in
+            # the very second of our read (Zendesk's updated_at has whole seconds).
             return True
         if known.due_at is not None and known.due_at <= run.now:
             return True

@@ -126,13 +126,22 @@ def find_contact(snapshot: Snapshot) -> Comment | None:
     Zendesk writes itself (a merge), or a comment from before the ticket became urgent.
     """
     skip = off_hours_note(snapshot)
-    since = snapshot.urgent_since
     for comment in snapshot.comments[1:]:
         if comment.public and not comment.system and comment is not skip \
-                and is_staff(snapshot, comment.author_id) \
-                and (since is None or comment.created_at >= since):
+                and is_staff(snapshot, comment.author_id) and in_episode(snapshot, comment):
             return comment
     return None
+
+
+def in_episode(snapshot: Snapshot, comment: Comment) -> bool:
+    """Whether the comment was written in this emergency: after the audit that made the ticket
+    urgent (audit ids grow with time; times alone cannot tell two changes of one second)."""
+    episode = snapshot.episode
+    if episode is None:
+        return True
+    if comment.audit_id is not None:
+        return comment.audit_id >= episode.id
+    return comment.created_at >= episode.started_at
 
 
 def settled(snapshot: Snapshot) -> timedelta:

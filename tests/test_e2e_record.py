@@ -138,3 +138,21 @@ def test_a_requester_who_is_an_agent_is_the_customer(
 
     assert kinds(sandbox, account, ticket_id) == ["acknowledgement"]  # timers stopped
     assert worker.store.tracked()[ticket_id].state == "engaged"
+
+
+def test_raised_to_urgent_in_the_second_of_our_bridge_closed_is_acknowledged_next_pass(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    worker = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3")
+    ticket_id = emergency_ticket(sandbox, account)
+    while "bridge closed" not in kinds(sandbox, account, ticket_id):
+        clock.advance(timedelta(minutes=1))
+        worker.run_once()
+    closed_at = sandbox.zendesk.ticket(ticket_id)["updated_at"]
+    sandbox.zendesk.set_priority(ticket_id, "urgent", account.agent_id)  # in that second
+    assert sandbox.zendesk.ticket(ticket_id)["updated_at"] == closed_at  # invisible in it
+
+    play(worker, clock, 1)
+
+    # a stepped-down ticket listed as an emergency is read again: the new emergency is
+    # acknowledged
+    assert kinds(sandbox, account, ticket_id)[-1] == "acknowledgement"

@@ -619,3 +619,18 @@ def test_a_read_is_acted_on_only_two_seconds_after_the_tickets_last_change(age, 
 
     # then the worker waits what is left of the two seconds before acting on it
     assert settled(snapshot) == timedelta(seconds=wait)
+
+
+def test_contact_from_before_the_ticket_became_urgent_again_in_the_same_second_does_not_count():
+    # given our acknowledgement (audit 10) and, in the same second, the ticket lowered and
+    # raised to urgent again (audit 12): a new emergency
+    ack = Comment(id=50, author_id=bot().id, public=True, created_at=at(0), body="ack",
+                  audit_id=10)
+    snapshot = make_snapshot([description(), ack], episode=Episode(12, at(0)),
+                             stamps=[Stamp(str(Step.ACKNOWLEDGE), 9, 10, at(0))])
+
+    # when assessed: times alone (one second) cannot tell them apart, the audits' order can
+    assessment, action = decide(snapshot, now=at(1))
+
+    assert assessment.contact_at is None
+    assert action is not None and action.step is Step.ACKNOWLEDGE
