@@ -292,3 +292,12 @@ def test_past_the_search_cap_every_emergency_is_listed_and_acknowledged(
     assert report.listed == 1001 and report.ok
     assert all(sandbox.zendesk.public_comments(t) for t in (tickets[0], tickets[-1]))
     assert len([r for r in report.posted if r.step == "acknowledge"]) == 1001
+
+
+def test_one_emergency_costs_three_writes_and_eight_reads_from_ack_to_bridge_closed() -> None:
+    from benchmarks.lifecycle import lifecycle
+
+    counts = lifecycle(passes=40)
+
+    assert counts["write"] == 3
+    assert counts["read"] <= 8, counts
