@@ -280,7 +280,7 @@ class Worker:
         if isinstance(outcome, Update):
             return self._assessed(self.zendesk.applied(outcome, facts.snapshot), facts, run)
         fresh = self._read(action.ticket_id, run)
-        if outcome is not None and workflow.step_done(fresh.snapshot, action.step):
+        if outcome is not None and action.step in fresh.snapshot.done():  # our stamp landed
             self._posted(action, outcome, run, None,
                          detail="confirmed on re-read after an unanswered write")
         return fresh

@@ -54,7 +54,7 @@ RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 SHOW_MANY_LIMIT = 100  # /users/show_many takes at most 100 ids
 BRIEF_TAG = "emergency_pre_task_brief"
 MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enough
-MAX_AUDIT_PAGES = 20
+MAX_AUDIT_PAGES = 100
 MAX_TAG_ATTEMPTS = 3  # safe updates of tags, each after a re-read
 MAX_READ_ATTEMPTS = 8
 SEARCH_RESULT_LIMIT = 1000  # Zendesk's search answers 422 beyond the 1,000th result
@@ -413,9 +413,10 @@ class Zendesk:
             url = ((data.get("links") or {}).get("next") or "").removeprefix(self.base_url) \
                 if more else None
             params = {}  # the next link carries its own cursor
-        log.warning("ticket %s: more than %d pages of audits; reading the first ones only",
-                    ticket_id, MAX_AUDIT_PAGES)
-        return audits
+        # Deciding on part of the story could repeat a step: this ticket is left to people.
+        raise Rejected(SERVICE, "GET", f"/api/v2/tickets/{ticket_id}/audits.json", None,
+                       f"more than {MAX_AUDIT_PAGES * 100} audits: too long a story to "
+                       "decide on; nothing is sent on this ticket")
 
     def my_id(self) -> int | None:
         """The API user's own id (read once), to tell our comments from a person's."""

@@ -260,3 +260,17 @@ def test_a_service_down_is_reported_once_for_the_pass_not_as_a_ticket(
 
     assert code == cli.EXIT_STEP_FAILED
     assert out.count("pagerduty: FAILED") == 1 and "#0" not in out and "ticket 0" not in err
+
+
+def test_tick_with_a_state_file_that_cannot_be_written_posts_and_says_so(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    config = write_config(tmp_path, sandbox.url)
+    (tmp_path / "state.sqlite3").mkdir()  # the state path is a folder: no database there
+
+    code, out, err = emergency("--config", str(config), "tick", clock=clock)
+
+    assert code == cli.EXIT_STEP_FAILED
+    assert "#1 acknowledge: posted" in out
+    assert "state: FAILED: state file" in out and "journalling in memory" in out
+    assert "Traceback" not in err

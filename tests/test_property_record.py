@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 
 from automation.clock import FakeClock
 from automation.config import WorkflowConfig
+from automation.errors import Unreachable
 from automation.sandbox import Account, Sandbox, seed_account
 from automation.worker import Worker
 from tests.conftest import sandbox_worker
@@ -130,11 +131,11 @@ class Emergencies(RuleBasedStateMachine):
 
     @rule(n=st.sampled_from([0, 1]))
     def a_worker_passes(self, n: int) -> None:
-        self.workers[n].run_once()
+        run_pass(self.workers[n])
 
     @rule()
     def both_workers_pass_at_once(self) -> None:
-        threads = [threading.Thread(target=w.run_once) for w in self.workers]
+        threads = [threading.Thread(target=run_pass, args=(w,)) for w in self.workers]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -189,6 +190,15 @@ class Emergencies(RuleBasedStateMachine):
 
     def _requester(self, ticket: int) -> int:
         return int(self.sandbox.zendesk.ticket(ticket)["requester_id"])
+
+
+def run_pass(worker: Worker) -> None:
+    """A pass, as `emergency run` makes it: Zendesk unreachable (a 429 storm past the retry
+    budget) skips the pass; the next one tries again."""
+    try:
+        worker.run_once()
+    except Unreachable:
+        pass
 
 
 def story(sandbox: Sandbox, account: Account, ticket_id: int) -> list[dict[str, Any]]:

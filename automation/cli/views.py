@@ -33,6 +33,8 @@ def print_pass(report: PassReport, out: TextIO) -> None:
     if report.slack_pending:
         print(f"slack: {report.slack_pending} line(s) pending; they are retried next pass",
               file=out)
+    if report.state_problem:
+        print(f"state: FAILED: {report.state_problem}", file=out)
     print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {report.listed} emergencies listed, "
           f"{report.read} read, {len(report.posted)} posted, {len(report.failed)} failed",
           file=out)
