@@ -18,7 +18,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from automation.config import Region, SlackConfig
-from automation.errors import Conflict, CredentialsRejected, UpstreamError, WriteUncertain
+from automation.errors import (
+    Conflict,
+    CredentialsRejected,
+    Rejected,
+    UpstreamError,
+    WriteUncertain,
+)
 from automation.executor import Executor
 from automation.facts import thread_note_context
 from automation.mentions import TOKEN, group_token, token_name, user_token
@@ -347,7 +353,8 @@ class Chat:
             if existing is not None:
                 self._record(snapshot, existing)
             return
-        if not mine:
+        if not mine or claimed_at is None or now - claimed_at >= CLAIM_TIMEOUT:
+            # Ours but stale: another worker may take it over, so it is claimed afresh.
             claimed = self._claim(snapshot, now)
             if claimed is None:
                 return  # another worker is on it; the next pass reads what it did
@@ -420,7 +427,7 @@ class Chat:
             self.slack.permalink(thread.channel, thread.ts),
             token_name(manager) if manager else None, token_name(ase) if ase else None))
         self.zendesk.record(snapshot, [thread_tag(thread)], {
-            "step": THREAD_STAMP, "episode": snapshot.episode.id if snapshot.episode else 0,
+            "step": THREAD_STAMP, "episode": snapshot.episode_id,
             "channel": thread.channel, "ts": thread.ts}, note)
 
     # --- the lines -----------------------------------------------------------------------------
@@ -464,15 +471,23 @@ class Chat:
             return
         thread = Thread(*cached)
         # A line already in the thread (a restart, a lost answer) is not posted again.
+        refused: Rejected | None = None
         try:
             already = {m.text for m in self.slack.thread_replies(thread.channel, thread.ts)}
             for line in queued:
                 text = self.resolve(line.text)
                 if text not in already:
-                    self.slack.post(thread.channel, text, thread_ts=thread.ts)
+                    try:
+                        self.slack.post(thread.channel, text, thread_ts=thread.ts)
+                    except Rejected as exc:  # this line refused: the next ones still go
+                        self.store.mark_failed(line.id, str(exc))
+                        refused = exc
+                        continue
                     already.add(text)
                 self.store.mark_sent(line.id, now)
         except UpstreamError as exc:
             for line in self.store.outbox(ticket_id):
                 self.store.mark_failed(line.id, str(exc))
             raise
+        if refused is not None:
+            raise refused

@@ -116,7 +116,7 @@ def already_done(snapshot: Snapshot, write: Write) -> bool:
 def write_stamp(snapshot: Snapshot, write: Write) -> dict[str, object]:
     """The stamp of a command's write: its step, this emergency, and its input's marker."""
     stamp: dict[str, object] = {"step": str(write.step), "by": "hand",
-                                "episode": snapshot.episode.id if snapshot.episode else 0}
+                                "episode": snapshot.episode_id}
     if write.marker is not None:
         stamp["marker"] = write.marker
     return stamp

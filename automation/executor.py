@@ -15,7 +15,13 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from automation.clock import Clock
-from automation.errors import AutomationError, CredentialsRejected, UpstreamError
+from automation.errors import (
+    AutomationError,
+    CredentialsRejected,
+    NotFound,
+    Rejected,
+    UpstreamError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +112,11 @@ class Executor:
         self.troubles.append(Trouble(state.name, ticket_id, what, exc))
         if exc.service != state.name:
             log.warning("ticket %s: %s not recorded: %s", ticket_id, what, exc)
+            return
+        if isinstance(exc, NotFound | Rejected):
+            # The service answered and refused this one request (an archived channel, a line
+            # too long): this ticket's work waits; the others' goes on.
+            log.warning("ticket %s: %s refused: %s", ticket_id, what, exc)
             return
         state.down = exc
         if not isinstance(exc, CredentialsRejected):

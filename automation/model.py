@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class Episode:
     id: int  # that audit's id: every stamp of this emergency names it
     started_at: datetime
 
+
+# How far Zendesk's `Date` must be past a ticket's `updated_at` before we act on the read.
+SETTLED = timedelta(seconds=2)
 
 # The stamp that records an emergency's Slack thread (its channel and ts in the detail).
 THREAD_STAMP = "slack-thread"
@@ -121,15 +124,31 @@ class Snapshot:
     def urgent_since(self) -> datetime | None:
         return self.episode.started_at if self.episode is not None else None
 
+    @property
+    def episode_id(self) -> int:
+        """This emergency's id for stamps; 0 when the audits show no raise to urgent."""
+        return self.episode.id if self.episode is not None else 0
+
     def done(self) -> dict[str, Stamp]:
         """This emergency's stamps by step (the first of each)."""
-        if self.episode is None:
-            return {}
         found: dict[str, Stamp] = {}
         for stamp in self.stamps:
-            if stamp.episode == self.episode.id:
+            if stamp.episode == self.episode_id:
                 found.setdefault(stamp.step, stamp)
         return found
+
+    def unsettled_for(self) -> timedelta:
+        """How long before a write decided on this read is safe (zero: now).
+
+        Zendesk's `updated_at` has whole seconds: a write made later in the same second as our
+        read leaves it unchanged, and `safe_update` would then accept a write decided on a
+        stale read. Our read happened less than a second before the `Date` of its answer (d),
+        so with updated_at u it happened after d - 1; a write after it changes updated_at
+        whenever d - 1 >= u + 1, that is d - u >= 2 s. Below that: wait, and read again.
+        """
+        if self.read_at is None:
+            return timedelta()
+        return max(SETTLED - (self.read_at - self.ticket.updated_at), timedelta())
 
 
 class State(enum.StrEnum):

@@ -205,6 +205,13 @@ class PagerDuty:
             return open_[0]
         return max(found, key=lambda i: (i.created_at, i.incident_number), default=None)
 
+    def incidents_since(self, service_ids: Sequence[str], since: datetime) -> list[Incident]:
+        """Every incident on these services created since ``since`` (resolved ones too)."""
+        params = {"service_ids": list(service_ids), "since": iso(since),
+                  "until": iso(self.clock.now() + timedelta(minutes=1))}
+        return self._read("GET", "/incidents", lambda: [
+            incident_from(i) for i in self.client.iter_all("/incidents", params=params)])
+
     def incident(self, incident_id: str) -> Incident:
         path = f"/incidents/{incident_id}"
         return self._read("GET", path, lambda: incident_from(self.client.rget(path)))

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from automation.config import PagerDutyConfig
-from automation.model import Assessment, Organization, PageStep, Snapshot, State, Ticket
+from automation.model import (
+    Assessment,
+    Organization,
+    PageStep,
+    Snapshot,
+    State,
+    Step,
+    Ticket,
+)
 from automation.pagerduty import Incident, PagerDuty
 from automation.workflow import (
     INCIDENT_TAG_PREFIX,
@@ -82,7 +90,7 @@ def page_ticket(pd: PagerDuty, zendesk: Zendesk, snapshot: Snapshot, service_id:
 
 def episode_stamp(snapshot: Snapshot, step: str, **detail: str) -> dict[str, object]:
     """The stamp of a write for this emergency."""
-    return {"step": str(step), "episode": snapshot.episode.id if snapshot.episode else 0,
+    return {"step": str(step), "episode": snapshot.episode_id,
             **detail}
 
 
@@ -205,6 +213,9 @@ def engaged(snapshot: Snapshot, assessment: Assessment, page: Page, bot_email: s
     """
     if page.status == "acknowledged":
         return True
+    ack = snapshot.done().get(Step.ACKNOWLEDGE)
+    if ack is not None and ack.detail.get("by") == "hand":
+        return True  # an engineer acknowledged by hand (`emergency ack`), as the team
     author = snapshot.people.get(assessment.contact_by or 0)
     return author is not None and author.email.lower() != bot_email.lower()
 
@@ -226,7 +237,7 @@ class Paging:
         self._emails: dict[str, str] = {}  # PagerDuty user id -> email, for this pass
         self._seen_status: dict[int, tuple[str | None, str | None]] = {}
         # Tickets whose page a person already resolved: never paged again by this process.
-        self._handled_elsewhere: set[int] = set()
+        self._handled_elsewhere: set[tuple[int, int]] = set()  # (ticket, emergency)
 
     def close(self) -> None:
         self.pd.close()
@@ -276,7 +287,8 @@ class Paging:
             return True
         closed = profile.coverage is not None and not profile.coverage.open_now
         # The listing has no audits: the page tag is the hint here; a read decides.
-        return (incident is None and not closed and ticket.id not in self._handled_elsewhere
+        return (incident is None and not closed
+                and not any(t == ticket.id for t, _ in self._handled_elsewhere)
                 and PAGED_TAG not in ticket.tags and incident_from_tags(ticket.tags) is None
                 and due_to_trigger(ticket, self.config, now))
 
@@ -300,8 +312,8 @@ class Paging:
     def _trigger(self, intent: Trigger) -> Done | None:
         snapshot, profile = intent.snapshot, intent.profile
         ticket = snapshot.ticket
-        if ticket.id in self._handled_elsewhere or self._handled(ticket, profile,
-                                                                  snapshot.urgent_since):
+        if (ticket.id, snapshot.episode_id) in self._handled_elsewhere \
+                or self._handled(snapshot, profile):
             return None
         incident = page_ticket(self.pd, self.zendesk, snapshot, profile.service_id,
                                f"Customer emergency on Zendesk: "
@@ -310,12 +322,18 @@ class Paging:
         return Done(ticket.id, PageStep.PAGED,
                     f"incident {incident.id} on the {profile.name} service", incident.id)
 
-    def _handled(self, ticket: Ticket, profile: Profile, urgent_since: datetime | None) -> bool:
-        """A resolved incident with our key: a person already handled this emergency's page
-        (one from before the ticket last became urgent belongs to an earlier emergency)."""
+    def _handled(self, snapshot: Snapshot, profile: Profile) -> bool:
+        """This emergency already had a page that a person handled: ours (by its key), or
+        one Zendesk's own PagerDuty integration opened (the ticket in its title), now
+        resolved. One from before the ticket last became urgent belongs to an earlier one."""
+        ticket, since = snapshot.ticket, snapshot.urgent_since
         earlier = self.pd.incident_by_key(incident_key(ticket.id), [profile.service_id])
-        if earlier is not None and (urgent_since is None or earlier.created_at >= urgent_since):
-            self._handled_elsewhere.add(ticket.id)
+        if earlier is None or (since is not None and earlier.created_at < since):
+            earlier = next((i for i in self.pd.incidents_since([profile.service_id],
+                                                               since or ticket.created_at)
+                            if matches_ticket(i, ticket.id)), None)
+        if earlier is not None and (since is None or earlier.created_at >= since):
+            self._handled_elsewhere.add((ticket.id, snapshot.episode_id))
             return True
         return False
 

@@ -238,7 +238,7 @@ class Worker:
         are failed steps; Slack's only leave lines pending (the executor logged them)."""
         for trouble in run.executor.troubles:
             error = trouble.error
-            if isinstance(error, CredentialsRejected) and error.service == trouble.service:
+            if isinstance(error, CredentialsRejected):
                 run.report.rejected = run.report.rejected or error
             elif trouble.service == PAGERDUTY:
                 self._fail(run, trouble.ticket_id, "pagerduty", str(error))

@@ -38,9 +38,6 @@ BRIEF_RELEVANCE = timedelta(days=3)
 # An emergency still running: its thread stays open and its engineer counts as busy.
 LIVE_STATES = (State.NEW, State.AWAITING_CUSTOMER, State.FOLLOWED_UP, State.ENGAGED)
 
-# How far Zendesk's `Date` must be past a ticket's `updated_at` before we act on the read.
-SETTLED = timedelta(seconds=2)
-
 EMERGENCY_PRIORITY = "urgent"
 STEPPED_DOWN_PRIORITY = "high"
 FINISHED_STATUSES = ("solved", "closed")
@@ -145,17 +142,9 @@ def in_episode(snapshot: Snapshot, comment: Comment) -> bool:
 
 
 def settled(snapshot: Snapshot) -> timedelta:
-    """How long to wait before acting on this snapshot (zero: act now).
-
-    Zendesk's `updated_at` has whole seconds: a write made later in the same second as our
-    read leaves it unchanged, and `safe_update` would then accept a write decided on a stale
-    read. Our read happened less than a second before the `Date` of its answer (d), so with
-    updated_at u it happened after d - 1; a write after it changes updated_at whenever
-    d - 1 >= u + 1, that is d - u >= 2 s. Below that: wait, and read again.
-    """
-    if snapshot.read_at is None:
-        return timedelta()
-    return max(SETTLED - (snapshot.read_at - snapshot.ticket.updated_at), timedelta())
+    """How long to wait before acting on this snapshot (zero: act now); see
+    Snapshot.unsettled_for for the bound."""
+    return snapshot.unsettled_for()
 
 
 def stale_markers(snapshot: Snapshot) -> set[str]:
@@ -266,7 +255,7 @@ def relevant_briefs(snapshot: Snapshot, now: datetime) -> list[Brief]:
 
 def plan(assessment: Assessment, now: datetime, snapshot: Snapshot) -> Action | None:
     """The write that is due now, if any. A brief link comes first: the on-call needs it."""
-    episode = snapshot.episode.id if snapshot.episode is not None else 0
+    episode = snapshot.episode_id
     stale = tuple(sorted(stale_markers(snapshot)))
     if (assessment.state in LIVE_STATES and Step.LINK_BRIEF not in snapshot.done()
             and relevant_briefs(snapshot, now)):

@@ -399,6 +399,19 @@ class Zendesk:
                            f"unexpected answer: {type(exc).__name__}: {exc}"[:160]) from None
         return ticket, ccs
 
+    def _settled(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot, or the ticket read again once its last change is safely past: a
+        safe update cannot see a write made in the second of our read."""
+        wait = snapshot.unsettled_for()
+        if not wait:
+            return snapshot
+        self.session.clock.sleep(wait.total_seconds())
+        return self._fresh(snapshot)
+
+    def _fresh(self, snapshot: Snapshot) -> Snapshot:
+        return replace(self.snapshot(snapshot.ticket.id), organization=snapshot.organization,
+                       briefs=snapshot.briefs)
+
     def audits(self, ticket_id: int) -> list[dict[str, Any]]:
         """Every audit of the ticket, oldest first (cursor pages of 100)."""
         url: str | None = f"/api/v2/tickets/{ticket_id}/audits.json"
@@ -516,14 +529,14 @@ class Zendesk:
         kept changing under every try. Returns the snapshot as it is after the write."""
         tags = list(tags)
         for _ in range(MAX_TAG_ATTEMPTS):
+            snapshot = self._settled(snapshot)
             if _stamped(snapshot, stamp):
                 return snapshot
             try:
                 update = self.update(snapshot.ticket, comment, tags, stamp=stamp)
                 return self.applied(update, snapshot)
             except (Conflict, WriteUncertain):
-                snapshot = replace(self.snapshot(snapshot.ticket.id),
-                                   organization=snapshot.organization, briefs=snapshot.briefs)
+                snapshot = self._fresh(snapshot)
         if _stamped(snapshot, stamp):
             return snapshot
         raise Conflict(SERVICE, "PUT", f"/api/v2/tickets/{snapshot.ticket.id}.json", 409,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from automation.clock import FakeClock
-from automation.config import WorkflowConfig
+from automation.config import ChannelRule, SlackConfig, WorkflowConfig
 from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ
 from automation.wiring import build_worker
 from automation.worker import Worker
@@ -167,3 +167,25 @@ def test_pagerduty_failing_mid_pass_skips_it_for_the_rest_of_the_pass(
     pd_worker.run_once()
     keys = sorted(i["incident_key"] for i in sandbox.pagerduty.incidents())
     assert keys == sorted(f"zendesk-{t}" for t in tickets)
+
+
+def test_slack_refusing_one_tickets_channel_holds_back_no_other_emergency(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # given a channel rule that points one kind of ticket at a channel that is gone
+    slack = SlackConfig(default_channel=account.self_managed_channel,
+                        channels=(ChannelRule(channel="C0ARCHIVED", tags=("legacy",)),))
+    worker = sandbox_worker(sandbox, account, clock, tmp_path / "state.sqlite3",
+                            workflow=WORKFLOW, slack=slack)
+    legacy = sandbox.zendesk.create_ticket(account.requester_id, "Old system down", "Help",
+                                           priority="urgent", tags=["legacy"])
+    current = three_emergencies(sandbox, account)
+
+    for _ in range(3):
+        worker.run_once()
+        clock.advance(timedelta(minutes=1))
+
+    # then every other emergency has its thread and its lines; the legacy one waits
+    for ticket_id in current:
+        assert any("Acknowledgement posted" in line
+                   for line in thread_lines(sandbox, account, ticket_id))
+    assert worker.store.thread(legacy) is None

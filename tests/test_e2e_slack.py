@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from automation.chat import thread_from_tags
+from automation.chat import claim_from_tags, thread_from_tags
 from automation.clock import FakeClock
 from automation.config import ChannelRule, SlackConfig, WorkflowConfig
 from automation.sandbox import Account, Sandbox
@@ -344,3 +344,29 @@ def test_timeline_shows_a_pending_slack_line_and_why(
     assert code == 0
     [pending] = [line for line in out.splitlines() if "PENDING" in line]
     assert "follow-up" in pending and "tries; last: Slack POST" in pending
+
+
+def test_a_worker_whose_own_claim_went_stale_claims_again_before_opening_the_thread(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    first = worker_for(sandbox, account, clock, tmp_path / "first.sqlite3")
+    second = worker_for(sandbox, account, clock, tmp_path / "second.sqlite3")
+    ticket_id = urgent(sandbox, account)
+    # the first worker claims the thread, then Slack fails before it could open it
+    sandbox.faults.server_error("*", "conversations.history", 503, times=None, service="slack")
+    first.run_once()
+    assert claim_from_tags(tuple(sandbox.zendesk.ticket(ticket_id)["tags"])) is not None
+    sandbox.faults.clear()
+    clock.advance(timedelta(minutes=6))  # its claim is stale: anyone may take it over now
+
+    # while the first worker opens the thread, the second one runs a pass
+    opening = first.chat._open  # type: ignore[union-attr]
+
+    def second_runs_meanwhile(*args: object) -> None:
+        second.run_once()
+        opening(*args)  # type: ignore[arg-type]
+
+    first.chat._open = second_runs_meanwhile  # type: ignore[union-attr,method-assign]
+    first.run_once()
+    second.run_once()
+
+    assert len(parents(sandbox, account.self_managed_channel)) == 1

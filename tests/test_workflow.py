@@ -634,3 +634,19 @@ def test_contact_from_before_the_ticket_became_urgent_again_in_the_same_second_d
 
     assert assessment.contact_at is None
     assert action is not None and action.step is Step.ACKNOWLEDGE
+
+
+def test_a_ticket_whose_audits_never_show_it_raised_to_urgent_follows_up_once():
+    # given an urgent ticket whose audits have no raise to urgent (imported, or migrated):
+    # our writes are stamped for emergency 0, and followed up at minute 17
+    snapshot = make_snapshot([description(), public_reply(bot(), at(2)),
+                              public_reply(bot(), at(17))], episode=None, stamps=[
+        Stamp(str(Step.ACKNOWLEDGE), 0, 10, at(2)), Stamp(str(Step.FOLLOW_UP), 0, 11, at(17))])
+    snapshot = replace(snapshot, episode=None)
+
+    # when assessed at minute 25
+    assessment, action = decide(snapshot, now=at(25))
+
+    # then the follow-up is done: no second one, the bridge closes at minute 32
+    assert assessment.state is State.FOLLOWED_UP
+    assert action is None and assessment.due_at == at(32)
