@@ -23,6 +23,10 @@ ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
+# A key that looks like a credential: the error says where secrets go instead.
+SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
+SECRET_ENV = {"zendesk": ZENDESK_TOKEN_ENV, "pagerduty": PAGERDUTY_TOKEN_ENV,
+              "slack": SLACK_TOKEN_ENV}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -194,9 +198,15 @@ class _Section:
         self.data: dict[str, Any] = data  # type: ignore[assignment]
         unknown = sorted(set(self.data) - known)
         if unknown:
+            hint = ""
+            if SECRET_KEY.search(unknown[0]):
+                env = SECRET_ENV.get(name)
+                hint = "; secrets never go in this file: " + (
+                    f"set the {env} environment variable instead" if env
+                    else "they come from environment variables")
             raise ConfigError(
                 f"{source}: [{name}] {unknown[0]}: unknown key; expected one of "
-                f"{', '.join(sorted(known))}"
+                f"{', '.join(sorted(known))}{hint}"
             )
 
     def fail(self, key: str | None, expected: str, got: object) -> None:

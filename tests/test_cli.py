@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -274,3 +275,57 @@ def test_tick_with_a_state_file_that_cannot_be_written_posts_and_says_so(
     assert "#1 acknowledge: posted" in out
     assert "state: FAILED: state file" in out and "journalling in memory" in out
     assert "Traceback" not in err
+
+
+def test_options_given_after_the_command_work_as_before_it(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+
+    before = emergency("--config", config, "check")
+    after = emergency("check", "--config", config)
+
+    assert before == after and before[0] == cli.EXIT_OK
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_sandbox_serve_with_an_impossible_port_is_one_line_exit_two(port: str) -> None:
+    code, _, err = emergency("sandbox", "serve", "--port", port)
+
+    assert code == cli.EXIT_CONFIG
+    assert "--port" in err and "0 to 65535" in err and "Traceback" not in err
+
+
+def test_a_token_in_the_config_file_is_refused_with_where_tokens_go(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="")
+    config.write_text(config.read_text().replace(
+        "max_retry_seconds = 5", 'max_retry_seconds = 5\napi_token = "zd-SECRET-123"'))
+
+    code, _, err = emergency("--config", str(config), "check")
+
+    assert code == cli.EXIT_CONFIG
+    assert "api_token" in err and "ZENDESK_API_TOKEN environment variable" in err
+    assert "zd-SECRET-123" not in err
+
+
+def test_customer_text_cannot_drive_the_operators_terminal(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    evil = "Down \x1b[2J\x1b]0;owned\x07 \x9b31m"
+    ticket_id = emergency_ticket(sandbox, account, subject=evil)
+    config = str(write_config(tmp_path, sandbox.url))
+    emergency("--config", config, "tick", clock=clock)
+
+    for command in (["status"], ["timeline", str(ticket_id)]):
+        code, out, _ = emergency("--config", config, *command, clock=clock)
+        assert code == cli.EXIT_OK
+        assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+        assert "Down \\x1b[2J" in out
+
+
+def test_log_lines_say_their_time_in_utc(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    sandbox.faults.server_error("PUT", "/api/v2/tickets/", status=422)
+
+    _, _, err = emergency("--config", str(write_config(tmp_path, sandbox.url)), "tick",
+                          clock=clock)
+
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING ", err, re.MULTILINE), err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -15,6 +16,7 @@ from automation.cli.context import Context
 from automation.cli.exits import EXIT_CONFIG, EXIT_REFUSED, exit_code
 from automation.cli.handlers import COMMANDS
 from automation.cli.parser import UsageError, build_parser
+from automation.cli.terminal import PrintableStream
 from automation.clock import Clock, SystemClock
 from automation.errors import AutomationError
 
@@ -23,7 +25,8 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
         err: TextIO | None = None, environ: dict[str, str] | None = None,
         clock: Clock | None = None, stdin: TextIO | None = None) -> int:
     """Run one command; return its exit code. Only AutomationError is turned into a line."""
-    ctx = Context(out=out or sys.stdout, err=err or sys.stderr,
+    ctx = Context(out=PrintableStream(out or sys.stdout),  # type: ignore[arg-type]
+                  err=PrintableStream(err or sys.stderr),  # type: ignore[arg-type]
                   environ=dict(os.environ) if environ is None else environ,
                   clock=clock or SystemClock(), stdin=stdin or sys.stdin)
     parser = build_parser()
@@ -55,7 +58,10 @@ def configure_logging(stream: TextIO, level: int) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime  # log times in UTC, and say so
+    handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

@@ -91,6 +91,24 @@ def moment(value: str) -> datetime:
     return parsed
 
 
+def _add_global_options(command: argparse.ArgumentParser) -> None:
+    """`emergency tick --config x.toml` works as `emergency --config x.toml tick` does."""
+    command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                         help="config file (also accepted before the command)")
+    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="log every step and retry")
+
+
+def port_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="emergency",
@@ -108,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_commands(commands)
     _add_demo_commands(commands)
     _add_writing_commands(commands)
+    for command in commands.choices.values():
+        _add_global_options(command)
     _add_pagerduty_commands(commands)
     return parser
 
@@ -145,7 +165,8 @@ def _add_demo_commands(commands: Subcommands) -> None:
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION",
                                               required=True)
     serve = sandbox_commands.add_parser("serve", help="serve them on 127.0.0.1 until Ctrl-C")
-    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
+    serve.add_argument("--port", type=port_number, default=8765,
+                       help="port (default 8765; 0 = any)")
     serve.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                        help="simulated seconds per wall-clock second (default 1)")
     serve.add_argument("--write-config", metavar="PATH", default="sandbox.toml",
