@@ -23,6 +23,8 @@ ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
+# The example config.toml's URL, left unedited.
+PLACEHOLDER = "your-subdomain"
 # A key that looks like a credential: the error says where secrets go instead.
 SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
 SECRET_ENV = {"zendesk": ZENDESK_TOKEN_ENV, "pagerduty": PAGERDUTY_TOKEN_ENV,
@@ -243,6 +245,9 @@ class _Section:
     def api_url(self, key: str, default: str | None = None) -> str:
         """A URL our credentials travel to: https, or plain http only on this machine."""
         value = self.url(key, default)
+        if PLACEHOLDER in value:
+            self.fail(key, "your own account's URL (the example's placeholder is still there)",
+                      value)
         if urlsplit(value).scheme == "http" and urlsplit(value).hostname not in LOOPBACK:
             self.fail(key, "an https:// URL (plain http only for 127.0.0.1 or localhost: "
                       "the token would travel in clear)", value)
@@ -429,6 +434,19 @@ def _list(section: _Section, key: str, kind: type, data: dict[str, Any]) -> tupl
     return tuple(value)
 
 
+# Slack's channel ids (C… public, G… private, D… direct); names like #emergencies change and
+# are refused by chat.postMessage's thread replies, so the file takes ids.
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+def _channel_id(section: _Section, key: str) -> str:
+    value = section.text(key)
+    if not CHANNEL_ID.fullmatch(value):
+        section.fail(key, "a Slack channel id like C0123ABCD (in Slack: the channel's "
+                     "details, at the bottom), not its name", value)
+    return value
+
+
 def parse_slack(source: Path, data: object) -> SlackConfig:
     sl = _Section(source, "slack", data, {"url", "default_channel", "channels", "regions",
                                           "account_manager_field", "ase_field", "region_field"})
@@ -444,7 +462,7 @@ def parse_slack(source: Path, data: object) -> SlackConfig:
         if not isinstance(fields, dict) or not all(
                 isinstance(v, str | int) and not isinstance(v, bool) for v in fields.values()):
             rule.fail("organization_fields", 'a table of field = "value"', fields)
-        parsed = ChannelRule(channel=rule.text("channel"),
+        parsed = ChannelRule(channel=_channel_id(rule, "channel"),
                              tags=_list(rule, "tags", str, rule.data),
                              brands=_list(rule, "brands", int, rule.data),
                              forms=_list(rule, "forms", int, rule.data),
@@ -469,7 +487,7 @@ def parse_slack(source: Path, data: object) -> SlackConfig:
                               start=_clock_time(region, "hours", start.strip()),
                               end=_clock_time(region, "hours", end.strip())))
     return SlackConfig(
-        default_channel=sl.text("default_channel"),
+        default_channel=_channel_id(sl, "default_channel"),
         url=sl.api_url("url", "https://slack.com/api/") + "/",
         channels=tuple(rules), regions=tuple(regions),
         account_manager_field=sl.text("account_manager_field", "account_manager"),

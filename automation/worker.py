@@ -136,6 +136,7 @@ class Worker:
         self.chat = chat
         self.paging = paging
         self._briefs_read_at: dict[int, datetime] = {}
+        self._slack_checked = False
 
     def close(self) -> None:
         """Release connections (PagerDuty's client keeps a pool)."""
@@ -228,6 +229,11 @@ class Worker:
             self._chat(facts, run)
         if self.chat is not None and drain_except is not None:
             run.report.slack_pending += self.chat.drain(run.executor, run.now, drain_except)
+        if self.chat is not None and not self._slack_checked and run.executor.up(SLACK):
+            # Once a process: a refused token must not wait for a line to be said.
+            self._slack_checked, _ = run.executor.call(
+                SLACK, 0, "Slack token", self.chat.slack.auth_test,
+                limit_seconds=FACTS_BUDGET_SECONDS)
         self._report_troubles(run)
         if self.store.problem is not None:
             run.report.state_problem = self.store.problem
@@ -235,13 +241,18 @@ class Worker:
 
     def _report_troubles(self, run: Run) -> None:
         """A refused token is reported after the pass (exit 3); PagerDuty's other failures
-        are failed steps; Slack's only leave lines pending (the executor logged them)."""
+        are failed steps; Slack's are one failure for the pass (its lines wait, journalled):
+        nothing that failed looks like success to cron."""
+        slack_failed = False
         for trouble in run.executor.troubles:
             error = trouble.error
             if isinstance(error, CredentialsRejected):
                 run.report.rejected = run.report.rejected or error
             elif trouble.service == PAGERDUTY:
                 self._fail(run, trouble.ticket_id, "pagerduty", str(error))
+            elif getattr(error, "service", None) == SLACK and not slack_failed:
+                slack_failed = True
+                self._fail(run, 0, "slack", f"{error}; its lines wait for the next pass")
 
     # --- Zendesk: read, decide, write ----------------------------------------------------------
 

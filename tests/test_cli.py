@@ -329,3 +329,31 @@ def test_log_lines_say_their_time_in_utc(
                           clock=clock)
 
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING ", err, re.MULTILINE), err
+
+
+@pytest.mark.parametrize("section", ["default_channel", "rule"])
+def test_a_slack_channel_given_by_name_is_refused_with_what_to_give(
+        tmp_path: Path, section: str) -> None:
+    slack = ('\n[slack]\ndefault_channel = "#emergencies"\n' if section == "default_channel"
+             else '\n[slack]\ndefault_channel = "C0SELFMNGD"\n[[slack.channels]]\n'
+                  'channel = "support-saas"\ntags = ["saas"]\n')
+    config = write_config(tmp_path, extra=slack)
+
+    code, _, err = emergency("--config", str(config), "check")
+
+    assert code == cli.EXIT_CONFIG
+    assert "a Slack channel id like C0123ABCD" in err and len(err.splitlines()) == 1
+
+
+def test_a_refused_slack_token_is_noticed_with_nothing_to_post(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    config = write_config(tmp_path, sandbox.url, extra=(
+        f'\n[slack]\nurl = "{sandbox.slack_url}"\n'
+        f'default_channel = "{account.self_managed_channel}"\n'))
+    environ = {"ZENDESK_API_TOKEN": TOKEN, "SLACK_BOT_TOKEN": "xoxb-revoked-SECRET"}
+
+    code, out, err = emergency("--config", str(config), "tick", clock=clock, environ=environ)
+
+    assert code == cli.EXIT_UNREACHABLE
+    assert "0 emergencies listed" in out and "1 failed" in out
+    assert "Slack" in err and "SECRET" not in out + err

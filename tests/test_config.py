@@ -80,19 +80,25 @@ def source(tmp_path: Path) -> Path:
 # The example file -----------------------------------------------------------------------------
 
 
-def test_example_config_at_the_repo_root_loads():
-    # when the shipped example is loaded
-    cfg = load(EXAMPLE)
+def test_example_config_at_the_repo_root_is_refused_only_for_its_placeholder(tmp_path):
+    # the unedited example names no real account: refused, saying what to change
+    with pytest.raises(ConfigError, match=r"\[zendesk\] url: expected your own account's URL"):
+        load(EXAMPLE)
 
-    # then it is valid, with its state file beside it and the runbook's timings
-    assert cfg.source == EXAMPLE
-    assert cfg.zendesk.url == "https://your-subdomain.zendesk.com"
+    # when its URL is filled in, everything else in it is valid
+    edited = tmp_path / "config.toml"
+    edited.write_text(EXAMPLE.read_text().replace("your-subdomain", "acme"))
+    cfg = load(edited)
+
+    # with its state file beside it and the runbook's timings
+    assert cfg.source == edited
+    assert cfg.zendesk.url == "https://acme.zendesk.com"
     assert cfg.zendesk.email == "emergency-bot@example.com"
     assert cfg.zendesk.view_id is None
     assert cfg.workflow.bridge_url.startswith("https://")
     assert cfg.policy == Policy(follow_up_after=timedelta(minutes=15),
                                          close_after=timedelta(minutes=15))
-    assert cfg.state_path == REPO_ROOT / "emergency-state.sqlite3"
+    assert cfg.state_path == tmp_path / "emergency-state.sqlite3"
     assert cfg.templates_path is None
 
 

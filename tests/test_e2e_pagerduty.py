@@ -188,6 +188,7 @@ def test_wrong_pagerduty_token_is_one_line_exit_three_no_secret(
     assert text.count("\n") == 1 and text.startswith("error: PagerDuty"), text
     assert "SECRETVALUE" not in out.getvalue() + text and "9z9z" in text
     assert "pass at" in out.getvalue()  # the Zendesk part of the pass still ran
+    assert "0 posted, 1 failed" in out.getvalue()  # and its summary does not look healthy
 
 
 def pd_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path, *argv: str,

@@ -35,9 +35,9 @@ def print_pass(report: PassReport, out: TextIO) -> None:
               file=out)
     if report.state_problem:
         print(f"state: FAILED: {report.state_problem}", file=out)
+    failed = len(report.failed) + (report.rejected is not None)  # a refused token: below
     print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {report.listed} emergencies listed, "
-          f"{report.read} read, {len(report.posted)} posted, {len(report.failed)} failed",
-          file=out)
+          f"{report.read} read, {len(report.posted)} posted, {failed} failed", file=out)
 
 
 def _relative(due: datetime | None, now: datetime) -> str:
