@@ -122,7 +122,7 @@ class Pause:
         """Sleep on the clock until the hold is over; the seconds waited."""
         seconds = self.remaining()
         if seconds > 0:
-            log.info("%s rate limit: waiting %.1f s before the next request", self.service,
+            log.warning("%s rate limit: waiting %.1f s before the next request", self.service,
                      seconds)
             self.clock.sleep(seconds)
         return seconds

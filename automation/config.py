@@ -39,7 +39,7 @@ class ZendeskConfig:
     search: str = ""  # extra search terms, e.g. "tags:premium brand:123"
     view_id: int | None = None
     timeout_seconds: float = 10.0
-    max_retry_seconds: float = 60.0
+    max_retry_seconds: float = 10.0
 
     @property
     def query(self) -> str:
@@ -324,7 +324,7 @@ def parse_zendesk(source: Path, data: object) -> ZendeskConfig:
         search=zd.text("search", "") if "search" in zd.data else "",
         view_id=view_id,
         timeout_seconds=zd.number("timeout_seconds", 10, minimum=1, maximum=300),
-        max_retry_seconds=zd.number("max_retry_seconds", 60, minimum=0, maximum=3600),
+        max_retry_seconds=zd.number("max_retry_seconds", 10, minimum=0, maximum=3600),
     )
 
 

@@ -49,6 +49,7 @@ T = TypeVar("T")
 SERVICE = "PagerDuty"
 DEFAULT_URL = "https://api.pagerduty.com"
 OPEN_STATUSES = ("triggered", "acknowledged")
+BACKOFF = tenacity.wait_random_exponential(multiplier=0.5, max=20)
 MAX_RATE_LIMIT_RETRIES = 5  # python-pagerduty's retry[429]; the time budget usually ends first
 MAX_READ_ATTEMPTS = 5
 # What PagerDuty answers (400) to a POST /incidents whose incident_key has an open incident.
@@ -385,7 +386,7 @@ class PagerDuty:
         deadline: datetime | None = getattr(self._local, "deadline", None)
         if deadline is not None and until > deadline:
             raise _OutOfRetryBudget(seconds)
-        log.info("PagerDuty %s %s: HTTP 429; retrying after %.0f s", response.request.method,
+        log.warning("PagerDuty %s %s: HTTP 429; retrying after %.0f s", response.request.method,
                  response.request.url.path, seconds)
 
     def _read(self, method: str, path: str, call: Callable[[], T]) -> T:
@@ -398,11 +399,13 @@ class PagerDuty:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_transient),
-            wait=tenacity.wait_random_exponential(multiplier=0.5, max=20),
+            # Never a backoff that sleeps past the budget: its last try starts within it.
+            wait=lambda state: min(BACKOFF(state),
+                                   max((deadline - self.clock.now()).total_seconds(), 0.0)),
             stop=out_of_time,
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda state: log.info(
+            before_sleep=lambda state: log.warning(
                 "PagerDuty %s %s: %s; retrying", method, path, _outcome_text(state)),
         )
         try:

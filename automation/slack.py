@@ -207,7 +207,7 @@ class _ReadBackoff(RetryHandler):
                                  error: Exception | None = None) -> None:
         state.next_attempt_requested = True
         delay = float(_values(state).pop("next_delay", 0.0))
-        log.info("Slack %s: %s; retrying in %.1f s", api_method_of(request.url),
+        log.warning("Slack %s: %s; retrying in %.1f s", api_method_of(request.url),
                  f"HTTP {response.status_code}" if response else type(error).__name__, delay)
         self.clock.sleep(delay)
         _record_wait(state, delay)

@@ -133,6 +133,18 @@ class ZendeskSession(requests.Session):
                 raise _RetryableResponse(response)
             return response
 
+        try:
+            return self._retrying(path)(attempt)
+        except _RetryableResponse as exc:
+            raise Unreachable(SERVICE, method, path, exc.response.status_code,
+                              excerpt(exc.response), "gave up after retrying") from None
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            raise Unreachable(SERVICE, method, path, None, _connection_text(exc),
+                              "check [zendesk] url and the network") from None
+
+    def _retrying(self, path: str) -> tenacity.Retrying:
+        """Retries of one read within `max_retry_seconds` of our clock."""
         deadline = self.clock.now() + timedelta(seconds=self.max_retry_seconds)
 
         def out_of_time(state: tenacity.RetryCallState) -> bool:
@@ -141,26 +153,20 @@ class ZendeskSession(requests.Session):
             next_start = max(self.clock.now(), self.pause.until or self.clock.now())
             return next_start >= deadline or state.attempt_number >= MAX_READ_ATTEMPTS
 
-        retrying = tenacity.Retrying(
+        return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(
                 (_RetryableResponse, requests.ConnectionError, requests.Timeout,
                  requests.exceptions.ChunkedEncodingError)),
-            wait=self._wait,
+            # Never a backoff that sleeps past the budget: its last try starts within it.
+            wait=lambda state: min(self._wait(state),
+                                   max((deadline - self.clock.now()).total_seconds(), 0.0)),
             stop=out_of_time,
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda state: log.info(
+            # Visible by default: a tick waiting on Zendesk says so at once, never in silence.
+            before_sleep=lambda state: log.warning(
                 "Zendesk GET %s: %s; retrying", path, _outcome_text(state)),
         )
-        try:
-            return retrying(attempt)
-        except _RetryableResponse as exc:
-            raise Unreachable(SERVICE, method, path, exc.response.status_code,
-                              excerpt(exc.response), "gave up after retrying") from None
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
-            raise Unreachable(SERVICE, method, path, None, _connection_text(exc),
-                              "check [zendesk] url and the network") from None
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:

@@ -79,11 +79,18 @@ def test_unreachable_zendesk_exits_three_with_one_line(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = write_config(tmp_path, url=f"http://127.0.0.1:{port}")
+    config.write_text(config.read_text().replace("max_retry_seconds = 5\n", ""))  # default
+    clock = FakeClock()
+    started = clock.now()
 
-    code, out, err = emergency("--config", str(config), "tick")
+    code, out, err = emergency("--config", str(config), "tick", clock=clock)
 
+    # reported within 10 s, each retry said as it happens, then one line saying why
     assert code == cli.EXIT_UNREACHABLE
-    assert err.count("\n") == 1 and "connection failed" in err
+    *retries, last = err.splitlines()
+    assert retries and all("WARNING Zendesk GET" in r and "retrying" in r for r in retries)
+    assert last.startswith("error: ") and "connection failed" in last
+    assert clock.now() - started <= timedelta(seconds=10)
     assert TOKEN not in out + err
 
 
