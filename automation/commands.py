@@ -26,7 +26,7 @@ from automation.errors import (
     Refused,
     WriteUncertain,
 )
-from automation.facts import command_context, read_snapshot
+from automation.facts import command_context, read_snapshot, tracked
 from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
@@ -458,6 +458,7 @@ class Commands:
                                  f"not: {exc}; run the same command again to send the rest "
                                  "(what is on the ticket is skipped)") from None
             snapshot = self.zendesk.snapshot(ticket_id)
+        self._track(snapshot)
         if plan.brief is not None:
             self.store.add_brief(plan.brief)
         if self.chat is not None and plan.slack_lines:
@@ -470,6 +471,12 @@ class Commands:
                 sent.append(Sent(SLACK_PENDING, None, False, f"{pending} Slack line(s) "
                                  f"pending: the worker retries them{why}"))
         return sent
+
+    def _track(self, snapshot: Snapshot) -> None:
+        """`status` shows the ticket as this command left it, not as the last pass saw it."""
+        now = self.now()
+        assessment = workflow.assess(snapshot, now, self.config.policy)
+        self.store.track(tracked(snapshot, assessment, now))
 
     def _send_one(self, write: Write, snapshot: Snapshot, author: Person | None) -> Sent:
         ticket_id = snapshot.ticket.id

@@ -7,7 +7,8 @@ from typing import Any
 
 from automation import workflow
 from automation.config import WorkflowConfig
-from automation.model import Assessment, Snapshot, Step
+from automation.model import Assessment, Snapshot, State, Step
+from automation.store import TrackedTicket
 from automation.zendesk import Zendesk
 
 
@@ -75,3 +76,14 @@ def command_context(snapshot: Snapshot, assessment: Assessment, settings: Workfl
     if author is not None and assessment.contact_at is None:
         context["bridge_url"] = settings.bridge_for(author[0])
     return context
+
+
+def tracked(snapshot: Snapshot, assessment: Assessment, now: datetime) -> TrackedTicket:
+    """What `status` shows of a ticket, as a pass or a command last saw it."""
+    ticket = snapshot.ticket
+    contact = snapshot.people.get(assessment.contact_by or 0)
+    return TrackedTicket(
+        ticket_id=ticket.id, subject=ticket.subject, updated_at=ticket.updated_stamp,
+        state=assessment.state, next_step=assessment.next_step, due_at=assessment.due_at,
+        active=assessment.state != State.SOLVED, seen_at=now,
+        contact_email=contact.email if contact else None, contact_at=assessment.contact_at)

@@ -30,7 +30,7 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.executor import FACTS_BUDGET_SECONDS, Executor
-from automation.facts import read_snapshot, step_context
+from automation.facts import read_snapshot, step_context, tracked
 from automation.model import (
     STATE_ENTRY,
     Action,
@@ -455,10 +455,10 @@ class Worker:
         assert self.paging is not None
         since = now - timedelta(minutes=self.paging.config.busy_for_minutes)
         busy: dict[str, int] = {}
-        for tracked in self.store.tracked(active_only=True).values():
-            if tracked.contact_email and tracked.contact_at and tracked.contact_at >= since \
-                    and tracked.state in workflow.LIVE_STATES:
-                busy.setdefault(tracked.contact_email.lower(), tracked.ticket_id)
+        for known in self.store.tracked(active_only=True).values():
+            if known.contact_email and known.contact_at and known.contact_at >= since \
+                    and known.state in workflow.LIVE_STATES:
+                busy.setdefault(known.contact_email.lower(), known.ticket_id)
         return busy
 
     # --- the journal and the thread's lines ----------------------------------------------------
@@ -503,14 +503,7 @@ class Worker:
 
                 self.chat.echo(ticket.id, Line.REPLIED, replied_line(assessment.replied_at),
                                now)
-        contact = snapshot.people.get(assessment.contact_by or 0)
-        self.store.track(TrackedTicket(
-            ticket_id=ticket.id, subject=ticket.subject, updated_at=ticket.updated_stamp,
-            state=assessment.state, next_step=assessment.next_step,
-            due_at=assessment.due_at, active=assessment.state not in (State.SOLVED,),
-            seen_at=now, contact_email=contact.email if contact else None,
-            contact_at=assessment.contact_at,
-        ))
+        self.store.track(tracked(snapshot, assessment, now))
         return assessment.state
 
     def _journal(self, now: datetime, action: Action, outcome: Outcome, rendered: Rendered,

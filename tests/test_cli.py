@@ -364,3 +364,20 @@ def test_a_refused_slack_token_is_noticed_with_nothing_to_post(
     assert code == cli.EXIT_UNREACHABLE
     assert "0 emergencies listed" in out and "1 failed" in out
     assert "Slack" in err and "SECRET" not in out + err
+
+
+def test_status_shows_a_step_taken_by_hand_at_once(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    ticket_id = emergency_ticket(sandbox, account)
+    config = str(write_config(tmp_path, sandbox.url))
+    emergency("--config", config, "tick", clock=clock)
+    clock.advance(timedelta(minutes=2))
+    sandbox.zendesk.add_comment(ticket_id, account.agent_id, "I am on the bridge")
+
+    code, _, _ = emergency("--config", config, "close", str(ticket_id), "--yes", clock=clock)
+
+    assert code == cli.EXIT_OK
+    code, out, _ = emergency("--config", config, "status", "--json", clock=clock)
+    [row] = json.loads(out)
+    assert row["state"] == "closed-to-high" and row["next_step"] is None
+    assert row["due_at"] is None
