@@ -240,10 +240,24 @@ class Commands:
         return command_context(snapshot, assessment, self.config.workflow, self.config.policy,
                                organization, now, (author.email, author.name) if author else None)
 
-    def _require_emergency(self, snapshot: Snapshot, force: bool) -> None:
+    def _require_emergency(self, snapshot: Snapshot, force: bool,
+                           what: str = "post this public reply anyway") -> None:
         if snapshot.ticket.priority != workflow.EMERGENCY_PRIORITY and not force:
             raise Refused(f"ticket #{snapshot.ticket.id} is priority {snapshot.ticket.priority}, "
-                          "not an emergency: pass --force to post this public reply anyway")
+                          f"not an emergency: pass --force to {what}")
+
+    def _engineer(self, pd: PagerDuty, policy_id: str, email: str | None) -> PdUser:
+        """Who a page by hand goes to: the engineer named, else whoever is on call now."""
+        if email is None:
+            current, _ = pd.now_and_next(policy_id, self.now())
+            if current is None:
+                raise Refused(f"nobody is on call on escalation policy {policy_id}: pass "
+                              "--engineer EMAIL")
+            return current.user
+        found = pd.user_by_email(email)
+        if found is None:
+            raise InputError(f"--engineer {email}: no PagerDuty user has this email")
+        return found
 
     # --- plans ---------------------------------------------------------------------------------
     def plan_step(self, ticket_id: int, step: Step, as_email: str | None = None,
@@ -383,7 +397,8 @@ class Commands:
         return Plan(snapshot, author, [Write("brief", rendered, tags_to_add=(BRIEF_TAG,))],
                     brief=brief)
 
-    def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool) -> Page:
+    def page(self, ticket_id: int, engineer_email: str | None, dry_run: bool,
+             force: bool = False) -> Page:
         """Trigger the emergency's incident by hand, assigned to the engineer; once per ticket."""
         from automation.paging import incident_key, page_ticket, page_title
 
@@ -391,17 +406,8 @@ class Commands:
         if pd is None or cfg is None:
             raise InputError("paging needs [pagerduty] in the config")
         snapshot = self.load(ticket_id)
-        if engineer_email is None:
-            current, _ = pd.now_and_next(cfg.escalation_policy_id, self.now())
-            if current is None:
-                raise Refused(f"nobody is on call on escalation policy "
-                              f"{cfg.escalation_policy_id}: pass --engineer EMAIL")
-            engineer = current.user
-        else:
-            found = pd.user_by_email(engineer_email)
-            if found is None:
-                raise InputError(f"--engineer {engineer_email}: no PagerDuty user has this email")
-            engineer = found
+        self._require_emergency(snapshot, force, "page for it anyway")
+        engineer = self._engineer(pd, cfg.escalation_policy_id, engineer_email)
         owner = pd.token_owner()
         if engineer.email.lower() == cfg.from_email.lower() or (
                 owner is not None and owner.id == engineer.id):

@@ -381,3 +381,15 @@ def test_status_shows_a_step_taken_by_hand_at_once(
     [row] = json.loads(out)
     assert row["state"] == "closed-to-high" and row["next_step"] is None
     assert row["due_at"] is None
+
+
+def test_brief_help_names_the_sections_as_the_readme_does(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    code, _, _ = emergency("brief", "--help")
+    out = capsys.readouterr().out  # argparse prints help itself
+
+    assert code == cli.EXIT_OK
+    for section in ("## Planned", "## When", "## Possible problems", "## Suggested solutions",
+                    "## Architecture"):
+        assert f"`{section}`" in readme and section in " ".join(out.split())

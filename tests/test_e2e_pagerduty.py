@@ -410,3 +410,17 @@ def test_an_acknowledgement_by_hand_counts_as_a_person_on_it(
 
     # then a person is on it: nobody is paged
     assert sandbox.pagerduty.incidents() == []
+
+
+def test_paging_by_hand_for_a_ticket_that_is_not_urgent_asks_for_force(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = sandbox.zendesk.create_ticket(account.requester_id, "Slow builds", "Meh",
+                                              priority="normal")
+
+    code, _, err = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id), "--yes")
+
+    assert code == cli.EXIT_REFUSED and "pass --force to page for it anyway" in err
+    assert sandbox.pagerduty.incidents() == []
+    code, _, _ = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id), "--yes",
+                        "--force")
+    assert code == cli.EXIT_OK and len(sandbox.pagerduty.incidents()) == 1

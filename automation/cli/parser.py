@@ -219,7 +219,7 @@ def _add_brief_commands(commands: Subcommands) -> None:
     brief = _writing(commands, "brief", "an ASE's pre-task brief, as an internal note")
     brief.add_argument("--file", metavar="FILE|-",
                        help="the brief as TOML keys or Markdown sections (## Planned, ## When, "
-                            "## Problems, ## Solutions, ## Architecture)")
+                            "## Possible problems, ## Suggested solutions, ## Architecture)")
     brief.add_argument("--edit", action="store_true", help="write the brief in $EDITOR")
     for field_name, text in (("planned", "what is planned"),
                              ("when", "when, e.g. 2026-11-28T02:00+00:00"),
@@ -242,6 +242,8 @@ def _add_pagerduty_commands(commands: Subcommands) -> None:
     page.add_argument("--dry-run", action="store_true", help="say who would be paged; send nothing")
     page.add_argument("--yes", "-y", action="store_true",
                       help="page without asking (required when not on a terminal)")
+    page.add_argument("--force", action="store_true",
+                      help="page for a ticket that is not urgent")
     oncall = commands.add_parser("oncall", help="who is on call now and next, from PagerDuty")
     oncall.add_argument("--at", type=moment, metavar="TIME",
                         help="another moment, e.g. 2026-11-28T02:00+00:00 (default: now)")

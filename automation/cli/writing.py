@@ -136,7 +136,7 @@ def cmd_not_emergency(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
     commands = build_commands(args, ctx)
-    page = commands.page(args.ticket, args.engineer, dry_run=True)
+    page = commands.page(args.ticket, args.engineer, dry_run=True, force=args.force)
     if args.dry_run or page.already_paged:
         print(views.page_text(page), file=ctx.out)
         if not page.already_paged:
@@ -144,6 +144,6 @@ def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_OK
     if not confirmed(views.page_text(page), args, ctx):
         return EXIT_OK
-    print(views.page_text(commands.page(args.ticket, args.engineer, dry_run=False)),
-          file=ctx.out)
+    print(views.page_text(commands.page(args.ticket, args.engineer, dry_run=False,
+                                        force=args.force)), file=ctx.out)
     return EXIT_OK
