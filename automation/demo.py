@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -146,6 +147,7 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
 
     Tests pass a FakeClock: then the whole story plays without waiting at all.
     """
+    out = FittedStream(out)  # type: ignore[assignment]
     chosen = SCENARIOS[scenario]
     clock = clock or ScaledClock(start=START, speed=speed)
     with Sandbox(clock=clock) as sandbox, tempfile.TemporaryDirectory() as tmp:
@@ -298,6 +300,32 @@ def _clock(stamp: str) -> str:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%H:%M")
 
 
+WIDTH = 100  # the demo's output fits a terminal of this many columns
+
+
+def fit(line: str) -> str:
+    """A line wider than WIDTH goes on, indented, on the next lines."""
+    if len(line) <= WIDTH:
+        return line
+    return textwrap.fill(line, WIDTH, subsequent_indent=CONTINUED, replace_whitespace=False)
+
+
+CONTINUED = " " * 7  # under the timeline's time column
+
+
+class FittedStream:
+    """Writes lines no wider than WIDTH: a longer one goes on, indented, on the next lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write("\n".join(fit(line) for line in text.split("\n")))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
              tickets: dict[str, int], account: Account) -> int:
     print("\nWhere each emergency ended:", file=out)
@@ -305,7 +333,7 @@ def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
     authors = {"team": account.admin_id, "francesca": account.agent_id,
                "ravi": account.second_agent_id}
     failures = 0
-    for expected in scenario.expectations:
+    for expected in sorted(scenario.expectations, key=lambda e: tickets[e.ticket]):
         ticket_id = tickets[expected.ticket]
         ticket = sandbox.zendesk.ticket(ticket_id)
         public = [c for c in sandbox.zendesk.public_comments(ticket_id)
@@ -322,10 +350,9 @@ def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
               and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high")
               and len(threads) == 1 and len(manager_pages) == int(expected.manager_paged))
         failures += not ok
-        print(f"  #{ticket_id:<3} {state:<15} priority {ticket['priority']:<7} "
-              f"acknowledged by {expected.acknowledged_by:<9} {len(public)} public message(s), "
-              f"{len(threads)} Slack thread, {len(manager_pages)} manager page  "
-              f"{'ok' if ok else 'UNEXPECTED'}", file=out)
+        print(f"  #{ticket_id:<3} {state:<15} {ticket['priority']:<7} acknowledged by "
+              f"{expected.acknowledged_by:<9} public: {len(public)}  threads: {len(threads)}  "
+              f"manager pages: {len(manager_pages)}  {'ok' if ok else 'UNEXPECTED'}", file=out)
     if failures:
         print(f"\n{failures} emergency(ies) did not end as the runbook says", file=out)
         return 1

@@ -319,6 +319,8 @@ class Paging:
                                f"Customer emergency on Zendesk: "
                                f"{self.zendesk.agent_url(ticket.id)}")
         self.open.append(incident)
+        for user_id in incident.assignee_ids[:1]:  # who it rings: are they busy elsewhere?
+            self._emails[user_id] = self.pd.user(user_id).email
         return Done(ticket.id, PageStep.PAGED,
                     f"incident {incident.id} on the {profile.name} service", incident.id)
 

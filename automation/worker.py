@@ -409,16 +409,23 @@ class Worker:
             return
         from automation.paging import decide
 
-        ticket = facts.snapshot.ticket
-        intents = decide(facts.snapshot, facts.assessment, facts.page, facts.profile,
-                         self.paging.config, run.now, self._busy(run.now), self.zendesk.email)
-        for intent in intents:
-            ok, done = run.executor.call(PAGERDUTY, ticket.id, "pagerduty",
-                                         partial(self.paging.carry_out, intent))
-            if not ok:
-                return  # its page is looked at again next pass
-            if done is not None:
-                self._paged(done, facts, run)
+        ticket, page = facts.snapshot.ticket, facts.page
+        for _ in range(2):  # a page just sent is decided on again: its engineer may be busy
+            intents = decide(facts.snapshot, facts.assessment, page, facts.profile,
+                             self.paging.config, run.now, self._busy(run.now),
+                             self.zendesk.email)
+            paged = False
+            for intent in intents:
+                ok, done = run.executor.call(PAGERDUTY, ticket.id, "pagerduty",
+                                             partial(self.paging.carry_out, intent))
+                if not ok:
+                    return  # its page is looked at again next pass
+                if done is not None:
+                    self._paged(done, facts, run)
+                    paged = paged or done.step is PageStep.PAGED
+            if not paged:
+                break
+            page = self.paging.page_for(facts.snapshot, facts.profile)
         self.paging.remember(ticket.id)
 
     def _paged(self, done: Done, facts: Facts, run: Run) -> None:
