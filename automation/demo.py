@@ -354,7 +354,8 @@ def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
               f"{expected.acknowledged_by:<9} public: {len(public)}  threads: {len(threads)}  "
               f"manager pages: {len(manager_pages)}  {'ok' if ok else 'UNEXPECTED'}", file=out)
     if failures:
-        print(f"\n{failures} emergency(ies) did not end as the runbook says", file=out)
+        print(f"\n{failures} emergenc{'y' if failures == 1 else 'ies'} did not end as the "
+              "runbook says", file=out)
         return 1
     print("\nEvery message was posted exactly once, on time.", file=out)
     return 0

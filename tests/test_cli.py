@@ -46,7 +46,7 @@ def test_tick_posts_due_steps_and_exits_zero(
 
     assert code == cli.EXIT_OK
     assert "#1 acknowledge: posted" in out
-    assert "1 emergencies listed, 1 read, 1 posted, 0 failed" in out
+    assert "1 emergency listed, 1 read, 1 posted, 0 failed" in out
 
 
 def test_tick_exits_one_when_a_step_failed(

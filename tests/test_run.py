@@ -114,7 +114,7 @@ def test_sandbox_serve_is_ready_for_the_cli_by_hand(tmp_path: Path) -> None:
 
         assert code == cli.EXIT_OK, err.getvalue()
         # The seeded emergency is seen; with PagerDuty on, its acknowledgement waits for a person.
-        assert "1 emergencies listed, 1 read, 0 posted, 0 failed" in out.getvalue()
+        assert "1 emergency listed, 1 read, 0 posted, 0 failed" in out.getvalue()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

@@ -36,7 +36,8 @@ def print_pass(report: PassReport, out: TextIO) -> None:
     if report.state_problem:
         print(f"state: FAILED: {report.state_problem}", file=out)
     failed = len(report.failed) + (report.rejected is not None)  # a refused token: below
-    print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {report.listed} emergencies listed, "
+    listed = f"{report.listed} emergenc{'y' if report.listed == 1 else 'ies'} listed"
+    print(f"pass at {report.now:%Y-%m-%d %H:%M:%S} UTC: {listed}, "
           f"{report.read} read, {len(report.posted)} posted, {failed} failed", file=out)
 
 
