@@ -41,7 +41,7 @@ from automation.model import (
 from automation.slack import Slack, escape, link, mention_group, mention_user
 from automation.store import Store
 from automation.templates import Templates
-from automation.workflow import Policy, settled
+from automation.workflow import Policy
 from automation.zendesk import Zendesk
 
 log = logging.getLogger(__name__)
@@ -367,16 +367,9 @@ class Chat:
 
     def _settled(self, snapshot: Snapshot) -> Snapshot | None:
         """The ticket read afresh (the pass's PagerDuty part may have written to it since),
-        once its last change is safely in the past: the claim is a safe update, which cannot
-        see a write made in the second of our read. None: it keeps changing (next pass)."""
-        for _ in range(3):
-            fresh = self.zendesk.snapshot(snapshot.ticket.id)
-            wait = settled(fresh)
-            if not wait:
-                return replace(fresh, organization=snapshot.organization,
-                               briefs=snapshot.briefs)
-            self.slack.clock.sleep(wait.total_seconds())
-        return None
+        once its last change is safely in the past: the claim is a safe update. None: it
+        keeps changing (next pass)."""
+        return self.zendesk.settled(self.zendesk.fresh(snapshot), tries=3)
 
     def _claim(self, snapshot: Snapshot, now: datetime) -> Snapshot | None:
         """Claim the thread with a safe update only one worker wins: the ticket after our

@@ -26,7 +26,7 @@ from automation.errors import (
     Refused,
     WriteUncertain,
 )
-from automation.facts import command_context, read_snapshot, tracked
+from automation.facts import command_context, tracked
 from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
@@ -217,7 +217,7 @@ class Commands:
 
     # --- reading and refusing ------------------------------------------------------------------
     def load(self, ticket_id: int) -> Snapshot:
-        snapshot = read_snapshot(self.zendesk, ticket_id)
+        snapshot = self.zendesk.snapshot(ticket_id)
         if workflow.is_finished(snapshot):
             raise Refused(f"ticket #{ticket_id} is {snapshot.ticket.status}: nothing is posted "
                           "on a solved or closed ticket")
@@ -489,10 +489,11 @@ class Commands:
         now = self.now()
         actor = author.email if author else self.zendesk.email
         for attempt in range(MAX_SEND_ATTEMPTS):
-            if attempt or workflow.settled(snapshot):
+            wait = snapshot.unsettled_for()
+            if attempt or wait:
                 # Safe updates cannot see a write made in the second of our read: let it pass.
-                self.clock.sleep(workflow.settled(snapshot).total_seconds())
-                snapshot = read_snapshot(self.zendesk, ticket_id)
+                self.clock.sleep(wait.total_seconds())
+                snapshot = self.zendesk.snapshot(ticket_id)
                 if already_done(snapshot, write):
                     return self._record(now, ticket_id, write, actor, None,
                                         "confirmed on re-read: it was already on the ticket")
@@ -538,7 +539,6 @@ def _step_refusal(snapshot: Snapshot, step: Step) -> str | None:
     if workflow.find_contact(snapshot) is None:
         return (f"ticket #{ticket_id} has no contact yet: acknowledge it first "
                 f"(`emergency ack {ticket_id}`)")
-    done = snapshot.done()
-    if step in done:
+    if workflow.step_done(snapshot, step):
         return f"ticket #{ticket_id} already had its {step}; nothing sent"
     return None

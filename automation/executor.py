@@ -16,7 +16,6 @@ from typing import Protocol, TypeVar
 
 from automation.clock import Clock
 from automation.errors import (
-    AutomationError,
     CredentialsRejected,
     NotFound,
     Rejected,
@@ -59,7 +58,7 @@ class Trouble:
     service: str
     ticket_id: int
     what: str
-    error: AutomationError
+    error: UpstreamError
 
 
 @dataclass

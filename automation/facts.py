@@ -9,12 +9,6 @@ from automation import workflow
 from automation.config import WorkflowConfig
 from automation.model import Assessment, Snapshot, State, Step
 from automation.store import TrackedTicket
-from automation.zendesk import Zendesk
-
-
-def read_snapshot(zendesk: Zendesk, ticket_id: int) -> Snapshot:
-    """The ticket as the workflow needs it: the ticket, its audits, the people on it."""
-    return zendesk.snapshot(ticket_id)
 
 
 def template_context(snapshot: Snapshot, assessment: Assessment, settings: WorkflowConfig,

@@ -114,7 +114,7 @@ class Snapshot:
     stamps: tuple[Stamp, ...] = ()
     ccs: frozenset[int] = frozenset()  # the ticket's CCs (email CCs and collaborators)
     # Zendesk's time (its `Date`) when the ticket was read: `updated_at` is in whole seconds,
-    # so a snapshot is acted on only once that second is safely past (workflow.settled).
+    # so a snapshot is acted on only once that second is safely past (Snapshot.unsettled_for).
     read_at: datetime | None = None
 
     def author(self, comment: Comment) -> Person | None:

@@ -30,13 +30,14 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.executor import FACTS_BUDGET_SECONDS, Executor
-from automation.facts import read_snapshot, step_context, tracked
+from automation.facts import step_context, tracked
 from automation.model import (
     STATE_ENTRY,
     Action,
     Assessment,
     Brief,
     Line,
+    Organization,
     Outcome,
     PageStep,
     Person,
@@ -176,7 +177,7 @@ class Worker:
 
     def _handle_all(self, tickets: dict[int, str | None], run: Run) -> None:
         """Each ticket's Zendesk steps. One changed in the second we read it is read again
-        once that second is safely past (workflow.settled): the others do not wait for it."""
+        once that second is safely past (Snapshot.unsettled_for): the others do not wait for it."""
         for round_ in range(MAX_SETTLE_ROUNDS):
             unsettled: dict[int, str | None] = {}
             wait = timedelta()
@@ -219,7 +220,7 @@ class Worker:
         if self.chat is not None and run.executor.up(SLACK) and self.chat.wants(ticket.id):
             return True
         return self.paging is not None and run.paging_up and self.paging.wants(
-            ticket, self._profile(ticket, run.now), run.now)
+            ticket, self._profile(ticket, None, run.now), run.now)
 
     def _finish(self, run: Run, drain_except: set[int] | None) -> None:
         """After every Zendesk step: PagerDuty's part, then Slack's, for each ticket handled."""
@@ -250,7 +251,7 @@ class Worker:
                 run.report.rejected = run.report.rejected or error
             elif trouble.service == PAGERDUTY:
                 self._fail(run, trouble.ticket_id, "pagerduty", str(error))
-            elif getattr(error, "service", None) == SLACK and not slack_failed:
+            elif error.service == SLACK and not slack_failed:
                 slack_failed = True
                 self._fail(run, 0, "slack", f"{error}; its lines wait for the next pass")
 
@@ -270,7 +271,7 @@ class Worker:
                 if action is None:
                     break
                 step = action.step
-                wait = workflow.settled(facts.snapshot)
+                wait = facts.snapshot.unsettled_for()
                 if wait and not last:
                     return wait  # handled again in this pass, once the second is past
                 if wait or attempt == MAX_WRITES_PER_TICKET:
@@ -297,11 +298,12 @@ class Worker:
         return fresh
 
     def _read(self, ticket_id: int, run: Run) -> Facts:
-        snapshot = read_snapshot(self.zendesk, ticket_id)
+        snapshot = self.zendesk.snapshot(ticket_id)
         organization = self.zendesk.organization(snapshot.ticket.organization_id)
         snapshot = replace(snapshot, organization=organization)
         snapshot = replace(snapshot, briefs=tuple(self._briefs(snapshot, run.now)))
-        profile = self._profile(snapshot.ticket, run.now) if self.paging is not None else None
+        profile = self._profile(snapshot.ticket, organization, run.now) \
+            if self.paging is not None else None
         page = self.paging.page_for(snapshot, profile) \
             if self.paging is not None and profile is not None and run.paging_up else None
         return Facts(snapshot, workflow.assess(snapshot, run.now, self.policy, page,
@@ -315,12 +317,16 @@ class Worker:
                                      profile.coverage if profile else None)
         return Facts(snapshot, assessment, page, profile)
 
-    def _profile(self, ticket: Ticket, now: datetime) -> Profile:
+    def _profile(self, ticket: Ticket, organization: Organization | None,
+                 now: datetime) -> Profile:
+        """Which on-call answers the ticket; its organization is read (cached) only when the
+        US Federal rule needs its tags."""
         from automation.paging import profile_for
 
         assert self.paging is not None
-        return profile_for(self.paging.config, ticket,
-                           self.zendesk.organization(ticket.organization_id), now)
+        if organization is None and self.paging.config.federal is not None:
+            organization = self.zendesk.organization(ticket.organization_id)
+        return profile_for(self.paging.config, ticket, organization, now)
 
     def _write(self, action: Action, facts: Facts, run: Run) -> Update | Rendered | None:
         """Make one step's write, stamped with its step and emergency: Zendesk's answer, or

@@ -141,12 +141,6 @@ def in_episode(snapshot: Snapshot, comment: Comment) -> bool:
     return comment.created_at >= episode.started_at
 
 
-def settled(snapshot: Snapshot) -> timedelta:
-    """How long to wait before acting on this snapshot (zero: act now); see
-    Snapshot.unsettled_for for the bound."""
-    return snapshot.unsettled_for()
-
-
 def stale_markers(snapshot: Snapshot) -> set[str]:
     """Our marker tags on the ticket that this emergency's stamps do not back: an earlier
     emergency's, or copied onto a follow-up or cloned ticket. Hints only; they are cleared

@@ -350,10 +350,6 @@ class Zendesk:
                 break
         return tickets
 
-    def ticket(self, ticket_id: int) -> Ticket:
-        path = f"/api/v2/tickets/{ticket_id}.json"
-        return self._read("GET", path, lambda: ticket_from(self.client.tickets(id=ticket_id)))
-
     def comments(self, ticket_id: int) -> tuple[Comment, ...]:
         path = f"/api/v2/tickets/{ticket_id}/comments.json"
         return self._read("GET", path, lambda: tuple(
@@ -405,16 +401,20 @@ class Zendesk:
                            f"unexpected answer: {type(exc).__name__}: {exc}"[:160]) from None
         return ticket, ccs
 
-    def _settled(self, snapshot: Snapshot) -> Snapshot:
-        """The snapshot, or the ticket read again once its last change is safely past: a
-        safe update cannot see a write made in the second of our read."""
-        wait = snapshot.unsettled_for()
-        if not wait:
-            return snapshot
-        self.session.clock.sleep(wait.total_seconds())
-        return self._fresh(snapshot)
+    def settled(self, snapshot: Snapshot, tries: int = 1) -> Snapshot | None:
+        """The snapshot, or the ticket read again once its last change is safely past (a
+        safe update cannot see a write made in the second of our read); None when it was
+        still changing after ``tries`` waits."""
+        for _ in range(tries):
+            wait = snapshot.unsettled_for()
+            if not wait:
+                return snapshot
+            self.session.clock.sleep(wait.total_seconds())
+            snapshot = self.fresh(snapshot)
+        return snapshot if not snapshot.unsettled_for() else None
 
-    def _fresh(self, snapshot: Snapshot) -> Snapshot:
+    def fresh(self, snapshot: Snapshot) -> Snapshot:
+        """The ticket read again, keeping what the pass added (organization, briefs)."""
         return replace(self.snapshot(snapshot.ticket.id), organization=snapshot.organization,
                        briefs=snapshot.briefs)
 
@@ -436,12 +436,6 @@ class Zendesk:
         raise Rejected(SERVICE, "GET", f"/api/v2/tickets/{ticket_id}/audits.json", None,
                        f"more than {MAX_AUDIT_PAGES * 100} audits: too long a story to "
                        "decide on; nothing is sent on this ticket")
-
-    def my_id(self) -> int | None:
-        """The API user's own id (read once), to tell our comments from a person's."""
-        if self._me is None:
-            self._me = self.me().id
-        return self._me
 
     def person_by_email(self, email: str) -> Person | None:
         """The Zendesk user with exactly this email, if any (for `--as` and PagerDuty people)."""
@@ -535,25 +529,19 @@ class Zendesk:
         kept changing under every try. Returns the snapshot as it is after the write."""
         tags = list(tags)
         for _ in range(MAX_TAG_ATTEMPTS):
-            snapshot = self._settled(snapshot)
+            snapshot = self.settled(snapshot) or snapshot  # still moving: safe_update says
             if _stamped(snapshot, stamp):
                 return snapshot
             try:
                 update = self.update(snapshot.ticket, comment, tags, stamp=stamp)
                 return self.applied(update, snapshot)
             except (Conflict, WriteUncertain):
-                snapshot = self._fresh(snapshot)
+                snapshot = self.fresh(snapshot)
         if _stamped(snapshot, stamp):
             return snapshot
         raise Conflict(SERVICE, "PUT", f"/api/v2/tickets/{snapshot.ticket.id}.json", 409,
                        f"could not record {stamp['step']}: the ticket kept changing "
                        f"under {MAX_TAG_ATTEMPTS} tries", "the next pass tries again")
-
-    def me(self) -> Person:
-        person = self._read("GET", "/api/v2/users/me.json",
-                            lambda: person_from(self.client.users.me()))
-        self._people[person.id] = person
-        return person
 
     def applied(self, update: Update, snapshot: Snapshot) -> Snapshot:
         """The snapshot as it is after our write (from its answer: nothing is read again but

@@ -1213,7 +1213,7 @@ def test_every_route_and_every_error_carries_the_sandbox_clocks_date(
 
 def test_two_updates_in_one_second_share_updated_at_so_a_stale_stamp_passes(
         api: requests.Session, sandbox: Sandbox, account: Account) -> None:
-    # Zendesk's quirk, which the worker must guard against (workflow.settled)
+    # Zendesk's quirk, which the worker must guard against (Snapshot.unsettled_for)
     ticket_id = sandbox.zendesk.create_ticket(account.requester_id, "Down", "Help",
                                               priority="urgent")
     stamp = stamp_of(sandbox, ticket_id)

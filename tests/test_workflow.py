@@ -16,7 +16,6 @@ from automation.workflow import (
     Policy,
     assess,
     plan,
-    settled,
     step_done,
 )
 from tests.factories import (
@@ -618,7 +617,7 @@ def test_a_read_is_acted_on_only_two_seconds_after_the_tickets_last_change(age, 
                        read_at=at(5, seconds=age))
 
     # then the worker waits what is left of the two seconds before acting on it
-    assert settled(snapshot) == timedelta(seconds=wait)
+    assert snapshot.unsettled_for() == timedelta(seconds=wait)
 
 
 def test_contact_from_before_the_ticket_became_urgent_again_in_the_same_second_does_not_count():

@@ -233,7 +233,7 @@ def test_a_ticket_of_an_unexpected_shape_is_rejected_not_a_crash() -> None:
     responses.get(f"{BASE}/api/v2/tickets/7.json", json={"ticket": {"id": 7}})
 
     with pytest.raises(Rejected) as caught:
-        client(FakeClock()).ticket(7)
+        client(FakeClock()).snapshot(7)  # the ticket is read first: nothing more is asked
 
     assert "unexpected answer" in str(caught.value)
 
