@@ -393,3 +393,14 @@ def test_brief_help_names_the_sections_as_the_readme_does(
     for section in ("## Planned", "## When", "## Possible problems", "## Suggested solutions",
                     "## Architecture"):
         assert f"`{section}`" in readme and section in " ".join(out.split())
+
+
+def test_run_refuses_a_template_that_fails_for_one_kind_of_ticket_before_its_first_pass(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    config = with_override(tmp_path, "acknowledgement", "{{ organization.name }}", sandbox.url)
+    sandbox.clear_requests()
+
+    code, _, err = emergency("--config", str(config), "run", clock=clock)
+
+    assert code == cli.EXIT_CONFIG and "without an organization" in err
+    assert sandbox.requests == []
