@@ -736,6 +736,20 @@ SYSTEM_RELS = frozenset({"merge"})
 SYSTEM_CHANNELS = frozenset({"rule", "system"})
 
 
+def clock_reading(base_url: str, timeout: float = 2.0) -> datetime | None:
+    """Zendesk's time now: the `Date` of one quick answer, whatever its status (no credentials
+    are sent); None when Zendesk does not answer in `timeout` seconds.
+
+    What the CLI shows (`status`, `oncall`) runs on this clock, as the timers do, not on the
+    machine's: the two differ against the sandbox, whose clock runs faster.
+    """
+    try:
+        response = requests.get(base_url.rstrip("/") + "/api/v2/users/me", timeout=timeout)
+    except requests.RequestException:
+        return None
+    return answer_date(response)
+
+
 def answer_date(response: requests.Response) -> datetime | None:
     """The answer's `Date` header: Zendesk's clock when it answered."""
     try:

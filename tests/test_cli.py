@@ -404,3 +404,32 @@ def test_run_refuses_a_template_that_fails_for_one_kind_of_ticket_before_its_fir
 
     assert code == cli.EXIT_CONFIG and "without an organization" in err
     assert sandbox.requests == []
+
+
+def test_status_counts_down_on_zendesks_clock_not_this_machines(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    ticket_id = emergency_ticket(sandbox, account)
+    config = str(write_config(tmp_path, sandbox.url))
+    emergency("--config", config, "tick", clock=clock)
+    clock.advance(timedelta(minutes=5))  # the follow-up is due 10 minutes from now
+    machine = FakeClock(clock.now() - timedelta(hours=3))  # e.g. the sandbox runs faster
+
+    code, out, _ = emergency("--config", config, "status", clock=machine)
+
+    assert code == cli.EXIT_OK
+    row = next(line for line in out.splitlines() if line.split()[0] == str(ticket_id))
+    assert "follow-up" in row and "(in 10 min)" in row
+
+
+def test_status_says_when_zendesk_does_not_answer_and_uses_this_machines_clock(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    emergency_ticket(sandbox, account)
+    config = str(write_config(tmp_path, sandbox.url))
+    emergency("--config", config, "tick", clock=clock)
+    sandbox.stop()
+
+    code, out, err = emergency("--config", config, "status", clock=clock)
+
+    assert code == cli.EXIT_OK
+    assert "(in 15 min)" in out
+    assert "did not answer" in err and "this machine's clock" in err

@@ -424,3 +424,12 @@ def test_paging_by_hand_for_a_ticket_that_is_not_urgent_asks_for_force(
     code, _, _ = pd_cli(sandbox, account, clock, tmp_path, "page", str(ticket_id), "--yes",
                         "--force")
     assert code == cli.EXIT_OK and len(sandbox.pagerduty.incidents()) == 1
+
+
+def test_oncall_is_who_is_on_call_by_the_services_clock(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    clock.advance(timedelta(hours=9))  # the sandbox's clock: 18:00, Ravi's shift
+    code, out, _ = pd_cli(sandbox, account, FakeClock(), tmp_path, "oncall")  # 09:00
+
+    assert code == cli.EXIT_OK
+    assert out.splitlines()[0].startswith("on call at 2026-01-05 18:00 UTC: Ravi Patel")
