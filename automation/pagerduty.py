@@ -207,9 +207,16 @@ class PagerDuty:
         return max(found, key=lambda i: (i.created_at, i.incident_number), default=None)
 
     def incidents_since(self, service_ids: Sequence[str], since: datetime) -> list[Incident]:
-        """Every incident on these services created since ``since`` (resolved ones too)."""
-        params = {"service_ids": list(service_ids), "since": iso(since),
-                  "until": iso(self.clock.now() + timedelta(minutes=1))}
+        """Every incident on these services created since ``since`` (resolved ones too).
+
+        The window ends 30 days past ``since`` or past this machine's now, whichever is later:
+        ``since`` is on the services' clock, which this machine's may trail (by hours against
+        the sandbox), and PagerDuty refuses a window that ends before it starts or spans more
+        than 6 months.
+        """
+        until = max(since, self.clock.now()) + timedelta(days=30)
+        params = {"service_ids": list(service_ids),
+                  "since": iso(max(since, until - timedelta(days=180))), "until": iso(until)}
         return self._read("GET", "/incidents", lambda: [
             incident_from(i) for i in self.client.iter_all("/incidents", params=params)])
 

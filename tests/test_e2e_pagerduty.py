@@ -433,3 +433,33 @@ def test_oncall_is_who_is_on_call_by_the_services_clock(
 
     assert code == cli.EXIT_OK
     assert out.splitlines()[0].startswith("on call at 2026-01-05 18:00 UTC: Ravi Patel")
+
+
+@pytest.mark.parametrize("skew", [timedelta(hours=-30), timedelta(seconds=-5),
+                                  timedelta(seconds=5), timedelta(hours=30)])
+def test_a_machine_clock_apart_from_the_services_clock_changes_nothing(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        skew: timedelta) -> None:
+    """The services share one clock; this machine's may be off (or, against the sandbox at
+    --speed 60, hours behind): every time the worker sends is the services' time."""
+    machine = FakeClock(clock.now() + skew)
+    worker = worker_for(sandbox, account, machine, tmp_path / "state.sqlite3")
+    ticket_id = urgent(sandbox, account)
+    try:
+        reports = []
+        for _ in range(5):
+            reports.append(worker.run_once())
+            clock.advance(timedelta(minutes=1))
+            machine.advance(timedelta(minutes=1))
+        sandbox.pagerduty.acknowledge(incident_for(sandbox, ticket_id)["id"],
+                                      account.pd_francesca_id)
+        for _ in range(2):
+            reports.append(worker.run_once())
+            clock.advance(timedelta(minutes=1))
+            machine.advance(timedelta(minutes=1))
+    finally:
+        worker.close()
+
+    assert [r.failed for r in reports if not r.ok] == []
+    [ack] = public_agent_comments(sandbox, account, ticket_id)
+    assert ack["author_id"] == account.agent_id

@@ -164,6 +164,8 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
+    if args.sandbox_command != "serve":
+        return sandbox_verb(args, ctx)
     from automation.clock import ScaledClock
     from automation.sandbox import Sandbox, seed_account
     from automation.sandbox.config_file import write_config_file
@@ -185,6 +187,28 @@ def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
         _wait_for_stop()
     finally:
         sandbox.stop()
+    return EXIT_OK
+
+
+def sandbox_verb(args: argparse.Namespace, ctx: Context) -> int:
+    """What a customer, an engineer or time does, asked of the sandbox `serve` runs."""
+    from automation.sandbox.control import Remote
+
+    cfg = load_config(args, ctx)
+    try:
+        remote = Remote(cfg.zendesk.url)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.source}: {exc}") from None
+    verb = args.sandbox_command
+    if verb == "ticket":
+        answer = remote.new_ticket(args.org, args.subject, args.body)
+    elif verb == "reply":
+        answer = remote.reply(args.ticket, args.body)
+    elif verb == "ack":
+        answer = remote.acknowledge(args.ticket, args.engineer)
+    else:
+        answer = remote.advance(args.duration)
+    views.print_sandbox_verb(verb, answer, ctx.out)
     return EXIT_OK
 
 

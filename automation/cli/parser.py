@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import NoReturn, TypeAlias
@@ -67,6 +68,18 @@ def demo_speed(value: str) -> float:
     if speed > MAX_DEMO_SPEED:
         raise argparse.ArgumentTypeError(f"expected at most {MAX_DEMO_SPEED}, got {value!r}")
     return speed
+
+
+def duration_seconds(value: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value.strip())
+    seconds = 0
+    if match and value.strip():
+        hours, minutes, secs = (int(part or 0) for part in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration like 15m, 90s or 1h30m, "
+                                         f"got {value!r}")
+    return seconds
 
 
 def ticket_number(value: str) -> int:
@@ -160,17 +173,37 @@ def _add_demo_commands(commands: Subcommands) -> None:
     demo.add_argument("--speed", type=demo_speed, default=120.0, metavar="X",
                       help="simulated seconds per wall-clock second (default 120, at most "
                            f"{MAX_DEMO_SPEED})")
-    sandbox = commands.add_parser(
-        "sandbox", help="the built-in fake Zendesk, PagerDuty and Slack, without the worker")
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION",
-                                              required=True)
-    serve = sandbox_commands.add_parser("serve", help="serve them on 127.0.0.1 until Ctrl-C")
+    _add_sandbox_commands(commands.add_parser(
+        "sandbox", help="the built-in fake Zendesk, PagerDuty and Slack, without the worker"))
+
+
+def _add_sandbox_commands(sandbox: argparse.ArgumentParser) -> None:
+    verbs = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    serve = verbs.add_parser("serve", help="serve them on 127.0.0.1 until Ctrl-C")
     serve.add_argument("--port", type=port_number, default=8765,
                        help="port (default 8765; 0 = any)")
     serve.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                        help="simulated seconds per wall-clock second (default 1)")
     serve.add_argument("--write-config", metavar="PATH", default="sandbox.toml",
                        help="where to write a config.toml for it (default ./sandbox.toml)")
+    # The verbs below ask the sandbox that `serve` runs, found at the config's [zendesk] url.
+    ticket = verbs.add_parser("ticket", help="a customer files a new urgent ticket")
+    ticket.add_argument("--org", metavar="NAME", help="the customer's organization (default "
+                        "Acme Corp; a new name makes a new organization)")
+    ticket.add_argument("--subject", metavar="TEXT")
+    ticket.add_argument("--body", metavar="TEXT", help="the customer's first comment")
+    reply = verbs.add_parser("reply", help="the ticket's customer answers (a public comment)")
+    reply.add_argument("ticket", type=ticket_number, metavar="TICKET")
+    reply.add_argument("--body", metavar="TEXT")
+    ack = verbs.add_parser("ack", help="an engineer acknowledges the ticket's page in PagerDuty")
+    ack.add_argument("ticket", type=ticket_number, metavar="TICKET")
+    ack.add_argument("--engineer", metavar="EMAIL",
+                     help="who acknowledges (default: whom the page is assigned to)")
+    advance = verbs.add_parser("advance", help="move the sandbox's clock forward")
+    advance.add_argument("duration", type=duration_seconds, metavar="DURATION",
+                         help="e.g. 15m, 90s, 1h30m")
+    for verb in verbs.choices.values():
+        _add_global_options(verb)
 
 
 def _writing(commands: Subcommands, name: str,

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from automation.cli.check import ConfigCheck
@@ -229,4 +229,32 @@ def print_sandbox_ready(sandbox: Sandbox, ticket_id: int, config_path: Path, out
           f"  emergency --config {config_path} status\n"
           f"  emergency --config {config_path} timeline {ticket_id}\n"
           f"  emergency --config {config_path} oncall\n"
+          f"Play the others' parts: `emergency --config {config_path} sandbox ticket "
+          "--org Globex` (a customer files an urgent ticket), `sandbox reply 1` (the customer "
+          "answers), `sandbox ack 1` (the engineer takes the page), `sandbox advance 15m`.\n"
           "Ctrl-C stops the sandbox.", file=out, flush=True)
+
+
+def _clock_text(iso_time: str) -> str:
+    return f"{datetime.fromisoformat(iso_time.replace('Z', '+00:00')):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def print_sandbox_verb(verb: str, answer: dict[str, Any], out: TextIO) -> None:
+    """One line: what happened in the sandbox, and when by its clock."""
+    if verb == "advance":
+        print(f"sandbox clock: {_clock_text(answer['now'])}", file=out)
+        return
+    if verb == "ack":
+        incident = answer["incident"]
+        who = incident["last_status_change_by"]["summary"]
+        print(f"{incident['summary']}: acknowledged by {who} at "
+              f"{_clock_text(incident['last_status_change_at'])}", file=out)
+        return
+    ticket, requester = answer["ticket"], answer["requester"]
+    if verb == "ticket":
+        print(f"#{ticket['id']} urgent ticket from {requester['name']} "
+              f"({answer['organization']['name']}) at {_clock_text(ticket['created_at'])}: "
+              f"{ticket['subject']}", file=out)
+    else:
+        print(f"#{ticket['id']} {requester['name']} answered at "
+              f"{_clock_text(ticket['updated_at'])}", file=out)

@@ -30,6 +30,7 @@ from_email = "{email}"
 service_id = "{pd_service}"
 escalation_policy_id = "{pd_policy}"
 managers_service_id = "{pd_managers}"
+trigger_after_minutes = 0  # page at once: no Zendesk integration pages first in the sandbox
 
 [slack]
 url = "{slack_url}"

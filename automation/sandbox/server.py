@@ -15,6 +15,8 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, urlsplit
 
 from automation.clock import Clock, ScaledClock
+from automation.sandbox.control import PREFIX as CONTROL_PREFIX
+from automation.sandbox.control import Control
 from automation.sandbox.faults import REJECTING, Fault, Faults
 from automation.sandbox.http import CA_PATH, Api, Reply, SandboxServer
 from automation.sandbox.pagerduty import PagerDutySandbox
@@ -58,6 +60,7 @@ class Sandbox:
         self.zendesk = FakeZendesk(self.clock, api_email=email, api_token=token)
         self.slack = SlackSandbox(self.clock, faults=self.faults)
         self.pagerduty = PagerDutySandbox(self.clock, faults=self.faults)
+        self.control = Control(self)  # the verbs of `emergency sandbox ticket|reply|ack|advance`
         self.pagerduty_url = ""
         self.pagerduty_ca = ""
         self._requested_port = port
@@ -154,6 +157,8 @@ class Sandbox:
         """Run one request through the faults and the fake; None means drop the connection."""
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        if api is self.control:  # a person's verb, not service traffic: no faults, no log
+            return self.control.handle(method, path, query, headers, body)
         api.record(method, path, query, headers, body)
         self._keep_body(method, path, body)
         delay = self.faults.take_latency(method, path, api.name)
@@ -194,7 +199,9 @@ class Sandbox:
         return server
 
     def _zendesk_or_slack(self, target: str) -> Api:
-        return self.slack if target.startswith(SLACK_PREFIX) else self.zendesk
+        if target.startswith(SLACK_PREFIX):
+            return self.slack
+        return self.control if target.startswith(CONTROL_PREFIX) else self.zendesk
 
     @staticmethod
     def _handle(api: Api, method: str, path: str, query: dict[str, list[str]],

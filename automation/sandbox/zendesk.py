@@ -831,6 +831,12 @@ class FakeZendesk:
         with self._lock:
             return self._organizations[organization_id].to_json(self.base_url)
 
+    def organization_id_by_name(self, name: str) -> int | None:
+        """The id of the organization with this name (case aside), if any."""
+        with self._lock:
+            return next((o.id for o in self._organizations.values()
+                         if o.name.casefold() == name.casefold()), None)
+
     def user_id_by_email(self, email: str) -> int | None:
         """The id of the user with this email, if any."""
         with self._lock:
