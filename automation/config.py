@@ -261,7 +261,7 @@ def load(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file; pass --config PATH or set {CONFIG_ENV} "
-            "(see config.toml in the project for every key)"
+            "(`emergency init` writes a starter config.toml documenting every key)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None

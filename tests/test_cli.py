@@ -433,3 +433,28 @@ def test_status_says_when_zendesk_does_not_answer_and_uses_this_machines_clock(
     assert code == cli.EXIT_OK
     assert "(in 15 min)" in out
     assert "did not answer" in err and "this machine's clock" in err
+
+
+def test_init_writes_the_commented_starter_config_and_never_overwrites(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = Path(__file__).parents[1] / "automation" / "config.example.toml"
+
+    code, out, _ = emergency("init", environ={})
+
+    assert code == cli.EXIT_OK and out.startswith("wrote config.toml.")
+    written = tmp_path / "config.toml"
+    assert written.read_text(encoding="utf-8") == example.read_text(encoding="utf-8")
+    written.write_text(written.read_text().replace("your-subdomain", "acme"))
+    assert emergency("check", environ={})[0] == cli.EXIT_OK  # filled in, it is a valid config
+    edited = written.read_text()
+
+    code, _, err = emergency("init", environ={})
+    assert code == cli.EXIT_CONFIG and "already exists" in err and err.count("\n") == 1
+    assert written.read_text() == edited
+
+    code, _, _ = emergency("init", environ={"EMERGENCY_CONFIG": "etc.toml"})
+    assert code == cli.EXIT_OK and (tmp_path / "etc.toml").exists()
+    code, _, err = emergency("init", str(tmp_path / "missing" / "config.toml"), environ={})
+    assert code == cli.EXIT_CONFIG and "cannot write" in err
+    assert not (tmp_path / "missing").exists()

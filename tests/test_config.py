@@ -29,7 +29,7 @@ from automation.errors import ConfigError
 from automation.workflow import Policy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO_ROOT / "config.toml"
+EXAMPLE = REPO_ROOT / "automation" / "config.example.toml"  # what `emergency init` writes
 
 VALID: dict[str, Any] = {
     "zendesk": {"url": "https://acme.zendesk.com", "email": "bot@acme.example"},
@@ -80,7 +80,7 @@ def source(tmp_path: Path) -> Path:
 # The example file -----------------------------------------------------------------------------
 
 
-def test_example_config_at_the_repo_root_is_refused_only_for_its_placeholder(tmp_path):
+def test_example_config_is_refused_only_for_its_placeholder(tmp_path):
     # the unedited example names no real account: refused, saying what to change
     with pytest.raises(ConfigError, match=r"\[zendesk\] url: expected your own account's URL"):
         load(EXAMPLE)

@@ -313,3 +313,36 @@ def test_runtime_errors_in_a_template_are_template_errors(tmp_path, context, sou
 def test_empty_render_is_a_template_error(tmp_path, context, source):
     with pytest.raises(TemplateError, match=r"follow_up\.j2.*empty"):
         render_override(tmp_path, context, source)
+
+
+def readme_template_variables() -> dict[str, set[str]]:
+    """What README's "Template variables" says each template gets (a variable's fields, in
+    parentheses, aside)."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("- **Template variables:**"):]
+    section = re.sub(r"\([^)]*\)", "", section[:section.index("\n\n## ")])
+    intro, table = section.split("Besides those:")
+    common = set(re.findall(r"`(\w+)`", intro.split("Every ticket template:")[1]))
+    documented: dict[str, set[str]] = {}
+    for row in table.strip().splitlines()[2:]:
+        names, extras = row.strip().strip("|").split("|")
+        for name in re.findall(r"`(\w+)`", names):
+            own = set(re.findall(r"`(\w+)`", extras))
+            documented[name] = own if "only these" in names else own | common
+    return documented
+
+
+def test_readme_names_every_variable_each_template_gets(cfg: Config) -> None:
+    from automation.shapes import contexts, shapes
+
+    given: dict[str, set[str]] = {}
+    for shape in shapes():
+        for name, context in contexts(shape, cfg):
+            given.setdefault(name, set()).update(context)
+    documented = readme_template_variables()
+
+    assert set(documented) == set(REGISTRY)
+    for name in REGISTRY:
+        assert documented.get(name) == given[name], name

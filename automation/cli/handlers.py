@@ -18,7 +18,7 @@ from automation.cli import views, writing
 from automation.cli.context import Context
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
 from automation.cli.parser import UsageError
-from automation.errors import ConfigError
+from automation.errors import ConfigError, InputError
 from automation.model import Step
 from automation.store import Store
 
@@ -119,6 +119,23 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     check = check_config(cfg, ctx.environ)
     views.print_config_check(check, REGISTRY, ctx.out, ctx.err)
     return EXIT_CONFIG if check.failures else EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
+    from importlib.resources import files
+
+    path = config.resolve_path(args.path or args.config, ctx.environ)
+    text = files("automation").joinpath("config.example.toml").read_text(encoding="utf-8")
+    try:
+        with path.open("x", encoding="utf-8") as starter:  # never over a config in use
+            starter.write(text)
+    except FileExistsError:
+        raise InputError(f"{path}: already exists, left as it is (name another PATH, or "
+                         "remove it first)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    views.print_init(path, ctx.out)
+    return EXIT_OK
 
 
 def cmd_briefs(args: argparse.Namespace, ctx: Context) -> int:
@@ -230,6 +247,7 @@ COMMANDS: dict[str, Handler] = {
     "status": cmd_status,
     "timeline": cmd_timeline,
     "check": cmd_check,
+    "init": cmd_init,
     "ack": writing.cmd_manual_step(Step.ACKNOWLEDGE),
     "follow-up": writing.cmd_manual_step(Step.FOLLOW_UP),
     "close": writing.cmd_manual_step(Step.CLOSE),

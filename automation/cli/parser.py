@@ -162,6 +162,10 @@ def _add_worker_commands(commands: Subcommands) -> None:
         "timeline", help="a ticket's comments and the journal's steps, oldest first")
     timeline.add_argument("ticket", type=ticket_number, metavar="TICKET")
     commands.add_parser("check", help="validate the config and render every template offline")
+    init = commands.add_parser("init", help="write a starter config.toml, every key commented")
+    init.add_argument("path", nargs="?", metavar="PATH",
+                      help="where (default: --config, $EMERGENCY_CONFIG, else ./config.toml); "
+                           "an existing file is never overwritten")
 
 
 def _add_demo_commands(commands: Subcommands) -> None:

@@ -94,6 +94,12 @@ def print_timeline(ticket: Ticket, entries: Iterable[TimelineEntry], out: TextIO
               f"{_timeline_text(entry)}", file=out)
 
 
+def print_init(path: Path, out: TextIO) -> None:
+    print(f"wrote {path}. Next: fill in [zendesk] url and email and [workflow] bridge_url "
+          "(the sections for PagerDuty and Slack are commented out until you need them), "
+          "export ZENDESK_API_TOKEN, then `emergency check`.", file=out)
+
+
 def print_config_source(cfg: Config, out: TextIO) -> None:
     print(f"config {cfg.source}: ok (Zendesk {cfg.zendesk.url} as {cfg.zendesk.email})",
           file=out)
