@@ -425,25 +425,6 @@ class Chat:
 
     # --- the lines -----------------------------------------------------------------------------
 
-    def person(self, email: object) -> tuple[str, str] | None:
-        """(plain name for Zendesk, Slack mention) of a person given by email; named plainly
-        when Slack cannot say (a command never waits on Slack)."""
-        token = user_token(email)
-        if token is None:
-            return None
-        try:
-            return token_name(token), self.resolve(token)
-        except UpstreamError as exc:
-            if isinstance(exc, CredentialsRejected):
-                self.rejected = exc
-            else:
-                log.warning("Slack: could not look up %s: %s", token_name(token), exc)
-            return token_name(token), escape(token_name(token))
-
-    def account_manager(self, organization: Organization | None) -> tuple[str, str] | None:
-        fields = organization.fields if organization else {}
-        return self.person(fields.get(self.config.account_manager_field))
-
     def resolve(self, text: str) -> str:
         """A queued line as posted: its people and groups mentioned (plainly if unknown)."""
         def mention(match: re.Match[str]) -> str:

@@ -27,6 +27,7 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.facts import command_context, tracked
+from automation.mentions import user_token
 from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
@@ -343,9 +344,8 @@ class Commands:
         from automation.chat import post_call_line
         from automation.slack import escape
 
-        assert self.chat is not None
-        person = self.chat.person(next_engineer) if next_engineer else None
-        who = person[1] if person else escape(next_engineer) if next_engineer else None
+        # A mention resolved when the line is posted (the journal keeps who it names).
+        who = user_token(next_engineer) or (escape(next_engineer) if next_engineer else None)
         return post_call_line(engineer, who)
 
     def plan_not_emergency(self, ticket_id: int, reason: str, informed: str,
@@ -362,10 +362,11 @@ class Commands:
         if self.chat is not None:
             from automation.chat import not_emergency_line
 
-            manager = self.chat.account_manager(
-                self.zendesk.organization(snapshot.ticket.organization_id))
+            organization = self.zendesk.organization(snapshot.ticket.organization_id)
+            fields = organization.fields if organization else {}
+            manager = user_token(fields.get(self.chat.config.account_manager_field))
             plan.slack_lines.append(("not-emergency", not_emergency_line(
-                context["engineer"], reason, manager[1] if manager else None)))
+                context["engineer"], reason, manager)))
         return plan
 
     def plan_brief(self, ticket_id: int, fields: dict[str, str],

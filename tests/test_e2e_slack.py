@@ -13,6 +13,7 @@ from automation.clock import FakeClock
 from automation.config import ChannelRule, SlackConfig, WorkflowConfig
 from automation.sandbox import Account, Sandbox
 from automation.sandbox.slack import DEFAULT_TOKEN
+from automation.store import Store
 from automation.worker import Worker
 from tests.conftest import play_together, sandbox_worker
 
@@ -370,3 +371,27 @@ def test_a_worker_whose_own_claim_went_stale_claims_again_before_opening_the_thr
     second.run_once()
 
     assert len(parents(sandbox, account.self_managed_channel)) == 1
+
+
+def test_timeline_names_the_people_a_commands_line_mentions_not_their_slack_ids(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id = urgent(sandbox, account)
+    run_cli(sandbox, account, clock, tmp_path, "tick")
+    notes = tmp_path / "notes.md"
+    notes.write_text("Rolled back; all good.")
+    run_cli(sandbox, account, clock, tmp_path, "not-emergency", str(ticket_id),
+            "--reason", "Only staging is down", "--yes")
+    run_cli(sandbox, account, clock, tmp_path, "post-call", str(ticket_id), "--notes",
+            str(notes), "--next", account.agent_email, "--yes")
+
+    code, out, err = run_cli(sandbox, account, clock, tmp_path, "timeline", str(ticket_id))
+
+    assert code == 0, err
+    assert "Hand-off: @francesca@example.com is" in out
+    assert "<@" not in out
+    # The journal keeps whom each line names; Slack ids come only when it is posted.
+    queued = {q.kind: q.text for q in
+              Store(tmp_path / "emergency-state.sqlite3").outbox(ticket_id, pending_only=False)}
+    assert queued["not-emergency"].endswith("cc <user:marco.bianchi@example.com> (account "
+                                            "manager)")
+    assert "<user:francesca@example.com>" in queued["post-call"]

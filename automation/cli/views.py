@@ -156,8 +156,10 @@ def preview_text(plan: Plan) -> str:
         if new_tags:
             changes.append("tags + " + ", ".join(new_tags))
         lines.append("    fields: " + ("; ".join(changes) if changes else "no changes"))
+    from automation.mentions import readable
+
     for _, text in plan.slack_lines:
-        lines.append(f"\nthen, in the emergency's Slack thread: {text}")
+        lines.append(f"\nthen, in the emergency's Slack thread: {readable(text)}")
     return "\n".join(lines)
 
 
