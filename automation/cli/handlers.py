@@ -10,7 +10,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
 from automation.cli import views, writing
@@ -22,11 +22,15 @@ from automation.model import Step
 from automation.store import Store
 
 if TYPE_CHECKING:
+    from automation.pagerduty import PagerDuty
+    from automation.slack import Slack
     from automation.worker import Worker
+    from automation.zendesk import Zendesk
 
 log = logging.getLogger("automation")
 
 Handler = Callable[[argparse.Namespace, Context], int]
+T = TypeVar("T")
 
 
 def load_config(args: argparse.Namespace, ctx: Context) -> config.Config:
@@ -105,7 +109,39 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     views.print_config_source(cfg, ctx.out)
     check = check_config(cfg, ctx.environ)
     views.print_config_check(check, REGISTRY, ctx.out, ctx.err)
-    return EXIT_CONFIG if check.failures else EXIT_OK
+    code = EXIT_CONFIG if check.failures else EXIT_OK
+    if args.online:
+        from automation.cli.online import check_online
+
+        online = check_online(cfg, *_online_clients(cfg, ctx))
+        views.print_online_check(online, ctx.out, ctx.err)
+        code = max(code, online.exit_code)  # 3 (a token, a service) outranks 2 (the file)
+    return code
+
+
+def _online_clients(cfg: config.Config, ctx: Context) -> tuple[
+        Zendesk | ConfigError, Slack | ConfigError | None, PagerDuty | ConfigError | None]:
+    """Each service's client, or the ConfigError saying why there is none (its token not set,
+    a CA file unreadable); a request retries for seconds, not for a pass's budget."""
+    from automation import wiring
+    from automation.cli.online import ONLINE_RETRY_SECONDS
+
+    zendesk = _built(lambda: wiring.build_zendesk(cfg, ctx.clock, ctx.environ))
+    slack = _built(lambda: wiring.build_slack(cfg, ctx.clock, ctx.environ))
+    pagerduty = _built(lambda: wiring.build_pagerduty(cfg, ctx.clock, ctx.environ))
+    for client in (slack, pagerduty):
+        if client is not None and not isinstance(client, ConfigError):
+            client.max_retry_seconds = ONLINE_RETRY_SECONDS
+    if pagerduty is not None and not isinstance(pagerduty, ConfigError):
+        ctx.closers.append(pagerduty.close)
+    return zendesk, slack, pagerduty
+
+
+def _built(build: Callable[[], T]) -> T | ConfigError:
+    try:
+        return build()
+    except ConfigError as exc:
+        return exc
 
 
 def cmd_briefs(args: argparse.Namespace, ctx: Context) -> int:

@@ -148,7 +148,12 @@ def _add_worker_commands(commands: Subcommands) -> None:
     timeline = commands.add_parser(
         "timeline", help="a ticket's comments and the journal's steps, oldest first")
     timeline.add_argument("ticket", type=ticket_number, metavar="TICKET")
-    commands.add_parser("check", help="validate the config and render every template offline")
+    check = commands.add_parser("check",
+                                help="validate the config and render every template offline")
+    check.add_argument("--online", action="store_true",
+                       help="also try each token and every configured id against Zendesk, "
+                            "Slack and PagerDuty (exit 3: a token refused or a service down; "
+                            "2: an id wrong)")
 
 
 def _add_demo_commands(commands: Subcommands) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from automation.cli.check import ConfigCheck
+    from automation.cli.online import OnlineCheck
     from automation.commands import Page, Plan, Sent
     from automation.config import Config, FederalConfig
     from automation.model import Ticket
@@ -130,6 +131,16 @@ def print_config_check(check: ConfigCheck, known_templates: Iterable[str], out: 
         print(f"warning: {name} is not set; tick and run will refuse to start", file=out)
     if check.failures:
         print(f"error: {check.failures} template(s) failed to render", file=err)
+
+
+def print_online_check(check: OnlineCheck, out: TextIO, err: TextIO) -> None:
+    for probe in check.probes:
+        verdict = "ok" if probe.ok else "FAILED" if probe.checked else "not checked"
+        print(f"{probe.service} {probe.item}: {verdict}: {probe.detail}", file=out)
+    if check.failures:
+        unchecked = f", {check.unchecked} not checked" if check.unchecked else ""
+        print(f"error: {check.failures} of {len(check.probes)} online check(s) failed"
+              f"{unchecked}", file=err)
 
 
 def preview_text(plan: Plan) -> str:
