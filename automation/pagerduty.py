@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx2
 import pagerduty
@@ -253,6 +254,16 @@ class PagerDuty:
             if exc.status == 400:
                 return None
             raise
+
+    def service_name(self, service_id: str) -> str:
+        """The name of a service; NotFound when the account has no such service."""
+        path = f"/services/{quote(service_id, safe='')}"
+        return self._read("GET", path, lambda: str(self.client.rget(path)["name"]))
+
+    def escalation_policy_name(self, policy_id: str) -> str:
+        """The name of an escalation policy; NotFound when the account has no such policy."""
+        path = f"/escalation_policies/{quote(policy_id, safe='')}"
+        return self._read("GET", path, lambda: str(self.client.rget(path)["name"]))
 
     def user_by_email(self, email: str) -> PdUser | None:
         found = self._read("GET", "/users",

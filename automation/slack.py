@@ -129,6 +129,17 @@ class Identity:
     url: str
 
 
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A channel as conversations.info shows it to the token."""
+
+    id: str
+    name: str
+    is_member: bool  # whether the bot is in it (it reads a channel's history only from inside)
+    is_archived: bool
+    is_private: bool
+
+
 # --- retries on the injected clock ------------------------------------------------------------
 
 
@@ -397,6 +408,18 @@ class Slack:
             bot_id=data.get("bot_id"), url=str(data.get("url") or ""),
         )
         return self._identity
+
+    def channel_info(self, channel_id: str) -> ChannelInfo:
+        """A channel by id (conversations.info); NotFound when the token cannot see it (a
+        private channel the app was not invited to looks the same as no channel at all)."""
+        data = self._call("conversations.info",
+                          lambda: self.client.conversations_info(channel=channel_id))
+        channel = data.get("channel") or {}
+        return ChannelInfo(id=str(channel.get("id") or channel_id),
+                           name=str(channel.get("name") or ""),
+                           is_member=bool(channel.get("is_member")),
+                           is_archived=bool(channel.get("is_archived")),
+                           is_private=bool(channel.get("is_private")))
 
     def _me(self) -> Identity:
         return self._identity or self.auth_test()

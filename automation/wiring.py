@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from automation.chat import Chat
     from automation.commands import Commands
     from automation.pagerduty import PagerDuty
+    from automation.slack import Slack
     from automation.worker import Worker
 
 
@@ -41,15 +42,23 @@ def build_pagerduty(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Pa
                      verify=str(pd.ca_file) if pd.ca_file else True)
 
 
+def build_slack(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Slack | None:
+    """Slack's client when `[slack]` is configured."""
+    if cfg.slack is None:
+        return None
+    from automation.slack import Slack
+
+    return Slack(settings.slack_token(environ), clock, base_url=cfg.slack.url)
+
+
 def build_chat(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Zendesk,
                store: Store, templates: Templates) -> Chat | None:
     """The Slack side, when `[slack]` is configured."""
-    if cfg.slack is None:
+    slack = build_slack(cfg, clock, environ)
+    if slack is None or cfg.slack is None:
         return None
     from automation.chat import Chat
-    from automation.slack import Slack
 
-    slack = Slack(settings.slack_token(environ), clock, base_url=cfg.slack.url)
     return Chat(slack, zendesk, store, templates, cfg.slack)
 
 

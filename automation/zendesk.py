@@ -448,19 +448,36 @@ class Zendesk:
                 return person
         return None
 
-    def macro_body(self, ticket_id: int, title: str) -> str:
-        """The comment a macro would add to this ticket, from Zendesk's own apply preview.
+    def api_user(self) -> Person | None:
+        """Whom the credentials sign in as (`GET /users/me`); None when Zendesk answers with
+        its anonymous user, as it does to a request it took for nobody's."""
+        user = self._get_json("/api/v2/users/me.json", {}).get("user")
+        if not isinstance(user, dict) or user.get("id") is None:
+            return None
+        return person_from(user)
 
-        Only the text is taken: the update is built here, so a macro can neither null
-        fields nor make an internal comment public.
-        """
+    def view_title(self, view_id: int) -> str:
+        """The title of a view the API user can read; NotFound when there is no such view."""
+        view = self._get_json(f"/api/v2/views/{view_id}.json", {}).get("view")
+        return str(view.get("title") or "") if isinstance(view, dict) else ""
+
+    def macro_id(self, title: str) -> int:
+        """The id of the active macro with exactly this title; NotFound when there is none."""
         path = "/api/v2/macros/search.json"
         data = self._get_json(path, {"query": title})
         matches = [m for m in data.get("macros") or () if m.get("title") == title
                    and m.get("active", True)]
         if not matches:
             raise NotFound(SERVICE, "GET", path, 404, f"no active macro titled {title!r}")
-        apply_path = f"/api/v2/tickets/{ticket_id}/macros/{matches[0]['id']}/apply.json"
+        return int(matches[0]["id"])
+
+    def macro_body(self, ticket_id: int, title: str) -> str:
+        """The comment a macro would add to this ticket, from Zendesk's own apply preview.
+
+        Only the text is taken: the update is built here, so a macro can neither null
+        fields nor make an internal comment public.
+        """
+        apply_path = f"/api/v2/tickets/{ticket_id}/macros/{self.macro_id(title)}/apply.json"
         result = self._get_json(apply_path, {}).get("result") or {}
         comment = (result.get("ticket") or {}).get("comment") or result.get("comment") or {}
         body = comment.get("body") or ""

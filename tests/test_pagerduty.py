@@ -529,6 +529,8 @@ def test_requests_match_pagerduty_openapi_and_carry_from(
     pd.user(team.engineer_ids[0])
     pd.user_by_email("francesca@example.com")
     pd.now_and_next(team.customer_support_policy_id, clock.now())
+    pd.service_name(team.customer_support_service_id)
+    pd.escalation_policy_name(team.customer_support_policy_id)
 
     problems = []
     for c in fake_pd.calls():

@@ -483,6 +483,23 @@ def test_unknown_route_is_404(fake_pd: PagerDutySandbox) -> None:
     assert call(fake_pd, "GET", "/services").status == 404
 
 
+def test_a_service_and_its_escalation_policy_are_read_by_id(fake_pd: PagerDutySandbox,
+                                                          team: SupportTeam) -> None:
+    cs, policy_id = team.customer_support_service_id, team.customer_support_policy_id
+
+    service = call(fake_pd, "GET", f"/services/{cs}").body["service"]
+    policy = call(fake_pd, "GET", f"/escalation_policies/{policy_id}").body["escalation_policy"]
+
+    assert (service["name"], service["escalation_policy"]["id"]) == ("Customer Support",
+                                                                     policy_id)
+    assert [t["id"] for t in policy["escalation_rules"][0]["targets"]] == [
+        team.customer_support_schedule_id]
+    assert [s["id"] for s in policy["services"]] == [cs]
+    assert call(fake_pd, "GET", "/services/PS99999").status == 404
+    assert call(fake_pd, "GET", f"/services/{policy_id}").status == 404  # ids have kinds
+    assert call(fake_pd, "GET", f"/escalation_policies/{cs}").status == 404
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
@@ -588,6 +605,10 @@ def test_answers_match_pagerduty_openapi(openapi: OpenApi, fake_pd: PagerDutySan
         ("POST", f"/incidents/{incident_id}/notes", {"note": {"content": "y"}}, {}),
         ("GET", "/users", None, {"query": "francesca"}),
         ("GET", f"/users/{team.engineer_ids[0]}", None, {}),
+        ("GET", f"/services/{cs}", None, {}),
+        ("GET", "/services/PS99999", None, {}),
+        ("GET", f"/escalation_policies/{team.customer_support_policy_id}", None, {}),
+        ("GET", "/escalation_policies/PE99999", None, {}),
         # Not checked: include[]=users, which swaps each user reference for a full user
         # (as include[] does everywhere); the description's Oncall schema does not model it.
         ("GET", "/oncalls", None, {}),

@@ -321,6 +321,31 @@ def test_usergroups_list_shows_handles(sandbox: Sandbox) -> None:
         (group_id, "support-team-americas", "Support Team Americas")]
 
 
+def test_conversations_info_says_whether_the_bot_is_a_member(
+        sandbox: Sandbox, channel: str) -> None:
+    outside = sandbox.slack.add_channel("support-outsiders", bot_member=False)
+
+    inside_info = ok(sandbox, "conversations.info", channel=channel)["channel"]
+    outside_info = ok(sandbox, "conversations.info", channel=outside)["channel"]
+
+    assert (inside_info["id"], inside_info["name"], inside_info["is_member"]) == (
+        channel, "support_self-managed", True)
+    assert (outside_info["name"], outside_info["is_member"]) == ("support-outsiders", False)
+    assert error(sandbox, "conversations.info", channel="C0NOSUCH01") == (
+        200, "channel_not_found")
+    assert error(sandbox, "conversations.info", channel="support_self-managed") == (
+        200, "channel_not_found")  # ids only, as every read method
+
+
+def test_a_bot_outside_a_channel_can_neither_post_nor_read_there(sandbox: Sandbox) -> None:
+    outside = sandbox.slack.add_channel("support-outsiders", bot_member=False)
+
+    assert error(sandbox, "chat.postMessage", as_json=True, channel=outside,
+                 text="hi") == (200, "not_in_channel")
+    assert error(sandbox, "conversations.history", channel=outside) == (200, "not_in_channel")
+    assert sandbox.slack.messages(outside) == []
+
+
 # --- faults -----------------------------------------------------------------------------------
 
 

@@ -243,6 +243,18 @@ def test_view_can_be_a_predicate_and_unknown_views_are_404(
     assert missing.status_code == 404
 
 
+def test_a_view_shows_its_title_and_an_unknown_view_is_404(
+    sandbox: Sandbox, account: Account, api: requests.Session
+) -> None:
+    shown = api.get(f"{sandbox.url}/api/v2/views/{account.view_id}.json")
+    missing = api.get(f"{sandbox.url}/api/v2/views/8.json")
+
+    assert shown.status_code == 200
+    assert shown.json()["view"]["id"] == account.view_id
+    assert shown.json()["view"]["title"] == "Urgent unsolved tickets"
+    assert (missing.status_code, missing.json()["error"]) == (404, "RecordNotFound")
+
+
 # ----- reads, errors and headers ------------------------------------------------------------
 
 
@@ -1167,6 +1179,7 @@ def test_every_route_and_every_error_carries_the_sandbox_clocks_date(
     calls: list[tuple[str, str, Any]] = [
         ("GET", "/search.json?query=type:ticket", None),
         ("GET", f"/views/{account.view_id}/tickets.json", None),
+        ("GET", f"/views/{account.view_id}.json", None),
         ("GET", f"/tickets/show_many.json?ids={ticket_id}", None),
         ("GET", f"/tickets/{ticket_id}.json", None),
         ("GET", "/macros/search.json?query=post", None),

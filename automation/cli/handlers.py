@@ -10,28 +10,26 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
-from automation.cli import views, writing
-from automation.cli.context import Context
+from automation.cli import playground, views, writing
+from automation.cli.context import Context, load_config
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
-from automation.cli.parser import UsageError
 from automation.errors import ConfigError, InputError
 from automation.model import Step
 from automation.store import Store
 
 if TYPE_CHECKING:
+    from automation.pagerduty import PagerDuty
+    from automation.slack import Slack
     from automation.worker import Worker
+    from automation.zendesk import Zendesk
 
 log = logging.getLogger("automation")
 
 Handler = Callable[[argparse.Namespace, Context], int]
-
-
-def load_config(args: argparse.Namespace, ctx: Context) -> config.Config:
-    return config.load(config.resolve_path(args.config, ctx.environ))
+T = TypeVar("T")
 
 
 def build_worker(cfg: config.Config, ctx: Context) -> Worker:
@@ -118,7 +116,39 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     views.print_config_source(cfg, ctx.out)
     check = check_config(cfg, ctx.environ)
     views.print_config_check(check, REGISTRY, ctx.out, ctx.err)
-    return EXIT_CONFIG if check.failures else EXIT_OK
+    code = EXIT_CONFIG if check.failures else EXIT_OK
+    if args.online:
+        from automation.cli.online import check_online
+
+        online = check_online(cfg, *_online_clients(cfg, ctx))
+        views.print_online_check(online, ctx.out, ctx.err)
+        code = max(code, online.exit_code)  # 3 (a token, a service) outranks 2 (the file)
+    return code
+
+
+def _online_clients(cfg: config.Config, ctx: Context) -> tuple[
+        Zendesk | ConfigError, Slack | ConfigError | None, PagerDuty | ConfigError | None]:
+    """Each service's client, or the ConfigError saying why there is none (its token not set,
+    a CA file unreadable); a request retries for seconds, not for a pass's budget."""
+    from automation import wiring
+    from automation.cli.online import ONLINE_RETRY_SECONDS
+
+    zendesk = _built(lambda: wiring.build_zendesk(cfg, ctx.clock, ctx.environ))
+    slack = _built(lambda: wiring.build_slack(cfg, ctx.clock, ctx.environ))
+    pagerduty = _built(lambda: wiring.build_pagerduty(cfg, ctx.clock, ctx.environ))
+    for client in (slack, pagerduty):
+        if client is not None and not isinstance(client, ConfigError):
+            client.max_retry_seconds = ONLINE_RETRY_SECONDS
+    if pagerduty is not None and not isinstance(pagerduty, ConfigError):
+        ctx.closers.append(pagerduty.close)
+    return zendesk, slack, pagerduty
+
+
+def _built(build: Callable[[], T]) -> T | ConfigError:
+    try:
+        return build()
+    except ConfigError as exc:
+        return exc
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
@@ -173,74 +203,6 @@ def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
-    from automation.demo import run_demo
-
-    logging.getLogger("automation").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
-    return run_demo(ctx.out, args.scenario, args.speed)
-
-
-def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
-    if args.sandbox_command != "serve":
-        return sandbox_verb(args, ctx)
-    from automation.clock import ScaledClock
-    from automation.sandbox import Sandbox, seed_account
-    from automation.sandbox.config_file import write_config_file
-
-    sandbox = Sandbox(clock=ScaledClock(speed=args.speed), port=args.port)
-    try:
-        sandbox.start()
-    except OSError as exc:
-        raise UsageError(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}") \
-            from None
-    try:
-        account = seed_account(sandbox)
-        ticket_id = sandbox.zendesk.create_ticket(
-            account.requester_id, "Production down: every git push fails with 502",
-            "Since 08:50 no one can push. Our release is blocked.", priority="urgent",
-            organization_id=account.organization_id)
-        config_path = write_config_file(Path(args.write_config), sandbox, account)
-        views.print_sandbox_ready(sandbox, ticket_id, config_path, ctx.out)
-        _wait_for_stop()
-    finally:
-        sandbox.stop()
-    return EXIT_OK
-
-
-def sandbox_verb(args: argparse.Namespace, ctx: Context) -> int:
-    """What a customer, an engineer or time does, asked of the sandbox `serve` runs."""
-    from automation.sandbox.control import Remote
-
-    cfg = load_config(args, ctx)
-    try:
-        remote = Remote(cfg.zendesk.url)
-    except ValueError as exc:
-        raise ConfigError(f"{cfg.source}: {exc}") from None
-    verb = args.sandbox_command
-    if verb == "ticket":
-        answer = remote.new_ticket(args.org, args.subject, args.body)
-    elif verb == "reply":
-        answer = remote.reply(args.ticket, args.body)
-    elif verb == "ack":
-        answer = remote.acknowledge(args.ticket, args.engineer)
-    else:
-        answer = remote.advance(args.duration)
-    views.print_sandbox_verb(verb, answer, ctx.out)
-    return EXIT_OK
-
-
-def _wait_for_stop() -> None:
-    """Block until SIGTERM or Ctrl-C."""
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 COMMANDS: dict[str, Handler] = {
     "tick": cmd_tick,
     "run": cmd_run,
@@ -257,6 +219,6 @@ COMMANDS: dict[str, Handler] = {
     "not-emergency": writing.cmd_not_emergency,
     "page": writing.cmd_page,
     "oncall": cmd_oncall,
-    "demo": cmd_demo,
-    "sandbox": cmd_sandbox,
+    "demo": playground.cmd_demo,
+    "sandbox": playground.cmd_sandbox,
 }

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the customer-emergency workflow on Zendesk: acknowledge, follow up, "
                     "step down to high, exactly once.",
         epilog="Exit codes: 0 ok, 1 a step failed, 2 configuration or usage error, "
-               "3 Zendesk unreachable or credentials rejected, 4 ticket not found, "
+               "3 a service unreachable or credentials rejected, 4 ticket not found, "
                "5 refused (solved ticket, already done, not urgent): nothing was sent.",
     )
     parser.add_argument("--config", metavar="PATH",
@@ -161,7 +161,12 @@ def _add_worker_commands(commands: Subcommands) -> None:
     timeline = commands.add_parser(
         "timeline", help="a ticket's comments and the journal's steps, oldest first")
     timeline.add_argument("ticket", type=ticket_number, metavar="TICKET")
-    commands.add_parser("check", help="validate the config and render every template offline")
+    check = commands.add_parser("check",
+                                help="validate the config and render every template offline")
+    check.add_argument("--online", action="store_true",
+                       help="also try each token and every configured id against Zendesk, "
+                            "Slack and PagerDuty (exit 3: a token refused or a service down; "
+                            "2: an id wrong)")
     init = commands.add_parser("init", help="write a starter config.toml, every key commented")
     init.add_argument("path", nargs="?", metavar="PATH",
                       help="where (default: --config, $EMERGENCY_CONFIG, else ./config.toml); "

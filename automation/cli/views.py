@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from automation.cli.check import ConfigCheck
+    from automation.cli.online import OnlineCheck
     from automation.commands import Page, Plan, Sent
     from automation.config import Config, FederalConfig
     from automation.model import Ticket
@@ -138,6 +139,16 @@ def print_config_check(check: ConfigCheck, known_templates: Iterable[str], out: 
         print(f"error: {check.failures} template(s) failed to render", file=err)
 
 
+def print_online_check(check: OnlineCheck, out: TextIO, err: TextIO) -> None:
+    for probe in check.probes:
+        verdict = "ok" if probe.ok else "FAILED" if probe.checked else "not checked"
+        print(f"{probe.service} {probe.item}: {verdict}: {probe.detail}", file=out)
+    if check.failures:
+        unchecked = f", {check.unchecked} not checked" if check.unchecked else ""
+        print(f"error: {check.failures} of {len(check.probes)} online check(s) failed"
+              f"{unchecked}", file=err)
+
+
 def preview_text(plan: Plan) -> str:
     """Exactly what would be sent, in order."""
     ticket = plan.snapshot.ticket
@@ -237,6 +248,7 @@ def print_sandbox_ready(sandbox: Sandbox, ticket_id: int, config_path: Path, out
           f"  emergency --config {config_path} status\n"
           f"  emergency --config {config_path} timeline {ticket_id}\n"
           f"  emergency --config {config_path} oncall\n"
+          f"  emergency --config {config_path} check --online\n"
           f"Play the others' parts: `emergency --config {config_path} sandbox ticket "
           "--org Globex` (a customer files an urgent ticket), `sandbox reply 1` (the customer "
           "answers), `sandbox ack 1` (the engineer takes the page), `sandbox advance 15m`.\n"

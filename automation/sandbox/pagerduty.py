@@ -117,6 +117,7 @@ class Service:
     id: str
     name: str
     escalation_policy_id: str
+    created_at: datetime
 
 
 @dataclass
@@ -273,7 +274,7 @@ class PagerDutySandbox:
         """Create a service paging through an escalation policy and return its id."""
         with self._lock:
             self._require(self._policies, escalation_policy_id, "escalation policy")
-            service = Service(self._new_id("S"), name, escalation_policy_id)
+            service = Service(self._new_id("S"), name, escalation_policy_id, self._now())
             self._services[service.id] = service
             return service.id
 
@@ -587,6 +588,22 @@ class PagerDutySandbox:
             raise not_found()
         return 200, {"user": self._user_json(user)}
 
+    @routes("GET", rf"/services/{_ID}")
+    def _get_service(self, req: _Request, service_id: str) -> tuple[int, Json]:
+        _check_params(req, set())
+        service = self._services.get(service_id)
+        if service is None:
+            raise not_found()
+        return 200, {"service": self._service_json(service)}
+
+    @routes("GET", rf"/escalation_policies/{_ID}")
+    def _get_escalation_policy(self, req: _Request, policy_id: str) -> tuple[int, Json]:
+        _check_params(req, set())
+        policy = self._policies.get(policy_id)
+        if policy is None:
+            raise not_found()
+        return 200, {"escalation_policy": self._policy_json(policy)}
+
     @routes("GET", r"/oncalls")
     def _list_oncalls(self, req: _Request) -> tuple[int, Json]:
         _check_params(req, {"limit", "offset", "total", "time_zone", "include[]", "user_ids[]",
@@ -798,6 +815,54 @@ class PagerDutySandbox:
                 "name": user.name, "email": user.email, "time_zone": user.time_zone,
                 "role": user.role, "color": "green", "invitation_sent": False,
                 "teams": [], "contact_methods": [], "notification_rules": []}
+
+    def _service_json(self, service: Service) -> Json:
+        policy = self._policies[service.escalation_policy_id]
+        incidents = [i for i in self._incidents.values() if i.service_id == service.id]
+        statuses = {i.status for i in incidents}
+        status = ("critical" if "triggered" in statuses
+                  else "warning" if "acknowledged" in statuses else "active")
+        latest = max((i.created_at for i in incidents), default=None)
+        return {
+            "id": service.id, "type": "service", "summary": service.name,
+            "self": f"{self.base_url}/services/{service.id}",
+            "html_url": f"{self.web_url}/service-directory/{service.id}",
+            "name": service.name, "description": None, "status": status,
+            "created_at": iso(service.created_at),
+            "last_incident_timestamp": iso(latest) if latest else None,
+            "auto_resolve_timeout": 14400, "acknowledgement_timeout": 1800,
+            "alert_creation": "create_alerts_and_incidents",
+            "escalation_policy": self._ref("escalation_policy", policy.id, policy.name,
+                                           "escalation_policies"),
+            "incident_urgency_rule": {"type": "constant", "urgency": "high"},
+            "teams": [], "integrations": [], "addons": [], "scheduled_actions": [],
+            "support_hours": None, "response_play": None,
+        }
+
+    def _policy_json(self, policy: EscalationPolicy) -> Json:
+        """The policy with one rule per level: the schedules (or people) on call there."""
+        levels: dict[int, dict[str, Json]] = {}
+        for shift in sorted(self._shifts, key=lambda s: s.level):
+            if shift.escalation_policy_id != policy.id:
+                continue
+            schedule = self._schedules.get(shift.schedule_id or "")
+            target = (self._ref("schedule", schedule.id, schedule.name, "schedules")
+                      if schedule else self._user_ref(shift.user_id))
+            levels.setdefault(shift.level, {})[target["id"]] = target
+        services = [self._ref("service", s.id, s.name, "service-directory")
+                    for s in self._services.values() if s.escalation_policy_id == policy.id]
+        return {
+            "id": policy.id, "type": "escalation_policy", "summary": policy.name,
+            "self": f"{self.base_url}/escalation_policies/{policy.id}",
+            "html_url": f"{self.web_url}/escalation_policies/{policy.id}",
+            "name": policy.name, "description": "", "num_loops": 0,
+            "on_call_handoff_notifications": "if_has_services",
+            "escalation_rules": [
+                {"id": f"PR{policy.id[2:]}{level}", "escalation_delay_in_minutes": 30,
+                 "targets": list(targets.values())}
+                for level, targets in sorted(levels.items())],
+            "services": services, "teams": [],
+        }
 
     def _oncall_json(self, shift: Shift, full_user: bool = False) -> Json:
         policy = self._policies[shift.escalation_policy_id]

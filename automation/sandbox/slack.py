@@ -67,6 +67,21 @@ class Channel:
     name: str
     created: int
     messages: list[Json] = field(default_factory=list)  # parents and replies, by ts
+    bot_member: bool = True  # whether the app was invited (a bot reads only from inside)
+
+    def to_json(self, bot_user_id: str) -> Json:
+        """The channel as conversations.info shows it to the bot."""
+        return {
+            "id": self.id, "name": self.name, "name_normalized": self.name,
+            "is_channel": True, "is_group": False, "is_im": False, "is_mpim": False,
+            "is_private": False, "is_archived": False, "is_general": False,
+            "is_shared": False, "is_org_shared": False, "is_ext_shared": False,
+            "is_pending_ext_shared": False, "is_member": self.bot_member,
+            "created": self.created, "creator": bot_user_id, "unlinked": 0,
+            "context_team_id": TEAM_ID, "previous_names": [],
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+        }
 
 
 @dataclass
@@ -203,15 +218,17 @@ class SlackSandbox:
 
     # ----- Python API (tests and the demo) ------------------------------------------------
 
-    def add_channel(self, name: str) -> str:
-        """Create a public channel (``#`` optional) and return its id."""
+    def add_channel(self, name: str, bot_member: bool = True) -> str:
+        """Create a public channel (``#`` optional) and return its id; ``bot_member=False``:
+        the app was never invited, so it can neither read nor post there."""
         name = name.lstrip("#")
         if not _CHANNEL_NAME.fullmatch(name):
             raise ValueError(f"invalid channel name {name!r}: lowercase, digits, - and _")
         with self._lock:
             if self._channel_by_name(name) is not None:
                 raise ValueError(f"channel #{name} already exists")
-            channel = Channel(self._new_id("C"), name, int(self.clock.now().timestamp()))
+            channel = Channel(self._new_id("C"), name, int(self.clock.now().timestamp()),
+                              bot_member=bot_member)
             self._channels[channel.id] = channel
             return channel.id
 
@@ -331,6 +348,7 @@ class SlackSandbox:
         channel = self._resolve_channel(str(params.get("channel") or ""))
         if channel is None:
             raise SlackError("channel_not_found")
+        self._require_member(channel)
         text = str(params.get("text") or "")
         if not text.strip():
             raise SlackError("no_text")
@@ -351,9 +369,14 @@ class SlackSandbox:
         return {"channel": channel.id, "ts": message["ts"],
                 "message": self._render(channel, message)}
 
+    @routes("*", r"conversations\.info")
+    def _conversations_info(self, params: Json) -> Json:
+        return {"channel": self._channel_by_id(params).to_json(self.bot_user_id)}
+
     @routes("*", r"conversations\.history")
     def _history(self, params: Json) -> Json:
         channel = self._channel_by_id(params)
+        self._require_member(channel)
         parents = [m for m in reversed(channel.messages) if m.get("thread_ts") is None]
         window = _window(parents, params)
         page, more = _page(window, params, default_limit=100, newest_first=True)
@@ -364,6 +387,7 @@ class SlackSandbox:
     @routes("*", r"conversations\.replies")
     def _replies(self, params: Json) -> Json:
         channel = self._channel_by_id(params)
+        self._require_member(channel)
         ts = str(params.get("ts") or "")
         parent = self._message(channel, ts) if ts else None
         if parent is None:
@@ -452,6 +476,12 @@ class SlackSandbox:
         if channel is None:
             raise SlackError("channel_not_found")
         return channel
+
+    @staticmethod
+    def _require_member(channel: Channel) -> None:
+        # What Slack answers a bot outside the channel (without chat:write.public, for posts).
+        if not channel.bot_member:
+            raise SlackError("not_in_channel")
 
     def _channel_or_key_error(self, ref: str) -> Channel:
         channel = self._resolve_channel(ref)

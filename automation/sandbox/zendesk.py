@@ -502,6 +502,20 @@ class _View:
     id: int
     title: str
     matches: Callable[[Ticket], bool]
+    created_at: datetime
+
+    def to_json(self, base_url: str) -> Json:
+        stamp = iso(self.created_at)
+        return {
+            "id": self.id, "url": f"{base_url}/api/v2/views/{self.id}.json",
+            "title": self.title, "active": True, "default": False, "position": 0,
+            "description": None, "restriction": None, "created_at": stamp,
+            "updated_at": stamp, "raw_title": self.title,
+            # The sandbox matches with a search query or a predicate, not Zendesk's conditions.
+            "conditions": {"all": [], "any": []},
+            "execution": {"group_by": None, "sort_by": "created_at", "sort_order": "asc",
+                          "columns": [], "fields": []},
+        }
 
 
 routes = Routes()  # filled by the @routes(...) decorators on the handlers below
@@ -793,7 +807,7 @@ class FakeZendesk:
 
         with self._lock:
             label = title or (query if isinstance(query, str) else f"View {view_id}")
-            self._views[view_id] = _View(view_id, label, matches)
+            self._views[view_id] = _View(view_id, label, matches, self._now())
 
     def ticket(self, ticket_id: int) -> Json:
         """The ticket as the API shows it."""
@@ -976,6 +990,13 @@ class FakeZendesk:
             "previous_page": self._page_url(req, page=page - 1) if page > 1 else None,
             "count": len(found),
         }
+
+    @routes("GET", r"/api/v2/views/(\d+)")
+    def _get_view(self, req: _Request, view_id: int) -> tuple[int, Json]:
+        view = self._views.get(view_id)
+        if view is None:
+            raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
+        return 200, {"view": view.to_json(self.base_url)}
 
     @routes("GET", r"/api/v2/views/(\d+)/tickets")
     def _get_view_tickets(self, req: _Request, view_id: int) -> tuple[int, Json]:
