@@ -98,6 +98,8 @@ class Pause:
         self.service = service
         self._until: datetime | None = None
         self._lock = threading.Lock()
+        self.waits = 0  # how many times a request waited, and for how long in all
+        self.waited_seconds = 0.0
 
     def extend(self, seconds: float) -> datetime:
         """Hold requests `seconds` from now (never shortens a longer hold); the new end."""
@@ -124,5 +126,7 @@ class Pause:
         if seconds > 0:
             log.warning("%s rate limit: waiting %.1f s before the next request", self.service,
                      seconds)
+            self.waits += 1
+            self.waited_seconds += seconds
             self.clock.sleep(seconds)
         return seconds

@@ -21,6 +21,9 @@ DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "EMERGENCY_CONFIG"
 ZENDESK_TOKEN_ENV = "ZENDESK_API_TOKEN"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
+ZENDESK_WEBHOOK_SECRET_ENV = "ZENDESK_WEBHOOK_SECRET"
+PAGERDUTY_WEBHOOK_SECRET_ENV = "PAGERDUTY_WEBHOOK_SECRET"
+WEB_TOKEN_ENV = "EMERGENCY_WEB_TOKEN"
 PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
 # The example config.toml's URL, left unedited.
@@ -58,6 +61,26 @@ class WorkflowConfig:
 
     def bridge_for(self, email: str | None) -> str:
         return self.bridges.get((email or "").lower(), self.bridge_url)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """`[server]`: where `emergency serve` listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK or self.host.startswith("127.")
+
+
+def parse_listen(value: str) -> ServerConfig:
+    """HOST:PORT (an IPv6 host in brackets), e.g. 127.0.0.1:8080 or [::]:8080."""
+    match = re.fullmatch(r"(?:\[([0-9a-fA-F:]+)\]|([^\s:\[\]]+)):(\d{1,5})", value.strip())
+    if match is None or not 0 < int(match.group(3)) <= 65535:
+        raise ValueError(f"expected HOST:PORT like 127.0.0.1:8080 or 0.0.0.0:8080, got {value!r}")
+    return ServerConfig(host=match.group(1) or match.group(2), port=int(match.group(3)))
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,7 @@ class Config:
     macros: dict[str, str] = field(default_factory=dict)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
+    server: ServerConfig = field(default_factory=lambda: ServerConfig())
 
     @property
     def policy(self) -> Policy:
@@ -274,7 +298,7 @@ def load(path: Path) -> Config:
 
 def parse(data: dict[str, Any], source: Path) -> Config:
     known_sections = {"zendesk", "workflow", "state", "templates", "macros", "slack",
-                      "pagerduty"}
+                      "pagerduty", "server"}
     unknown = sorted(set(data) - known_sections)
     if unknown:
         raise ConfigError(
@@ -303,7 +327,18 @@ def parse(data: dict[str, Any], source: Path) -> Config:
 
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
                   templates_path=templates_path, macros=macros, slack=slack,
-                  pagerduty=pagerduty)
+                  pagerduty=pagerduty, server=parse_server(source, data.get("server", {})))
+
+
+def parse_server(source: Path, data: object) -> ServerConfig:
+    sv = _Section(source, "server", data, {"listen"})
+    if "listen" not in sv.data:
+        return ServerConfig()
+    try:
+        return parse_listen(sv.text("listen"))
+    except ValueError:
+        sv.fail("listen", "HOST:PORT, like 127.0.0.1:8080", sv.data["listen"])
+        raise  # fail raises
 
 
 def parse_zendesk(source: Path, data: object) -> ZendeskConfig:

@@ -275,7 +275,7 @@ class Paging:
             else None
         return Page(incident_id=incident.id, status=incident.status,
                     acknowledged_by=acknowledged_by, created_at=incident.created_at,
-                    assigned_to=assigned_to)
+                    assigned_to=assigned_to, url=incident.html_url or None)
 
     def wants(self, ticket: Ticket, profile: Profile, now: datetime) -> bool:
         """Whether the ticket needs a read for PagerDuty's sake: its page moved since this

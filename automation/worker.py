@@ -92,6 +92,7 @@ class PassReport:
     rejected: CredentialsRejected | None = None
     # The state file cannot be used: the pass journalled in memory (customers' steps went on).
     state_problem: str | None = None
+    handled: list[Facts] = field(default_factory=list)  # each ticket read, as last seen
 
     @property
     def ok(self) -> bool:
@@ -145,8 +146,9 @@ class Worker:
             self.paging.close()
 
     def now(self) -> datetime:
-        """Zendesk's time when its answers carry it (timers run on its clock), else ours."""
-        return self.zendesk.server_time or self.clock.now()
+        """Zendesk's time (timers run on its clock): its latest `Date`, moved on by our clock
+        since (a ticket handled on its own reads nothing before this), else our clock."""
+        return self.zendesk.time_now() or self.clock.now()
 
     # --- the two ways in -----------------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class Worker:
                 SLACK, 0, "Slack token", self.chat.slack.auth_test,
                 limit_seconds=FACTS_BUDGET_SECONDS)
         self._report_troubles(run)
+        run.report.handled = list(run.handled)
         if self.store.problem is not None:
             run.report.state_problem = self.store.problem
             log.error("%s", self.store.problem)  # once a pass, until the worker restarts

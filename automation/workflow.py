@@ -62,6 +62,7 @@ class Page:
     acknowledged_by: str | None = None  # the email of the person who acknowledged it
     created_at: datetime | None = None  # when the page went out
     assigned_to: str | None = None  # the email of the person it is assigned to
+    url: str | None = None  # where a person opens it in PagerDuty
 
 
 @dataclass(frozen=True)

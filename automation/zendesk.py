@@ -108,6 +108,7 @@ class ZendeskSession(requests.Session):
         self.max_retry_seconds = max_retry_seconds
         self.pause = Pause(clock, SERVICE)
         self.server_time: datetime | None = None
+        self.server_time_seen_at: datetime | None = None  # on our clock
         # No urllib3 retries at all: every retry here is a decision made in this module.
         adapter = requests.adapters.HTTPAdapter(max_retries=0)
         self.mount("https://", adapter)
@@ -183,6 +184,7 @@ class ZendeskSession(requests.Session):
         if date:
             try:
                 self.server_time = parsedate_to_datetime(date)
+                self.server_time_seen_at = self.clock.now()
             except (TypeError, ValueError):
                 pass
         if response.status_code == 429:
@@ -275,6 +277,14 @@ class Zendesk:
     def server_time(self) -> datetime | None:
         """The `Date` of Zendesk's latest answer: the worker's `now` runs on Zendesk's time."""
         return self.session.server_time
+
+    def time_now(self) -> datetime | None:
+        """Zendesk's time now, as its latest `Date` and our clock since then tell it (for
+        waking at a step's due time between reads); None before its first answer."""
+        seen, date = self.session.server_time_seen_at, self.session.server_time
+        if seen is None or date is None:
+            return None
+        return date + (self.session.clock.now() - seen)
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
         return int(exc.code or 0)
     # A service logs each step; a one-shot command prints its result and only warnings.
     level = logging.DEBUG if args.verbose else (
-        logging.INFO if args.command == "run" else logging.WARNING)
+        logging.INFO if args.command in ("run", "serve") else logging.WARNING)
     configure_logging(ctx.err, level)
     handler = COMMANDS[args.command]
     try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
-from automation.cli import playground, views, writing
+from automation.cli import playground, serving, views, writing
 from automation.cli.context import Context, load_config
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
 from automation.errors import ConfigError, InputError
@@ -206,6 +206,7 @@ def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
 COMMANDS: dict[str, Handler] = {
     "tick": cmd_tick,
     "run": cmd_run,
+    "serve": serving.cmd_serve,
     "status": cmd_status,
     "timeline": cmd_timeline,
     "check": cmd_check,

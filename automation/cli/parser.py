@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import NoReturn, TypeAlias
 
 from automation import __version__
+from automation.cli.argtypes import (
+    MAX_DEMO_SPEED,
+    demo_speed,
+    duration_seconds,
+    interval_seconds,
+    listen_address,
+    moment,
+    port_number,
+    positive_number,
+    ticket_number,
+)
 from automation.errors import ConfigError
 
 
@@ -38,88 +47,12 @@ class _Scenarios:
         return iter(self._names())
 
 
-def positive_number(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value!r}")
-    return number
-
-
-MAX_INTERVAL_SECONDS = 3600  # as [workflow] poll_interval_seconds
-
-
-def interval_seconds(value: str) -> float:
-    number = positive_number(value)
-    if number > MAX_INTERVAL_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"expected at most {MAX_INTERVAL_SECONDS} seconds, got {value!r}")
-    return number
-
-
-# Faster, and one pass's real HTTP time eats whole simulated minutes of the story.
-MAX_DEMO_SPEED = 600
-
-
-def demo_speed(value: str) -> float:
-    speed = positive_number(value)
-    if speed > MAX_DEMO_SPEED:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_DEMO_SPEED}, got {value!r}")
-    return speed
-
-
-def duration_seconds(value: str) -> float:
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value.strip())
-    seconds = 0
-    if match and value.strip():
-        hours, minutes, secs = (int(part or 0) for part in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration like 15m, 90s or 1h30m, "
-                                         f"got {value!r}")
-    return seconds
-
-
-def ticket_number(value: str) -> int:
-    try:
-        number = int(value.strip().lstrip("#"))
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"expected a ticket number like 12345, got {value!r}")
-    return number
-
-
-def moment(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date and time like 2026-11-28T02:00+00:00, got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"expected a time zone (e.g. {value}+00:00), "
-                                         f"got {value!r}")
-    return parsed
-
-
 def _add_global_options(command: argparse.ArgumentParser) -> None:
     """`emergency tick --config x.toml` works as `emergency --config x.toml tick` does."""
     command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                          help="config file (also accepted before the command)")
     command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                          help="log every step and retry")
-
-
-def port_number(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +87,13 @@ def _add_worker_commands(commands: Subcommands) -> None:
     run = commands.add_parser("run", help="run passes on a timer until SIGTERM/SIGINT")
     run.add_argument("--interval", type=interval_seconds, metavar="SECONDS",
                      help="seconds between passes (default: [workflow] poll_interval_seconds)")
+    serve = commands.add_parser("serve", help="run's passes, plus webhooks, timers on the "
+                                "second, health, metrics and the status page over HTTP")
+    serve.add_argument("--listen", type=listen_address, metavar="HOST:PORT",
+                       help="where to listen (default: [server] listen, else 127.0.0.1:8080)")
+    serve.add_argument("--interval", type=interval_seconds, metavar="SECONDS",
+                       help="seconds between passes, the safety net for missed webhooks "
+                            "(default: [workflow] poll_interval_seconds)")
     status = commands.add_parser("status", help="the emergencies the worker tracks")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--all", action="store_true",

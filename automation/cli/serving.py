@@ -1,0 +1,142 @@
+"""`emergency serve`: the worker's loop in one thread, the HTTP server (uvicorn) in the main
+one. SIGTERM or Ctrl-C stops taking requests, lets the work in hand finish, then exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from automation import config
+from automation.cli.context import Context, load_config
+from automation.cli.exits import EXIT_OK
+from automation.errors import ConfigError, CredentialsRejected
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from automation.model import Ticket
+    from automation.server import Secrets
+    from automation.service import Service
+    from automation.timeline import TimelineEntry
+
+log = logging.getLogger("automation")
+
+
+def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
+    import uvicorn
+
+    from automation import wiring
+    from automation.server import build_app
+    from automation.service import Service
+
+    cfg = load_config(args, ctx)
+    listen = args.listen or cfg.server
+    secrets = _secrets(ctx)
+    if not listen.loopback and secrets.web_token is None:
+        raise ConfigError(f"serve --listen {listen.host}:{listen.port}: beyond loopback the "
+                          f"status page shows customers' data; set {config.WEB_TOKEN_ENV} "
+                          "(its bearer token, or basic auth's password)")
+    listener = _bind(listen.host, listen.port)
+    worker = wiring.build_worker(cfg, ctx.clock, ctx.environ)
+    ctx.closers.append(worker.close)
+    service = Service(worker, ctx.clock, args.interval or cfg.workflow.poll_interval_seconds)
+    app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id))
+    _announce(listen, secrets, service.poll_seconds)
+    failure = _run(service, uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=10)), listener)
+    if failure is not None:
+        raise failure
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _run(service: Service, server: uvicorn.Server,
+         listener: socket.socket) -> CredentialsRejected | None:
+    """Serve until a signal; the worker's loop in its own thread, stopped warm. A token
+    Zendesk refuses stops both, and is returned."""
+    stop, failure = threading.Event(), []
+
+    def loop() -> None:
+        try:
+            service.serve_forever(stop)
+        except CredentialsRejected as exc:  # nothing can go on: stop serving and say so
+            failure.append(exc)
+            server.should_exit = True
+
+    def warm_stop(signum: int, _frame: object) -> None:
+        # uvicorn stops taking requests on the signal, then raises it again for the handler it
+        # found installed: this one, which lets the worker finish the ticket in hand.
+        log.info("%s received: finishing the work in hand, then stopping",
+                 signal.Signals(signum).name)
+        server.should_exit = True
+        stop.set()
+
+    previous = {sig: signal.signal(sig, warm_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    thread = threading.Thread(target=loop, name="emergency-worker", daemon=True)
+    thread.start()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        service.stop(stop)
+        thread.join()
+        listener.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failure[0] if failure else None
+
+
+def _secrets(ctx: Context) -> Secrets:
+    from automation.server import Secrets
+
+    def secret(name: str) -> str | None:
+        return ctx.environ.get(name, "").strip() or None
+
+    return Secrets(zendesk_webhook=secret(config.ZENDESK_WEBHOOK_SECRET_ENV),
+                   pagerduty_webhook=secret(config.PAGERDUTY_WEBHOOK_SECRET_ENV),
+                   web_token=secret(config.WEB_TOKEN_ENV))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a port in use is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(f"serve: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return listener
+
+
+def _announce(listen: config.ServerConfig, secrets: Secrets, poll_seconds: float) -> None:
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    log.info("serving on http://%s:%d/ (status page, /healthz, /readyz, /metrics); a pass "
+             "every %g s", host, listen.port, poll_seconds)
+    for name, secret in ((config.ZENDESK_WEBHOOK_SECRET_ENV, secrets.zendesk_webhook),
+                         (config.PAGERDUTY_WEBHOOK_SECRET_ENV, secrets.pagerduty_webhook)):
+        if secret is None:
+            log.warning("%s is not set: its webhook deliveries are refused (503); the poll "
+                        "still finds every change", name)
+
+
+def _timeline(cfg: config.Config, ctx: Context,
+              ticket_id: int) -> tuple[Ticket, list[TimelineEntry]]:
+    """A ticket's timeline for the page: its own Zendesk client and state file connection
+    (the page is served from another thread than the worker's)."""
+    from automation import wiring
+    from automation.store import Store
+    from automation.timeline import ticket_timeline
+
+    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(ticket_id)
+    store = Store(cfg.state_path)
+    entries = ticket_timeline(snapshot, store.journal(ticket_id),
+                              store.outbox(ticket_id, pending_only=False))
+    return snapshot.ticket, entries
+

@@ -1,0 +1,294 @@
+"""`emergency serve`'s worker loop: passes on the poll, a ticket at once when a webhook names
+it, and each live emergency at its step's due time, on the second.
+
+One thread owns the worker and does all of it, one ticket at a time: webhooks only add a
+ticket to a set (several deliveries for one ticket are one handling), so nothing a webhook
+does can race a pass. What the HTTP side shows is published by that thread as plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from automation.clock import Clock
+from automation.errors import AutomationError, CredentialsRejected, Unreachable
+from automation.metrics import Metrics
+from automation.store import TrackedTicket
+from automation.worker import Facts, PassReport, Worker
+
+log = logging.getLogger(__name__)
+
+# A ticket still due after it was handled (its read was not settled, a write failed) is tried
+# again this much later, not in a tight loop.
+RETRY_DUE = timedelta(seconds=5)
+# The most a wait lasts: the clock may be moved (tests, the sandbox) and the loop must see it.
+MAX_WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Emergency:
+    """One live emergency as the status page shows it."""
+
+    ticket_id: int
+    subject: str
+    state: str
+    next_step: str | None
+    due_at: datetime | None
+    seen_at: datetime
+    updated_at: str
+    url: str = ""
+    organization: str | None = None
+    engineer: str | None = None  # who is on it: who made contact, or holds the page
+    incident_id: str | None = None
+    incident_url: str | None = None
+    incident_status: str | None = None
+    thread_url: str | None = None
+    briefs: tuple[tuple[str, str], ...] = ()  # (what is planned, the brief's link)
+
+    def as_json(self) -> dict[str, Any]:
+        """The objects of `status --json`, and what the page shows besides."""
+        return {"ticket_id": self.ticket_id, "state": self.state, "next_step": self.next_step,
+                "due_at": self.due_at.isoformat() if self.due_at else None,
+                "subject": self.subject, "updated_at": self.updated_at,
+                "seen_at": self.seen_at.isoformat(), "url": self.url,
+                "organization": self.organization, "engineer": self.engineer,
+                "incident": {"id": self.incident_id, "status": self.incident_status,
+                             "url": self.incident_url} if self.incident_id else None,
+                "slack_thread": self.thread_url,
+                "briefs": [{"planned": planned, "url": url} for planned, url in self.briefs]}
+
+
+@dataclass
+class Health:
+    """What `/readyz` answers from."""
+
+    last_pass_at: datetime | None = None  # on our clock
+    zendesk_error: str | None = None
+    state_problem: str | None = None
+    passes: int = 0
+
+
+@dataclass
+class _Extra:
+    organization: str | None = None
+    engineer: str | None = None
+    incident: tuple[str | None, str | None, str | None] = (None, None, None)
+    briefs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Service:
+    worker: Worker
+    clock: Clock
+    poll_seconds: float
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
+    emergencies: tuple[Emergency, ...] = ()
+    _hints: set[int] = field(default_factory=set)
+    _wake: threading.Condition = field(default_factory=threading.Condition)
+    _next_poll: datetime | None = None
+    _retry_at: dict[int, datetime] = field(default_factory=dict)
+    _extras: dict[int, _Extra] = field(default_factory=dict)
+    _contacted: set[tuple[int, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.metrics.watch_rate_limits(self._rate_limits)
+
+    # --- from the HTTP side ------------------------------------------------------------------
+
+    def hint(self, ticket_id: int) -> None:
+        """Handle this ticket soon (a webhook named it); repeated hints are one handling."""
+        with self._wake:
+            self._hints.add(ticket_id)
+            self._wake.notify()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: wake for a pass, a hint or a due step. The work in hand
+        always finishes."""
+        while not stop.is_set():
+            self.step()
+            with self._wake:
+                if not self._hints and not stop.is_set():
+                    self._wake.wait(min(self.seconds_to_next(), MAX_WAIT_SECONDS))
+
+    def stop(self, stop: threading.Event) -> None:
+        stop.set()
+        with self._wake:
+            self._wake.notify()
+
+    def step(self) -> None:
+        """What is due now: a pass when the poll says so, then every hinted or due ticket."""
+        now = self.clock.now()
+        if self._next_poll is None or now >= self._next_poll:
+            self._next_poll = now + timedelta(seconds=self.poll_seconds)
+            self._pass()
+        with self._wake:
+            hinted, self._hints = self._hints, set()
+        for ticket_id in sorted(hinted):
+            self._handle(ticket_id, "webhook")
+        for ticket_id in self._due():
+            if ticket_id not in hinted:
+                self._handle(ticket_id, "due")
+        self._publish()
+
+    def seconds_to_next(self) -> float:
+        """Seconds (on our clock) until the next poll or the earliest due step."""
+        now = self.clock.now()
+        waits = [(self._next_poll - now).total_seconds()] if self._next_poll else [0.0]
+        service_now = self.service_now()
+        for ticket_id, due_at in self._due_times():
+            retry = self._retry_at.get(ticket_id)
+            wake_at = max(due_at, retry) if retry else due_at
+            waits.append((wake_at - service_now).total_seconds())
+        return max(min(waits), 0.0)
+
+    # --- inside --------------------------------------------------------------------------------
+
+    def _pass(self) -> None:
+        started = self.clock.now()
+        due = {t.ticket_id: (t.next_step, t.due_at)
+               for t in self.worker.store.tracked(active_only=True).values()}
+        try:
+            report = self.worker.run_once()
+        except CredentialsRejected:
+            raise  # the service cannot go on without Zendesk; the operator must act
+        except Unreachable as exc:
+            self.health.zendesk_error = str(exc)
+            self.metrics.passes.labels("zendesk unreachable").inc()
+            log.warning("pass skipped: %s", exc)
+            return
+        except AutomationError as exc:
+            self.metrics.passes.labels("failed").inc()
+            log.warning("pass failed: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
+            self.metrics.passes.labels("bug").inc()
+            log.exception("pass failed on an unexpected error; the next pass tries again")
+            return
+        self.health.zendesk_error = None
+        self.health.last_pass_at = self.clock.now()
+        self.health.passes += 1
+        self.metrics.passes.labels("ok" if report.ok else "step failed").inc()
+        self.metrics.pass_seconds.observe((self.clock.now() - started).total_seconds())
+        self._learn(report, due)
+        if report.rejected is not None:
+            log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
+
+    def _handle(self, ticket_id: int, reason: str) -> None:
+        """One ticket, through the worker's one way in; a failure waits for the next wake."""
+        known = self.worker.store.tracked().get(ticket_id)
+        due = {ticket_id: (known.next_step, known.due_at)} if known else {}
+        self.metrics.handlings.labels(reason).inc()
+        try:
+            report = self.worker.handle_ticket(ticket_id)
+        except CredentialsRejected:
+            raise
+        except AutomationError as exc:
+            log.warning("ticket %s (%s): %s", ticket_id, reason, exc)
+            self._retry_at[ticket_id] = self.service_now() + RETRY_DUE
+            return
+        except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
+            log.exception("ticket %s (%s) failed on an unexpected error", ticket_id, reason)
+            self._retry_at[ticket_id] = self.service_now() + RETRY_DUE
+            return
+        self._learn(report, due)
+        after = self.worker.store.tracked().get(ticket_id)
+        if after is not None and after.due_at is not None and after.due_at <= report.now:
+            self._retry_at[ticket_id] = self.service_now() + RETRY_DUE
+        else:
+            self._retry_at.pop(ticket_id, None)
+
+    def _learn(self, report: PassReport,
+               due: dict[int, tuple[str | None, datetime | None]]) -> None:
+        """Count what the pass or handling did, and keep what the page shows of each ticket."""
+        for result in report.posted:
+            self.metrics.steps.labels(result.step, "posted").inc()
+            step, due_at = due.get(result.ticket_id, (None, None))
+            if due_at is not None and step == result.step:
+                late = (self.service_now() - due_at).total_seconds()
+                self.metrics.lateness_seconds.labels(result.step).observe(max(late, 0.0))
+        for result in report.failed:
+            self.metrics.steps.labels(result.step, "failed").inc()
+        self.metrics.pending.labels("pagerduty").set(
+            sum(1 for r in report.failed if r.step == "pagerduty"))
+        for facts in report.handled:
+            self._remember(facts)
+        if report.state_problem is not None or self.health.state_problem is not None:
+            self.health.state_problem = report.state_problem
+
+    def _remember(self, facts: Facts) -> None:
+        snapshot, assessment, page = facts.snapshot, facts.assessment, facts.page
+        ticket = snapshot.ticket
+        contact = snapshot.people.get(assessment.contact_by or 0)
+        engineer = (contact.name or contact.email) if contact else None
+        if engineer is None and page is not None:
+            engineer = page.acknowledged_by  # took the page, not yet on the ticket
+        self._extras[ticket.id] = _Extra(
+            organization=snapshot.organization.name if snapshot.organization else None,
+            engineer=engineer,
+            incident=(page.incident_id, page.url, page.status) if page else (None, None, None),
+            briefs=tuple((b.planned, b.url) for b in snapshot.briefs))
+        since, contact_at = snapshot.urgent_since, assessment.contact_at
+        episode = (ticket.id, snapshot.episode_id)
+        if since is not None and contact_at is not None and episode not in self._contacted:
+            self._contacted.add(episode)
+            self.metrics.contact_seconds.observe(max((contact_at - since).total_seconds(), 0))
+
+    def _due(self) -> list[int]:
+        """Live emergencies whose step is due now (and not waiting out a failed try)."""
+        now = self.service_now()
+        return [ticket_id for ticket_id, due_at in self._due_times()
+                if due_at <= now and self._retry_at.get(ticket_id, due_at) <= now]
+
+    def _due_times(self) -> Iterable[tuple[int, datetime]]:
+        for tracked in self.worker.store.tracked(active_only=True).values():
+            if tracked.due_at is not None and tracked.next_step is not None:
+                yield tracked.ticket_id, tracked.due_at
+
+    def service_now(self) -> datetime:
+        """Zendesk's time now (due times are on its clock), else ours."""
+        return self.worker.zendesk.time_now() or self.clock.now()
+
+    def _publish(self) -> None:
+        tracked = self.worker.store.tracked(active_only=True).values()
+        self.emergencies = tuple(self._emergency(t) for t in sorted(
+            tracked, key=lambda t: (t.due_at is None, t.due_at or t.seen_at, t.ticket_id)))
+        self.metrics.set_live(e.state for e in self.emergencies)
+        chat = self.worker.chat
+        self.metrics.pending.labels("slack").set(
+            len(self.worker.store.outbox()) if chat is not None else 0)
+
+    def _emergency(self, tracked: TrackedTicket) -> Emergency:
+        extra = self._extras.get(tracked.ticket_id, _Extra())
+        thread = self.worker.store.thread(tracked.ticket_id)
+        incident_id, incident_url, incident_status = extra.incident
+        return Emergency(
+            ticket_id=tracked.ticket_id, subject=tracked.subject, state=tracked.state,
+            next_step=tracked.next_step, due_at=tracked.due_at, seen_at=tracked.seen_at,
+            updated_at=tracked.updated_at, url=self.worker.zendesk.agent_url(tracked.ticket_id),
+            organization=extra.organization,
+            engineer=extra.engineer,
+            incident_id=incident_id, incident_url=incident_url,
+            incident_status=incident_status,
+            thread_url=_thread_url(*thread) if thread else None, briefs=extra.briefs)
+
+    def _rate_limits(self) -> Iterable[tuple[str, int, float]]:
+        pauses = [self.worker.zendesk.session.pause]
+        if self.worker.paging is not None:
+            pauses.append(self.worker.paging.pd.pause)
+        if self.worker.chat is not None:
+            pauses.append(self.worker.chat.slack.pause)
+        return [(p.service, p.waits, p.waited_seconds) for p in pauses]
+
+
+def _thread_url(channel: str, ts: str) -> str:
+    """Slack's link to a message, which opens the thread in the workspace it belongs to."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+

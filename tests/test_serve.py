@@ -1,0 +1,304 @@
+"""`emergency serve`: webhooks hint, the worker's thread handles, timers fire on the second,
+and the pages show the live emergencies, to whoever has the token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from automation.clock import FakeClock
+from automation.sandbox import Account, Sandbox
+from automation.server import Secrets, build_app
+from automation.service import Service
+from automation.worker import Worker
+from tests.conftest import emergency_ticket, make_worker
+from tests.test_webhooks import SECRET, pagerduty_delivery, zendesk_delivery
+
+POLL = 300.0  # the safety net only: webhooks and timers do the work
+
+
+def public_comments_by_us(sandbox: Sandbox, account: Account, ticket_id: int) -> list[dict]:
+    return [c for c in sandbox.zendesk.public_comments(ticket_id)
+            if c["author_id"] != account.requester_id]
+
+
+@pytest.fixture
+def worker(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> Iterator[Worker]:
+    made = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def service(worker: Worker, clock: FakeClock) -> Service:
+    return Service(worker, clock, POLL)
+
+
+def client_for(service: Service, token: str | None = None) -> TestClient:
+    secrets = Secrets(zendesk_webhook=SECRET, pagerduty_webhook=SECRET, web_token=token)
+
+    def timeline(ticket_id: int):  # noqa: ANN202 - the page's reader, from the worker's own
+        from automation.timeline import ticket_timeline
+
+        snapshot = service.worker.zendesk.snapshot(ticket_id)
+        return snapshot.ticket, ticket_timeline(snapshot, service.worker.store.journal(ticket_id),
+                                                [])
+
+    return TestClient(build_app(service, secrets, timeline))
+
+
+def delivered(client: TestClient, ticket_id: int, clock: FakeClock) -> int:
+    headers, body = zendesk_delivery({"ticket_id": str(ticket_id)}, at=clock.now())
+    return client.post("/webhooks/zendesk", content=body, headers=headers).status_code
+
+
+def metric(client: TestClient, line: str) -> float:
+    text = client.get("/metrics").text
+    found = [row for row in text.splitlines() if row.startswith(line + " ")]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+def test_a_webhook_gets_the_acknowledgement_out_without_waiting_for_the_poll(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    service.step()  # the first pass: nothing yet
+    ticket_id = emergency_ticket(sandbox, account)
+
+    assert delivered(client, ticket_id, clock) == 202
+    assert public_comments_by_us(sandbox, account, ticket_id) == []  # answered before handling
+    clock.advance(timedelta(seconds=3))
+    service.step()  # the worker's thread wakes for the hint; no pass is due for 5 minutes
+
+    [ack] = public_comments_by_us(sandbox, account, ticket_id)
+    assert "Thank you for contacting us" in ack["body"]
+    assert metric(client, 'emergency_webhook_deliveries_total{outcome="accepted",source="zendesk"}') == 1
+    assert metric(client, 'emergency_ticket_handlings_total{reason="webhook"}') == 1
+    assert metric(client, 'emergency_passes_total{outcome="ok"}') == 1
+
+
+def test_bad_deliveries_are_refused_with_nothing_done_and_counted(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    ticket_id = emergency_ticket(sandbox, account)
+    headers, body = zendesk_delivery({"ticket_id": ticket_id}, at=clock.now())
+    stale_headers, stale_body = zendesk_delivery({"ticket_id": ticket_id},
+                                                 at=clock.now() - timedelta(minutes=10))
+    huge = zendesk_delivery({"ticket_id": ticket_id, "pad": "x" * 300_000}, at=clock.now())
+    broken = zendesk_delivery(None, at=clock.now(), body=b'{"ticket_id": ')
+
+    answers = {
+        "bad signature": client.post("/webhooks/zendesk", content=body,
+                                     headers=dict(headers, **{"x-zendesk-webhook-signature": "x"})),
+        "missing signature": client.post("/webhooks/zendesk", content=body),
+        "stale": client.post("/webhooks/zendesk", content=stale_body, headers=stale_headers),
+        "too large": client.post("/webhooks/zendesk", content=huge[1], headers=huge[0]),
+        "malformed": client.post("/webhooks/zendesk", content=broken[1], headers=broken[0]),
+    }
+    assert client.post("/webhooks/zendesk", content=body, headers=headers).status_code == 202
+    answers["replayed"] = client.post("/webhooks/zendesk", content=body, headers=headers)
+
+    assert {k: 400 <= r.status_code < 500 for k, r in answers.items()} == dict.fromkeys(answers, True)
+    counted = {o: metric(client, f'emergency_webhook_deliveries_total{{outcome="{o}",source="zendesk"}}')
+               for o in ("bad signature", "stale", "too large", "malformed", "replayed")}
+    assert counted == {"bad signature": 2, "stale": 1, "too large": 1, "malformed": 1,
+                       "replayed": 1}
+    assert service._hints == {ticket_id}  # only the one good delivery
+
+
+def test_a_thousand_deliveries_for_one_ticket_are_one_handling(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    service.step()
+    ticket_id = emergency_ticket(sandbox, account)
+    clock.advance(timedelta(seconds=3))
+    for n in range(1000):
+        headers, body = zendesk_delivery({"ticket_id": ticket_id, "n": n}, at=clock.now())
+        assert client.post("/webhooks/zendesk", content=body, headers=headers).status_code == 202
+
+    service.step()
+    service.step()
+
+    assert len(public_comments_by_us(sandbox, account, ticket_id)) == 1
+    assert metric(client, 'emergency_ticket_handlings_total{reason="webhook"}') == 1
+
+
+def test_healthz_answers_while_the_worker_is_busy(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(service)
+    inside, release = threading.Event(), threading.Event()
+    real = service.worker.handle_ticket
+
+    def slow(ticket_id: int):  # noqa: ANN202
+        inside.set()
+        release.wait(30)
+        return real(ticket_id)
+
+    monkeypatch.setattr(service.worker, "handle_ticket", slow)
+    service._next_poll = clock.now() + timedelta(hours=1)
+    service.hint(emergency_ticket(sandbox, account))
+    busy = threading.Thread(target=service.step)
+    busy.start()
+    try:
+        assert inside.wait(30)
+        answers = [client.get("/healthz").status_code for _ in range(20)]
+        assert delivered(client, 1, clock) == 202  # and deliveries are still taken
+    finally:
+        release.set()
+        busy.join(30)
+    assert answers == [200] * 20
+
+
+def test_the_follow_up_fires_at_its_due_second_with_no_pass(
+        sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
+    service = Service(worker, clock, poll_seconds=3600)
+    client = client_for(service)
+    ticket_id = emergency_ticket(sandbox, account)
+    service.step()  # the pass acknowledges: the follow-up is due 15 minutes after
+    due = service.worker.store.tracked()[ticket_id].due_at
+    assert due is not None
+
+    wait = service.seconds_to_next()
+    assert abs((clock.now() + timedelta(seconds=wait)) - due) <= timedelta(seconds=1)
+    clock.set(due)
+    service.step()
+
+    assert len(public_comments_by_us(sandbox, account, ticket_id)) == 2
+    assert metric(client, 'emergency_passes_total{outcome="ok"}') == 1  # no second pass
+    assert metric(client, 'emergency_ticket_handlings_total{reason="due"}') == 1
+    assert metric(client, 'emergency_step_lateness_seconds_count{step="follow-up"}') == 1
+    assert metric(client, 'emergency_step_lateness_seconds_bucket{le="1.0",step="follow-up"}') == 1
+
+
+def test_a_pagerduty_acknowledgement_posts_the_acknowledgement_as_that_engineer(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    from tests.test_e2e_pagerduty import incident_for, worker_for
+
+    worker = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3", slack=False)
+    service = Service(worker, clock, POLL)
+    client = client_for(service)
+    ticket_id = emergency_ticket(sandbox, account)
+    clock.advance(timedelta(minutes=3))
+    service.step()  # pages after its grace period
+    incident = incident_for(sandbox, ticket_id)
+    sandbox.pagerduty.acknowledge(incident["id"], account.pd_francesca_id)
+    headers, body = pagerduty_delivery({"id": incident["id"], "type": "incident",
+                                        "incident_key": incident["incident_key"],
+                                        "title": incident["title"]}, at=clock.now())
+
+    assert client.post("/webhooks/pagerduty", content=body, headers=headers).status_code == 202
+    clock.advance(timedelta(seconds=2))
+    service.step()
+    worker.close()
+
+    [ack] = public_comments_by_us(sandbox, account, ticket_id)
+    assert ack["author_id"] == account.agent_id
+
+
+def test_the_status_page_and_api_show_live_emergencies_with_customer_text_escaped(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    ticket_id = emergency_ticket(sandbox, account, subject="<script>alert(1)</script>")
+    service.step()
+
+    page = client.get("/")
+    [row] = client.get("/api/emergencies").json()
+
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert row["ticket_id"] == ticket_id and row["state"] == "awaiting-customer"
+    assert row["next_step"] == "follow-up" and row["organization"] == "Acme Corp"
+    timeline = client.get(f"/tickets/{ticket_id}")
+    assert timeline.status_code == 200 and "&lt;script&gt;" in timeline.text
+    assert "<script>alert" not in timeline.text
+    assert client.get("/tickets/999").status_code == 404
+
+
+def test_pages_require_the_token_when_one_is_set(service: Service) -> None:
+    client = client_for(service, token="s3cret-web-token")
+    basic = base64.b64encode(b"anyone:s3cret-web-token").decode()
+
+    for path in ("/", "/api/emergencies", "/tickets/1"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/emergencies",
+                      headers={"Authorization": "Bearer s3cret-web-token"}).status_code == 200
+    assert client.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    assert client.get("/healthz").status_code == 200  # no customer data: no token
+    assert "s3cret" not in client.get("/").text
+
+
+def test_readyz_says_why_it_is_not_ready(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    assert client.get("/readyz").status_code == 503  # no pass yet
+
+    service.step()
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+    clock.advance(timedelta(seconds=2 * POLL + 1))
+    late = client.get("/readyz")
+    assert late.status_code == 503 and "last pass" in json.dumps(late.json())
+    sandbox.stop()
+    service.step()
+    down = client.get("/readyz")
+    assert down.status_code == 503 and "Zendesk" in json.dumps(down.json())
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_the_web_token(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    from tests.test_cli import emergency, write_config
+
+    config = str(write_config(tmp_path, sandbox.url))
+    sandbox.clear_requests()
+
+    code, _, err = emergency("--config", config, "serve", "--listen", "0.0.0.0:8080")
+    assert code == 2 and "EMERGENCY_WEB_TOKEN" in err and err.count("\n") == 1
+    code, _, err = emergency("--config", config, "serve", "--listen", "nowhere")
+    assert code == 2 and "HOST:PORT" in err
+    assert sandbox.requests == []  # nothing was started
+
+
+def test_serve_answers_then_stops_warm_on_sigterm(
+        tmp_path: Path, sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.test_cli import write_config
+
+    emergency_ticket(sandbox, account)
+    clock.advance(timedelta(seconds=3))  # the sandbox's clock: the ticket's second is past
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, sandbox.url)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from automation.cli import main; main()", "--config",
+         str(config), "serve", "--listen", f"127.0.0.1:{port}", "--interval", "3600"],
+        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+        env={"ZENDESK_API_TOKEN": sandbox.token, "PATH": "/usr/bin:/bin"})
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:  # wait until the first pass has acknowledged the ticket
+            if "acknowledge" in line:
+                break
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/emergencies") as answer:
+            [row] = json.loads(answer.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as answer:
+            ready = json.loads(answer.read())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest = process.communicate(timeout=30)[1]
+    assert row["state"] == "awaiting-customer" and ready == {"status": "ready"}
+    assert process.returncode == 0 and "SIGTERM received" in rest and "stopped" in rest
