@@ -27,6 +27,7 @@ from automation.errors import (
     WriteUncertain,
 )
 from automation.facts import command_context, tracked
+from automation.logs import fields
 from automation.mentions import user_token
 from automation.model import Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
@@ -505,7 +506,8 @@ class Commands:
                                              write.priority, author.id if author else None,
                                              stamp=write_stamp(snapshot, write))
             except (Conflict, WriteUncertain) as exc:
-                log.info("ticket %s: %s; re-reading before anything else", ticket_id, exc)
+                log.info("ticket %s: %s; re-reading before anything else", ticket_id, exc,
+                         extra=fields(ticket_id, write.step))
                 self.store.record(Entry(at=now, ticket_id=ticket_id, step=write.step,
                                         outcome=Outcome.CONFLICT if isinstance(exc, Conflict)
                                         else Outcome.UNCERTAIN, actor=actor,

@@ -33,6 +33,7 @@ SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
 SECRET_ENV = {"zendesk": ZENDESK_TOKEN_ENV, "pagerduty": PAGERDUTY_TOKEN_ENV,
               "slack": SLACK_TOKEN_ENV}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_HEARTBEAT_PASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class WorkflowConfig:
     follow_up_after_minutes: float = 15
     close_after_minutes: float = 15
     poll_interval_seconds: float = 60
+    # `run` (and `serve`) log that they are alive every this many passes; 0: never.
+    heartbeat_passes: int = 60
     # Each engineer's own bridge, by email (else bridge_url).
     bridges: dict[str, str] = field(default_factory=dict)
 
@@ -259,6 +262,12 @@ class _Section:
                       + (", in whole minutes" if whole else ""), value)
         return float(value)
 
+    def count(self, key: str, default: int, maximum: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+            self.fail(key, f"a whole number from 0 to {maximum}", value)
+        return int(value)
+
     def url(self, key: str, default: str | None = None) -> str:
         value = self.text(key, default)
         parts = urlsplit(value)
@@ -366,7 +375,7 @@ def parse_zendesk(source: Path, data: object) -> ZendeskConfig:
 def parse_workflow(source: Path, data: object) -> WorkflowConfig:
     wf = _Section(source, "workflow", data,
                   {"bridge_url", "signature", "follow_up_after_minutes", "close_after_minutes",
-                   "poll_interval_seconds", "bridges"})
+                   "poll_interval_seconds", "heartbeat_passes", "bridges"})
     bridges = wf.data.get("bridges", {})
     if not isinstance(bridges, dict) or not all(
             isinstance(v, str) and urlsplit(v).scheme in ("http", "https")
@@ -378,6 +387,7 @@ def parse_workflow(source: Path, data: object) -> WorkflowConfig:
         follow_up_after_minutes=wf.number("follow_up_after_minutes", 15, minimum=1, whole=True),
         close_after_minutes=wf.number("close_after_minutes", 15, minimum=1, whole=True),
         poll_interval_seconds=wf.number("poll_interval_seconds", 60, minimum=1, maximum=3600),
+        heartbeat_passes=wf.count("heartbeat_passes", 60, maximum=MAX_HEARTBEAT_PASSES),
         bridges={k.lower(): v for k, v in bridges.items()},
     )
 

@@ -110,20 +110,24 @@ class Executor:
                 exc: UpstreamError) -> None:
         self.troubles.append(Trouble(state.name, ticket_id, what, exc))
         if exc.service != state.name:
-            log.warning("ticket %s: %s not recorded: %s", ticket_id, what, exc)
+            log.warning("ticket %s: %s not recorded: %s", ticket_id, what, exc,
+                        extra={"ticket": ticket_id or None, "service": exc.service})
             return
         if isinstance(exc, NotFound | Rejected):
             # The service answered and refused this one request (an archived channel, a line
             # too long): this ticket's work waits; the others' goes on.
-            log.warning("ticket %s: %s refused: %s", ticket_id, what, exc)
+            log.warning("ticket %s: %s refused: %s", ticket_id, what, exc,
+                        extra={"ticket": ticket_id or None, "service": state.name})
             return
         state.down = exc
         if not isinstance(exc, CredentialsRejected):
-            log.warning("%s unavailable: %s; its work waits for the next pass", state.name, exc)
+            log.warning("%s unavailable: %s; its work waits for the next pass", state.name, exc,
+                        extra={"service": state.name})
 
     def _spend(self, state: ServiceState, started: datetime) -> None:
         state.spent_seconds += max((self.clock.now() - started).total_seconds(), 0.0)
         if state.down is None and state.spent_seconds >= state.budget_seconds:
             state.down = UpstreamError(state.name, "-", "-", None,
                                        f"spent its {state.budget_seconds:g} s budget this pass")
-            log.warning("%s: %s; the rest waits for the next pass", state.name, state.down)
+            log.warning("%s: %s; the rest waits for the next pass", state.name, state.down,
+                        extra={"service": state.name})

@@ -17,6 +17,7 @@ from typing import Any
 
 from automation.clock import Clock
 from automation.errors import AutomationError, CredentialsRejected, Unreachable
+from automation.heartbeat import Heartbeat
 from automation.metrics import Metrics
 from automation.store import TrackedTicket
 from automation.worker import Facts, PassReport, Worker
@@ -95,9 +96,11 @@ class Service:
     _retry_at: dict[int, datetime] = field(default_factory=dict)
     _extras: dict[int, _Extra] = field(default_factory=dict)
     _contacted: set[tuple[int, int]] = field(default_factory=set)
+    _heartbeat: Heartbeat | None = None
 
     def __post_init__(self) -> None:
         self.metrics.watch_rate_limits(self._rate_limits)
+        self._heartbeat = Heartbeat(self.worker.settings.heartbeat_passes)
 
     # --- from the HTTP side ------------------------------------------------------------------
 
@@ -161,15 +164,15 @@ class Service:
             raise  # the service cannot go on without Zendesk; the operator must act
         except Unreachable as exc:
             self.health.zendesk_error = str(exc)
-            self.metrics.passes.labels("zendesk unreachable").inc()
+            self._failed_pass("zendesk unreachable", started)
             log.warning("pass skipped: %s", exc)
             return
         except AutomationError as exc:
-            self.metrics.passes.labels("failed").inc()
+            self._failed_pass("failed", started)
             log.warning("pass failed: %s", exc)
             return
         except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
-            self.metrics.passes.labels("bug").inc()
+            self._failed_pass("bug", started)
             log.exception("pass failed on an unexpected error; the next pass tries again")
             return
         self.health.zendesk_error = None
@@ -178,8 +181,20 @@ class Service:
         self.metrics.passes.labels("ok" if report.ok else "step failed").inc()
         self.metrics.pass_seconds.observe((self.clock.now() - started).total_seconds())
         self._learn(report, due)
+        failures = len(report.failed) + (report.rejected is not None)
+        self._beat(started, failures)
         if report.rejected is not None:
             log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
+
+    def _failed_pass(self, outcome: str, started: datetime) -> None:
+        self.metrics.passes.labels(outcome).inc()
+        self._beat(started, 1)
+
+    def _beat(self, started: datetime, failures: int) -> None:
+        """The heartbeat line every `heartbeat_passes` passes, as `run` says it."""
+        assert self._heartbeat is not None
+        self._heartbeat.beat(self.clock.now() - started, failures,
+                             lambda: len(self.worker.store.tracked(active_only=True)))
 
     def _handle(self, ticket_id: int, reason: str) -> None:
         """One ticket, through the worker's one way in; a failure waits for the next wake."""

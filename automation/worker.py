@@ -31,6 +31,8 @@ from automation.errors import (
 )
 from automation.executor import FACTS_BUDGET_SECONDS, Executor
 from automation.facts import step_context, tracked
+from automation.heartbeat import Heartbeat
+from automation.logs import fields
 from automation.model import (
     STATE_ENTRY,
     Action,
@@ -165,7 +167,8 @@ class Worker:
             wanted[ticket.id] = known.state if known else None
         self._handle_all(wanted, run)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
-            log.info("ticket %s is no longer listed as an emergency", ticket_id)
+            log.info("ticket %s is no longer listed as an emergency", ticket_id,
+                     extra={"ticket": ticket_id})
         self._finish(run, drain_except={t.id for t in listing})
         return run.report
 
@@ -344,16 +347,18 @@ class Worker:
                 stamp={"step": str(action.step), "episode": action.episode})
         except Conflict as exc:
             log.info("ticket %s changed while %s was being sent; re-reading", ticket_id,
-                     action.step)
+                     action.step, extra=fields(ticket_id, action.step))
             self._journal(run.now, action, Outcome.CONFLICT, rendered, detail=str(exc))
             return None
         except WriteUncertain as exc:
-            log.warning("ticket %s: %s; re-reading to see whether it landed", ticket_id, exc)
+            log.warning("ticket %s: %s; re-reading to see whether it landed", ticket_id, exc,
+                        extra=fields(ticket_id, action.step))
             self._journal(run.now, action, Outcome.UNCERTAIN, rendered, detail=str(exc))
             return rendered
         self._posted(action, rendered, run, author, update.comment_id)
         log.info("ticket %s: %s posted (%s)", ticket_id, action.step,
-                 "public" if rendered.public else "internal")
+                 "public" if rendered.public else "internal",
+                 extra=fields(ticket_id, action.step))
         return update
 
     def _posted(self, action: Action, rendered: Rendered, run: Run, author: Person | None,
@@ -396,7 +401,7 @@ class Worker:
         person = self.zendesk.person_by_email(action.author_email)
         if person is None or not person.is_agent:
             log.warning("%s acknowledged the page but is no Zendesk agent: posting as the team",
-                        action.author_email)
+                        action.author_email, extra=fields(action.ticket_id, action.step))
             return None
         return person
 
@@ -444,7 +449,8 @@ class Worker:
                                 outcome=Outcome.DONE, actor="PagerDuty", detail=done.detail))
         run.report.posted.append(StepResult(done.ticket_id, done.step, Outcome.DONE,
                                             done.detail))
-        log.info("ticket %s: %s", done.ticket_id, done.detail)
+        log.info("ticket %s: %s", done.ticket_id, done.detail,
+                 extra=fields(done.ticket_id, done.step))
         if self.chat is None:
             return
         self.chat.echo(done.ticket_id, done.step, page_line(done.step, done.detail), run.now)
@@ -531,30 +537,46 @@ class Worker:
 
     def _fail(self, run: Run, ticket_id: int, step: str, reason: str) -> None:
         if ticket_id:
-            log.warning("ticket %s: step failed: %s", ticket_id, reason)
+            log.warning("ticket %s: step failed: %s", ticket_id, reason,
+                        extra=fields(ticket_id, step))
         self.store.record(Entry(at=run.now, ticket_id=ticket_id, step=step,
                                 outcome=Outcome.FAILED, actor=self.actor, detail=reason))
         run.report.failed.append(StepResult(ticket_id, step, Outcome.FAILED, reason))
 
     def run_forever(self, stop: threading.Event, interval_seconds: float | None = None) -> None:
-        """Passes on a timer until ``stop`` is set; the pass in hand always finishes."""
+        """Passes on a timer until ``stop`` is set; the pass in hand always finishes. Every
+        ``heartbeat_passes`` passes, one line says the worker is alive."""
         interval = self.settings.poll_interval_seconds if interval_seconds is None \
             else interval_seconds
+        heartbeat = Heartbeat(self.settings.heartbeat_passes)
         while not stop.is_set():
-            try:
-                report = self.run_once()
-                if report.rejected is not None:
-                    log.error("%s; its part of the workflow waits until this is fixed",
-                              report.rejected)
-                if report.posted or report.failed:
-                    log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
-                             report.read, len(report.posted), len(report.failed))
-            except CredentialsRejected:
-                raise
-            except Unreachable as exc:
-                log.warning("pass skipped: %s", exc)
-            except AutomationError as exc:
-                log.warning("pass failed: %s", exc)
-            except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
-                log.exception("pass failed on an unexpected error; the next pass tries again")
+            started = self.clock.now()
+            failures = self._run_pass()
+            heartbeat.beat(self.clock.now() - started, failures,
+                           lambda: len(self.store.tracked(active_only=True)))
             stop.wait(interval)
+
+    def _run_pass(self) -> int:
+        """One pass of `run_forever`, which nothing but a refused Zendesk token stops; how
+        many failures it had (failed steps, a refused token, the state file unusable; 1 for a
+        pass that failed as a whole)."""
+        try:
+            report = self.run_once()
+        except CredentialsRejected:
+            raise
+        except Unreachable as exc:
+            log.warning("pass skipped: %s", exc)
+            return 1
+        except AutomationError as exc:
+            log.warning("pass failed: %s", exc)
+            return 1
+        except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
+            log.exception("pass failed on an unexpected error; the next pass tries again")
+            return 1
+        if report.rejected is not None:
+            log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
+        if report.posted or report.failed:
+            log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
+                     report.read, len(report.posted), len(report.failed))
+        return len(report.failed) + (report.rejected is not None) \
+            + (report.state_problem is not None)

@@ -673,7 +673,7 @@ def brief_from(comment: Comment, ticket: Ticket, organization: Organization | No
         moment = datetime.strptime(when.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     except ValueError:  # a note typed by hand that only looks like a brief
         log.warning("ticket %s: comment %s looks like a brief but its When: is no date",
-                    ticket.id, comment.id)
+                    ticket.id, comment.id, extra={"ticket": ticket.id})
         return None
     author = authors.get(comment.author_id)
     return Brief(ticket_id=ticket.id, organization_id=ticket.organization_id,

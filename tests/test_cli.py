@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from automation import cli
+from automation.cli.parser import build_parser
 from automation.clock import FakeClock
 from automation.sandbox import Account, Sandbox
 from automation.sandbox.server import DEFAULT_EMAIL
@@ -291,6 +293,39 @@ def test_options_given_after_the_command_work_as_before_it(tmp_path: Path) -> No
     after = emergency("check", "--config", config)
 
     assert before == after and before[0] == cli.EXIT_OK
+
+
+def every_command(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser by its command line (`tick`, `sandbox serve`, ...)."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found.update({f"{name} {verb}": p for verb, p in every_command(sub).items()})
+    return found
+
+
+def test_every_command_takes_the_global_options_after_it_too() -> None:
+    commands = every_command(build_parser())
+
+    assert {"tick", "run", "page", "oncall", "sandbox serve"} <= set(commands)
+    for name, command in commands.items():
+        options = {o for action in command._actions for o in action.option_strings}
+        assert {"--config", "-v", "--log-format"} <= options, name
+
+
+@pytest.mark.parametrize(("argv", "log_format", "config"), [
+    (["page", "7"], "text", None),
+    (["--log-format", "json", "--config", "a.toml", "page", "7"], "json", "a.toml"),
+    (["page", "7", "--log-format", "json", "--config", "a.toml"], "json", "a.toml"),
+    (["--log-format", "json", "oncall", "--config", "a.toml"], "json", "a.toml"),
+])
+def test_a_global_option_before_the_command_is_kept_after_it(
+        argv: list[str], log_format: str, config: str | None) -> None:
+    args = build_parser().parse_args(argv)
+
+    assert (args.log_format, args.config, args.verbose) == (log_format, config, False)
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])

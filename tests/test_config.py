@@ -277,6 +277,19 @@ def test_non_finite_huge_or_fractional_minutes_are_refused(source, value):
     assert_one_line_naming(str(caught.value), source, "[workflow] follow_up_after_minutes")
 
 
+def test_the_heartbeat_is_every_sixty_passes_unless_configured(source):
+    assert parse(data(), source).workflow.heartbeat_passes == 60
+    assert parse(data(workflow={"heartbeat_passes": 0}), source).workflow.heartbeat_passes == 0
+    assert parse(data(workflow={"heartbeat_passes": 5}), source).workflow.heartbeat_passes == 5
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "60", 100_001])
+def test_a_heartbeat_that_is_no_whole_number_of_passes_is_refused(source, value):
+    message = config_error(data(workflow={"heartbeat_passes": value}), source)
+    assert_one_line_naming(message, source, "[workflow] heartbeat_passes",
+                           "expected a whole number from 0 to 100000")
+
+
 @pytest.mark.parametrize("view_id", [0, -3, True, "360001234567"])
 def test_view_id_must_be_a_positive_integer(source, view_id):
     message = config_error(data(zendesk={"view_id": view_id}), source)

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from automation.clock import FakeClock
+from automation.config import WorkflowConfig
+from automation.errors import Unreachable
+from automation.heartbeat import Heartbeat
 from automation.sandbox import Account, Sandbox
 from automation.worker import PassReport, Worker
-from tests.conftest import emergency_ticket
+from tests.conftest import BRIDGE, emergency_ticket, sandbox_worker
 
 
 def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, sandbox: Sandbox,
@@ -127,3 +135,145 @@ def test_sandbox_serve_is_ready_for_the_cli_by_hand(tmp_path: Path) -> None:
         process.wait(timeout=30)
         process.stdout.close()
     assert process.returncode == 0
+
+
+# The heartbeat ---------------------------------------------------------------------------------
+
+
+def heartbeat_worker(sandbox: Sandbox, clock: FakeClock, tmp_path: Path, every: int) -> Worker:
+    return sandbox_worker(sandbox, None, clock, tmp_path / "state.sqlite3",
+                          workflow=WorkflowConfig(bridge_url=BRIDGE, heartbeat_passes=every))
+
+
+def run_passes(worker: Worker, passes: int, pass_seconds: float = 0,
+               failing: frozenset[int] = frozenset()) -> None:
+    """`run_forever` for ``passes`` passes, each taking ``pass_seconds`` on the worker's clock;
+    the passes numbered in ``failing`` end on an error."""
+    stop = threading.Event()
+    original = worker.run_once
+    count = [0]
+
+    def one_pass() -> PassReport:
+        count[0] += 1
+        if count[0] == passes:
+            stop.set()
+        worker.clock.sleep(pass_seconds)
+        if count[0] in failing:
+            raise Unreachable("Zendesk", "GET", "/api/v2/search.json", None, "connection failed")
+        return original()
+
+    worker.run_once = one_pass  # type: ignore[method-assign]
+    worker.run_forever(stop, interval_seconds=0)
+
+
+def heartbeats(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("alive: ")]
+
+
+@pytest.fixture
+def worker_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The worker's INFO lines, whatever an earlier CLI test made of the logger."""
+    logger = logging.getLogger("automation")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
+
+
+def test_run_says_it_is_alive_every_n_passes_with_what_it_tracks(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        worker_log: pytest.LogCaptureFixture) -> None:
+    # given two emergencies and a heartbeat every 3 passes
+    emergency_ticket(sandbox, account)
+    emergency_ticket(sandbox, account, subject="Also down")
+    worker = heartbeat_worker(sandbox, clock, tmp_path, every=3)
+
+    # when 7 passes run, each taking 2.5 s, the 5th failing as a whole
+    run_passes(worker, 7, pass_seconds=2.5, failing=frozenset({5}))
+
+    # then passes 3 and 6 said so, each with the failures since the one before
+    beats = heartbeats(worker_log)
+    assert [b.getMessage() for b in beats] == [
+        "alive: 3 passes so far, 2 emergencies tracked, last pass took 2.5 s, "
+        "0 failures since the last heartbeat",
+        "alive: 6 passes so far, 2 emergencies tracked, last pass took 2.5 s, "
+        "1 failure since the last heartbeat"]
+    assert all(b.levelno == logging.INFO for b in beats)
+    assert [(b.passes, b.tracked, b.last_pass_seconds, b.failures)  # type: ignore[attr-defined]
+            for b in beats] == [(3, 2, 2.5, 0), (6, 2, 2.5, 1)]
+
+
+def test_a_failed_step_counts_as_a_failure_in_the_next_heartbeat_only(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        worker_log: pytest.LogCaptureFixture) -> None:
+    # given an emergency whose acknowledgement Zendesk refuses once, and a heartbeat every pass
+    emergency_ticket(sandbox, account)
+    sandbox.faults.server_error("PUT", "/api/v2/tickets/", status=422)
+    worker = heartbeat_worker(sandbox, clock, tmp_path, every=1)
+
+    run_passes(worker, 2)
+
+    # then the first heartbeat counts it; the second, after a pass that posted it, does not
+    assert [b.failures for b in heartbeats(worker_log)] == [1, 0]  # type: ignore[attr-defined]
+
+
+def test_a_heartbeat_of_zero_passes_never_beats(
+        sandbox: Sandbox, clock: FakeClock, tmp_path: Path,
+        worker_log: pytest.LogCaptureFixture) -> None:
+    worker = heartbeat_worker(sandbox, clock, tmp_path, every=0)
+
+    run_passes(worker, 5)
+
+    assert heartbeats(worker_log) == []
+
+
+def test_the_heartbeat_reads_the_state_file_only_when_it_beats() -> None:
+    heartbeat = Heartbeat(every_passes=4)
+    asked: list[int] = []
+
+    beats = [heartbeat.beat(timedelta(seconds=1), 0, lambda: asked.append(1) or 0)
+             for _ in range(8)]
+
+    assert beats == [False, False, False, True] * 2
+    assert len(asked) == 2
+
+
+def test_emergency_run_logs_json_lines_with_the_ticket_and_a_heartbeat(
+        sandbox: Sandbox, account: Account, tmp_path: Path) -> None:
+    # given a config with a heartbeat every pass, and an emergency waiting
+    config = tmp_path / "config.toml"
+    config.write_text(f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
+                      '[workflow]\nbridge_url = "https://b.example/x"\nheartbeat_passes = 1\n')
+    ticket_id = sandbox.zendesk.create_ticket(account.requester_id, 'Down\n{"level": "ERROR"}',
+                                              "Help", priority="urgent")
+    sandbox.advance(timedelta(minutes=1))
+    env = {**os.environ, "ZENDESK_API_TOKEN": sandbox.token}
+
+    # when `emergency run --log-format json` makes its first pass, then is stopped
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from automation.cli import main; main()", "run",
+         "--interval", "3600", "--config", str(config), "--log-format", "json"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parent.parent)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if '"alive: ' in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    lines.extend(process.stderr)
+    process.wait(timeout=30)
+    process.stderr.close()
+
+    # then every line is one JSON object; the step and the heartbeat carry their fields
+    assert process.returncode == 0, "".join(lines)
+    logs = [json.loads(line) for line in lines]
+    posted = next(line for line in logs if line["event"].endswith("acknowledge posted (public)"))
+    assert (posted["ticket"], posted["step"], posted["level"]) == (
+        ticket_id, "acknowledge", "INFO")
+    beat = next(line for line in logs if line["event"].startswith("alive: "))
+    assert (beat["passes"], beat["tracked"], beat["failures"]) == (1, 1, 0)
+    assert logs[-1]["event"] == "stopped" and logs[-1]["time"].endswith("Z")
+    assert sandbox.token not in "".join(lines)

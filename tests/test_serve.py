@@ -302,3 +302,22 @@ def test_serve_answers_then_stops_warm_on_sigterm(
         rest = process.communicate(timeout=30)[1]
     assert row["state"] == "awaiting-customer" and ready == {"status": "ready"}
     assert process.returncode == 0 and "SIGTERM received" in rest and "stopped" in rest
+
+
+def test_serve_says_it_is_alive_every_heartbeat_passes(
+        sandbox: Sandbox, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace
+
+    worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+    worker.settings = replace(worker.settings, heartbeat_passes=2)
+    service = Service(worker, clock, poll_seconds=60)
+    caplog.set_level("INFO", logger="automation.heartbeat")
+
+    for _ in range(4):
+        service.step()
+        clock.advance(timedelta(seconds=60))
+
+    beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alive:")]
+    assert [b.split(",")[0] for b in beats] == ["alive: 2 passes so far",
+                                                "alive: 4 passes so far"]

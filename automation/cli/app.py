@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -19,6 +18,7 @@ from automation.cli.parser import UsageError, build_parser
 from automation.cli.terminal import PrintableStream
 from automation.clock import Clock, SystemClock
 from automation.errors import AutomationError
+from automation.logs import formatter_for, last_resort
 
 
 def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
@@ -40,7 +40,7 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     # A service logs each step; a one-shot command prints its result and only warnings.
     level = logging.DEBUG if args.verbose else (
         logging.INFO if args.command in ("run", "serve") else logging.WARNING)
-    configure_logging(ctx.err, level)
+    configure_logging(ctx.err, level, args.log_format)
     handler = COMMANDS[args.command]
     try:
         return handler(args, ctx)
@@ -53,18 +53,17 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
             close()
 
 
-def configure_logging(stream: TextIO, level: int) -> None:
+def configure_logging(stream: TextIO, level: int, log_format: str = "text") -> None:
+    """The project's log lines on `stream`: text (times in UTC) or one JSON object a line."""
     root = logging.getLogger("automation")
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                  datefmt="%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime  # log times in UTC, and say so
-    handler.setFormatter(formatter)
+    handler.setFormatter(formatter_for(log_format))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    logging.lastResort = last_resort(stream, log_format)
 
 
 def main() -> None:

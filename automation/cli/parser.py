@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from argparse import SUPPRESS
 from collections.abc import Iterator
 from typing import NoReturn, TypeAlias
 
@@ -19,6 +20,7 @@ from automation.cli.argtypes import (
     ticket_number,
 )
 from automation.errors import ConfigError
+from automation.logs import LOG_FORMATS
 
 
 class UsageError(ConfigError):
@@ -47,12 +49,16 @@ class _Scenarios:
         return iter(self._names())
 
 
-def _add_global_options(command: argparse.ArgumentParser) -> None:
-    """`emergency tick --config x.toml` works as `emergency --config x.toml tick` does."""
-    command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                         help="config file (also accepted before the command)")
-    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="log every step and retry")
+def _add_global_options(command: argparse.ArgumentParser, before: bool = False) -> None:
+    """`emergency tick --config x.toml` works as `emergency --config x.toml tick` does: after
+    the command, an option left out keeps its value from before it (SUPPRESS)."""
+    command.add_argument("--config", metavar="PATH", default=None if before else SUPPRESS, help=(
+        "config file (default: $EMERGENCY_CONFIG, else ./config.toml)" if before
+        else "config file (also accepted before the command)"))
+    command.add_argument("-v", "--verbose", action="store_true", help="log every step and retry",
+                         default=False if before else SUPPRESS)
+    command.add_argument("--log-format", choices=LOG_FORMATS, help="log lines as text (default) "
+                         "or one JSON object per line", default="text" if before else SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,17 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                "3 a service unreachable or credentials rejected, 4 ticket not found, "
                "5 refused (solved ticket, already done, not urgent): nothing was sent.",
     )
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: $EMERGENCY_CONFIG, else ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step and retry")
+    _add_global_options(parser, before=True)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_worker_commands(commands)
     _add_demo_commands(commands)
     _add_writing_commands(commands)
+    _add_pagerduty_commands(commands)
     for command in commands.choices.values():
         _add_global_options(command)
-    _add_pagerduty_commands(commands)
     return parser
 
 

@@ -47,8 +47,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id))
     _announce(listen, secrets, service.poll_seconds)
     failure = _run(service, uvicorn.Server(uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off",
-        timeout_graceful_shutdown=10)), listener)
+        app, log_level="warning", access_log=False, lifespan="off", log_config=None,
+        timeout_graceful_shutdown=10)), listener)  # uvicorn's warnings: our format
     if failure is not None:
         raise failure
     log.info("stopped")
