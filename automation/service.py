@@ -115,11 +115,13 @@ class Service:
     def serve_forever(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: wake for a pass, a hint or a due step. The work in hand
         always finishes."""
+        # The clock's seconds in wall-clock seconds: the sandbox's clock may run faster.
+        speed = float(getattr(self.clock, "speed", 1.0))
         while not stop.is_set():
             self.step()
             with self._wake:
                 if not self._hints and not stop.is_set():
-                    self._wake.wait(min(self.seconds_to_next(), MAX_WAIT_SECONDS))
+                    self._wake.wait(min(self.seconds_to_next() / speed, MAX_WAIT_SECONDS))
 
     def stop(self, stop: threading.Event) -> None:
         stop.set()

@@ -31,7 +31,7 @@ def pagerduty_delivery(data: dict, event_id: str = "01DEN5", at: datetime = NOW,
                                 "occurred_at": at.isoformat().replace("+00:00", "Z"),
                                 "data": data}}).encode()
     # Two signatures while a secret is rotated: the old one first.
-    signature = f"{webhooks.pagerduty_signature('old', raw)},{webhooks.pagerduty_signature(secret, raw)}"
+    signature = ",".join(webhooks.pagerduty_signature(s, raw) for s in ("old", secret))
     return {webhooks.PAGERDUTY_SIGNATURE: signature}, raw
 
 

@@ -98,6 +98,12 @@ def _add_worker_commands(commands: Subcommands) -> None:
     serve.add_argument("--interval", type=interval_seconds, metavar="SECONDS",
                        help="seconds between passes, the safety net for missed webhooks "
                             "(default: [workflow] poll_interval_seconds)")
+    serve.add_argument("--sandbox", action="store_true",
+                       help="against the built-in sandbox (no account needed; writes "
+                            "./sandbox.toml for the `emergency sandbox` verbs)")
+    serve.add_argument("--speed", type=positive_number, default=60.0, metavar="X",
+                       help="with --sandbox: its clock's speed (default 60: a follow-up 15 s "
+                            "after contact)")
     status = commands.add_parser("status", help="the emergencies the worker tracks")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--all", action="store_true",

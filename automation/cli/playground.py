@@ -7,12 +7,16 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from automation.cli import views
 from automation.cli.context import Context, load_config
 from automation.cli.exits import EXIT_OK
 from automation.cli.parser import UsageError
 from automation.errors import ConfigError
+
+if TYPE_CHECKING:
+    from automation.sandbox.server import Sandbox
 
 
 def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
@@ -25,15 +29,27 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
     if args.sandbox_command != "serve":
         return sandbox_verb(args, ctx)
+    sandbox, ticket_id, config_path = start_sandbox(args.speed, args.port,
+                                                    Path(args.write_config))
+    try:
+        views.print_sandbox_ready(sandbox, ticket_id, config_path, ctx.out)
+        _wait_for_stop()
+    finally:
+        sandbox.stop()
+    return EXIT_OK
+
+
+def start_sandbox(speed: float, port: int, config_path: Path) -> tuple[Sandbox, int, Path]:
+    """The fake services, seeded, with one urgent ticket waiting, and a config for them."""
     from automation.clock import ScaledClock
     from automation.sandbox import Sandbox, seed_account
     from automation.sandbox.config_file import write_config_file
 
-    sandbox = Sandbox(clock=ScaledClock(speed=args.speed), port=args.port)
+    sandbox = Sandbox(clock=ScaledClock(speed=speed), port=port)
     try:
         sandbox.start()
     except OSError as exc:
-        raise UsageError(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}") \
+        raise UsageError(f"--port {port}: cannot listen on 127.0.0.1: {exc.strerror}") \
             from None
     try:
         account = seed_account(sandbox)
@@ -41,12 +57,10 @@ def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:
             account.requester_id, "Production down: every git push fails with 502",
             "Since 08:50 no one can push. Our release is blocked.", priority="urgent",
             organization_id=account.organization_id)
-        config_path = write_config_file(Path(args.write_config), sandbox, account)
-        views.print_sandbox_ready(sandbox, ticket_id, config_path, ctx.out)
-        _wait_for_stop()
-    finally:
+        return sandbox, ticket_id, write_config_file(config_path, sandbox, account)
+    except BaseException:
         sandbox.stop()
-    return EXIT_OK
+        raise
 
 
 def sandbox_verb(args: argparse.Namespace, ctx: Context) -> int:

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from automation import config
@@ -33,7 +34,10 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     from automation.server import build_app
     from automation.service import Service
 
-    cfg = load_config(args, ctx)
+    if args.sandbox:
+        cfg, ctx = _on_sandbox(args, ctx)
+    else:
+        cfg = load_config(args, ctx)
     listen = args.listen or cfg.server
     secrets = _secrets(ctx)
     if not listen.loopback and secrets.web_token is None:
@@ -88,6 +92,23 @@ def _run(service: Service, server: uvicorn.Server,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return failure[0] if failure else None
+
+
+def _on_sandbox(args: argparse.Namespace, ctx: Context) -> tuple[config.Config, Context]:
+    """The built-in sandbox, started here: its config, and the worker on its clock and tokens
+    (the sandbox stops when serve does)."""
+    from pathlib import Path
+
+    from automation.cli.playground import start_sandbox
+    from automation.sandbox import sandbox_environ
+
+    sandbox, ticket_id, path = start_sandbox(args.speed, 0, Path("sandbox.toml"))
+    ctx.closers.append(sandbox.stop)
+    log.info("sandbox: urgent ticket #%d is waiting, its clock runs %gx; %s is written for "
+             "`emergency --config %s sandbox ticket|reply|ack|advance`", ticket_id, args.speed,
+             path, path)
+    environ = {**ctx.environ, **sandbox_environ(sandbox)}
+    return config.load(path), replace(ctx, environ=environ, clock=sandbox.clock)
 
 
 def _secrets(ctx: Context) -> Secrets:
