@@ -80,6 +80,7 @@ class _Extra:
     engineer: str | None = None
     incident: tuple[str | None, str | None, str | None] = (None, None, None)
     briefs: tuple[tuple[str, str], ...] = ()
+    page_due_at: datetime | None = None  # when the worker pages for it, if nobody has yet
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Service:
     _retry_at: dict[int, datetime] = field(default_factory=dict)
     _extras: dict[int, _Extra] = field(default_factory=dict)
     _contacted: set[tuple[int, int]] = field(default_factory=set)
+    _page_checked: set[int] = field(default_factory=set)  # woken once to page: the poll after
     _heartbeat: Heartbeat | None = None
 
     def __post_init__(self) -> None:
@@ -139,6 +141,9 @@ class Service:
         for ticket_id in sorted(hinted):
             self._handle(ticket_id, "webhook")
         for ticket_id in self._due():
+            extra = self._extras.get(ticket_id)
+            if extra and extra.page_due_at and extra.page_due_at <= self.service_now():
+                self._page_checked.add(ticket_id)  # once: a page that cannot go out waits
             if ticket_id not in hinted:
                 self._handle(ticket_id, "due")
         self._publish()
@@ -247,11 +252,17 @@ class Service:
         engineer = (contact.name or contact.email) if contact else None
         if engineer is None and page is not None:
             engineer = page.acknowledged_by  # took the page, not yet on the ticket
+        paging = self.worker.paging
+        page_due_at = None
+        if paging is not None and paging.config.trigger_incidents and page is not None \
+                and page.incident_id is None and assessment.next_step is not None:
+            page_due_at = ticket.created_at + timedelta(
+                minutes=paging.config.trigger_after_minutes)
         self._extras[ticket.id] = _Extra(
             organization=snapshot.organization.name if snapshot.organization else None,
             engineer=engineer,
             incident=(page.incident_id, page.url, page.status) if page else (None, None, None),
-            briefs=tuple((b.planned, b.url) for b in snapshot.briefs))
+            briefs=tuple((b.planned, b.url) for b in snapshot.briefs), page_due_at=page_due_at)
         since, contact_at = snapshot.urgent_since, assessment.contact_at
         episode = (ticket.id, snapshot.episode_id)
         if since is not None and contact_at is not None and episode not in self._contacted:
@@ -265,9 +276,14 @@ class Service:
                 if due_at <= now and self._retry_at.get(ticket_id, due_at) <= now]
 
     def _due_times(self) -> Iterable[tuple[int, datetime]]:
+        """Each live emergency's next due time: its step's, or when it is to be paged."""
         for tracked in self.worker.store.tracked(active_only=True).values():
-            if tracked.due_at is not None and tracked.next_step is not None:
-                yield tracked.ticket_id, tracked.due_at
+            times = [tracked.due_at] if tracked.due_at and tracked.next_step else []
+            extra = self._extras.get(tracked.ticket_id)
+            if extra and extra.page_due_at and tracked.ticket_id not in self._page_checked:
+                times.append(extra.page_due_at)
+            if times:
+                yield tracked.ticket_id, min(times)
 
     def service_now(self) -> datetime:
         """Zendesk's time now (due times are on its clock), else ours."""

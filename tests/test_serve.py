@@ -327,3 +327,26 @@ def test_serve_says_it_is_alive_every_heartbeat_passes(
     beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alive:")]
     assert [b.split(",")[0] for b in beats] == ["alive: 2 passes so far",
                                                 "alive: 4 passes so far"]
+
+
+def test_the_page_goes_out_when_its_grace_period_ends_with_no_pass(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    from tests.test_e2e_pagerduty import worker_for
+
+    worker = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3", slack=False)
+    service = Service(worker, clock, poll_seconds=3600)
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    clock.advance(timedelta(seconds=3))
+    service.step()  # seen at once; Zendesk's own integration gets 2 minutes to page first
+    assert sandbox.pagerduty.incidents() == []
+
+    wait = service.seconds_to_next()
+    assert 110 <= wait <= 120
+    clock.advance(timedelta(seconds=wait))
+    service.step()
+    service.step()  # and only once
+    worker.close()
+
+    [incident] = sandbox.pagerduty.incidents()
+    assert incident["incident_key"] == f"zendesk-{ticket_id}"
+    assert service.metrics.handlings.labels("due")._value.get() == 1
