@@ -1,7 +1,9 @@
 """`emergency demo`: the real worker against the built-in sandbox, with a readable timeline.
 
-The sandbox's clock runs `speed` times faster than the wall clock, so a 30-minute lifecycle
-plays in seconds while the worker reads real timestamps through the real HTTP API.
+The sandbox's clock is paced at `speed` times the wall clock, so a 30-minute lifecycle plays
+in seconds while the worker reads real timestamps through the real HTTP API. It moves only when
+the demo steps it, never while a pass or a person's act is under way, so how loaded the machine
+is changes how long the story takes, never its order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from automation.clock import FakeClock, ScaledClock
+from automation.clock import Clock, PacedClock
 from automation.config import (
     PagerDutyConfig,
     Region,
@@ -142,14 +144,17 @@ def scenario_names() -> list[str]:
 
 
 def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
-             clock: FakeClock | ScaledClock | None = None) -> int:
+             clock: Clock | None = None) -> int:
     """Play the scenario; print the timeline; return 0 when every expectation held.
 
+    Simulated time moves only when the demo steps it (a pass, then the people's acts at
+    their minutes, then the next pass) or the worker sleeps on it, so the story plays in
+    the same order however loaded the machine is; the wall clock only paces it (PacedClock).
     Tests pass a FakeClock: then the whole story plays without waiting at all.
     """
     out = FittedStream(out)  # type: ignore[assignment]
     chosen = SCENARIOS[scenario]
-    clock = clock or ScaledClock(start=START, speed=speed)
+    clock = clock or PacedClock(start=START, speed=speed)
     with Sandbox(clock=clock) as sandbox, tempfile.TemporaryDirectory() as tmp:
         account = seed_account(sandbox)
         tickets: dict[str, int] = {
@@ -169,25 +174,48 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
               file=out)
         events = sorted(chosen.events, key=lambda e: e[0])
         end = START + LENGTH
+        at = START  # when the next pass runs
         try:
-            while clock.now() < end:
-                now = clock.now()
-                while events and START + timedelta(minutes=events[0][0]) <= now:
-                    happened = events[0][1](sandbox, account, tickets)
-                    if happened is None:
-                        break  # not possible yet; try again after the next pass
-                    events.pop(0)
-                    timeline.note(happened)
+            while at < end:
+                _act_until(at, events, clock, sandbox, account, tickets, timeline)
+                _sleep_until(clock, at)
                 worker.run_once()
                 timeline.catch_up()
-                clock.sleep(POLL.total_seconds())
+                at = _next_pass(at, clock.now())
         finally:
             worker.close()
         return _verdict(out, chosen, sandbox, store, tickets, account)
 
 
+def _act_until(at: datetime, events: list[tuple[float, Act]], clock: Clock, sandbox: Sandbox,
+               account: Account, tickets: dict[str, int], timeline: Timeline) -> None:
+    """What people do before the pass at ``at``, each at its minute (removed from events)."""
+    while events and START + timedelta(minutes=events[0][0]) <= at:
+        _sleep_until(clock, START + timedelta(minutes=events[0][0]))
+        happened = events[0][1](sandbox, account, tickets)
+        if happened is None:
+            return  # not possible yet; tried again after the next pass
+        events.pop(0)
+        timeline.note(happened)
+
+
+def _sleep_until(clock: Clock, when: datetime) -> None:
+    seconds = (when - clock.now()).total_seconds()
+    if seconds > 0:
+        clock.sleep(seconds)
+
+
+def _next_pass(previous: datetime, now: datetime) -> datetime:
+    """A pass every POLL; one that ran past the next one's time (settling, a Retry-After)
+    moves it to the first whole POLL after."""
+    at = previous + POLL
+    while at < now:
+        at += POLL
+    return at
+
+
 def _worker(sandbox: Sandbox, account: Account, state_path: Path,
-            clock: FakeClock | ScaledClock) -> Worker:
+            clock: Clock) -> Worker:
     """The real worker, wired as `emergency run` wires it, to the sandbox's three services."""
     cfg = sandbox_config(
         sandbox, account, state_path,
@@ -221,7 +249,7 @@ class Timeline:
     """Prints what each pass changed: comments, priorities, pages and Slack, once each."""
 
     def __init__(self, out: TextIO, sandbox: Sandbox, store: Store,
-                 clock: FakeClock | ScaledClock, account: Account) -> None:
+                 clock: Clock, account: Account) -> None:
         self.out, self.sandbox, self.store, self.clock = out, sandbox, store, clock
         self.account = account
         self.seen: set[int] = set()
