@@ -170,7 +170,8 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
         length = LENGTH.total_seconds() / speed
         print(f"emergency demo --scenario {scenario}: {chosen.description}.", file=out)
         print(f"Simulated time runs {speed:g}x ({length:.0f} s of wall time). Francesca Rossi "
-              "is on call, Ravi Patel is next; an ASE filed a pre-task brief for Acme Corp.\n",
+              "is on call, Ravi Patel is next. Giulia Verdi, Acme Corp's ASE (Assigned Support "
+              "Engineer, who knows the account best), filed a pre-task brief for them.\n",
               file=out)
         events = sorted(chosen.events, key=lambda e: e[0])
         end = START + LENGTH
@@ -357,33 +358,68 @@ class FittedStream:
 def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
              tickets: dict[str, int], account: Account) -> int:
     print("\nWhere each emergency ended:", file=out)
-    tracked = store.tracked()
-    authors = {"team": account.admin_id, "francesca": account.agent_id,
-               "ravi": account.second_agent_id}
     failures = 0
-    for expected in sorted(scenario.expectations, key=lambda e: tickets[e.ticket]):
+    for expected in sorted(scenario.expectations, key=lambda e: tickets.get(e.ticket, 0)):
+        if expected.ticket not in tickets:
+            failures += 1
+            print(f"  the {expected.ticket} customer's ticket was never filed: the night ended "
+                  "first  UNEXPECTED", file=out)
+            continue
         ticket_id = tickets[expected.ticket]
-        ticket = sandbox.zendesk.ticket(ticket_id)
-        public = [c for c in sandbox.zendesk.public_comments(ticket_id)
-                  if c["author_id"] in authors.values()]
-        state = tracked[ticket_id].state if ticket_id in tracked else "?"
-        threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
-                   if f"/agent/tickets/{ticket_id}|" in m["text"]
-                   and m.get("thread_ts") in (None, m["ts"])]
-        manager_pages = [i for i in sandbox.pagerduty.incidents()
-                         if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
-        ok = (len(public) == expected.public_messages
-              and bool(public) and public[0]["author_id"] == authors[expected.acknowledged_by]
-              and ticket["priority"] == expected.priority and state == expected.state
-              and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high")
-              and len(threads) == 1 and len(manager_pages) == int(expected.manager_paged))
-        failures += not ok
-        print(f"  #{ticket_id:<3} {state:<15} {ticket['priority']:<7} acknowledged by "
-              f"{expected.acknowledged_by:<9} public: {len(public)}  threads: {len(threads)}  "
-              f"manager pages: {len(manager_pages)}  {'ok' if ok else 'UNEXPECTED'}", file=out)
+        ended = _ending(sandbox, store, ticket_id, account)
+        wrong = [(what, want, got) for what, want, got in _compare(expected, ended)
+                 if want != got]
+        failures += bool(wrong)
+        print(f"  #{ticket_id:<3} {ended.state:<15} {ended.priority:<7} acknowledged by "
+              f"{ended.acknowledged_by:<9} public: {ended.public_messages}  "
+              f"threads: {ended.threads}  manager pages: {ended.manager_pages}  "
+              f"{'UNEXPECTED' if wrong else 'ok'}", file=out)
+        for what, want, got in wrong:
+            print(f"{CONTINUED}{what}: expected {want}, got {got}", file=out)
     if failures:
         print(f"\n{failures} emergenc{'y' if failures == 1 else 'ies'} did not end as the "
               "runbook says", file=out)
         return 1
     print("\nEvery message was posted exactly once, on time.", file=out)
     return 0
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Where one emergency ended, read from the sandbox and the worker's journal."""
+
+    state: str
+    priority: str
+    acknowledged_by: str  # who posted the first public agent comment, as in Expectation
+    public_messages: int
+    closed_tag: bool
+    threads: int
+    manager_pages: int
+
+
+def _ending(sandbox: Sandbox, store: Store, ticket_id: int, account: Account) -> Ending:
+    authors = {account.admin_id: "team", account.agent_id: "francesca",
+               account.second_agent_id: "ravi"}
+    ticket = sandbox.zendesk.ticket(ticket_id)
+    public = [c for c in sandbox.zendesk.public_comments(ticket_id) if c["author_id"] in authors]
+    tracked = store.tracked().get(ticket_id)
+    threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
+               if f"/agent/tickets/{ticket_id}|" in m["text"]
+               and m.get("thread_ts") in (None, m["ts"])]
+    manager_pages = [i for i in sandbox.pagerduty.incidents()
+                     if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
+    return Ending(state=tracked.state if tracked else "untracked", priority=ticket["priority"],
+                  acknowledged_by=authors[public[0]["author_id"]] if public else "nobody",
+                  public_messages=len(public), closed_tag=CLOSED_TAG in ticket["tags"],
+                  threads=len(threads), manager_pages=len(manager_pages))
+
+
+def _compare(expected: Expectation, ended: Ending) -> list[tuple[str, object, object]]:
+    """(what, expected, what happened) for everything the runbook promises."""
+    return [("state", expected.state, ended.state),
+            ("priority", expected.priority, ended.priority),
+            ("acknowledged by", expected.acknowledged_by, ended.acknowledged_by),
+            ("public messages by agents", expected.public_messages, ended.public_messages),
+            (f"tag {CLOSED_TAG}", expected.priority == "high", ended.closed_tag),
+            ("Slack threads", 1, ended.threads),
+            ("Support Manager pages", int(expected.manager_paged), ended.manager_pages)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,7 @@ from automation.demo import (
     POLL,
     SCENARIOS,
     START,
+    Expectation,
     run_demo,
 )
 
@@ -32,6 +34,8 @@ def test_each_demo_scenario_ends_as_the_runbook_says(scenario: str) -> None:
     ended = [line.split()[0] for line in text.split("Where each emergency ended:")[1]
              .splitlines() if line.startswith("  #")]
     assert ended == sorted(ended, key=lambda t: int(t[1:]))  # in ticket order
+    unwrapped = text.replace("\n" + CONTINUED, " ")
+    assert unwrapped.index("ASE") == unwrapped.index("ASE (Assigned Support Engineer")
 
 
 def test_busy_oncall_demo_shows_the_manager_being_paged() -> None:
@@ -97,3 +101,41 @@ def test_demo_takes_its_length_over_speed_when_each_step_costs_wall_time() -> No
     last_pass = (LENGTH - POLL).total_seconds() / 600
     assert machine.readings * machine.cost > 1.0  # what the work would add
     assert last_pass <= machine.seconds < last_pass + 0.2
+
+
+def test_a_demo_that_fails_says_what_was_expected_and_what_happened(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a story whose check expects Ravi to take a page nobody takes
+    replies = SCENARIOS["replies"]
+    wrong = Expectation("replies", 1, "urgent", replies.expectations[0].state, "ravi",
+                        manager_paged=True)
+    monkeypatch.setitem(SCENARIOS, "replies", replace(replies, expectations=[wrong]))
+
+    # When it plays
+    out = io.StringIO()
+    code = run_demo(out, "replies", clock=FakeClock(START))
+
+    # Then it fails, naming each difference with what the runbook expected and what happened
+    text = out.getvalue()
+    assert code == 1
+    assert "acknowledged by team" in text and "UNEXPECTED" in text
+    assert f"{CONTINUED}acknowledged by: expected ravi, got team\n" in text
+    assert f"{CONTINUED}Support Manager pages: expected 1, got 0\n" in text
+    assert "state:" not in text and "priority:" not in text  # what held is not listed
+    assert "1 emergency did not end as the runbook says" in text
+
+
+def test_a_demo_whose_ticket_is_never_filed_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a story whose customer would file the ticket after the night is over
+    replies = SCENARIOS["replies"]
+    late = [(LENGTH.total_seconds() / 60 + 1, act) for _, act in replies.events]
+    monkeypatch.setitem(SCENARIOS, "replies", replace(replies, events=late))
+
+    # When it plays
+    out = io.StringIO()
+    code = run_demo(out, "replies", clock=FakeClock(START))
+
+    # Then it fails and says which ticket never came, instead of stopping on an error
+    assert code == 1
+    assert "the replies customer's ticket was never filed: the night ended first" in \
+        out.getvalue()
