@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -85,6 +86,48 @@ class ScaledClock:
         with self._lock:
             self._offset += delta
         return self.now()
+
+
+class PacedClock:
+    """Simulated time that moves only when stepped, paced at ``speed`` times the wall clock.
+
+    Between two ``sleep`` calls it stands still, so what happens in simulated time does not
+    depend on how long the machine took to do it: the demo's story plays in the same order on
+    a loaded machine. ``sleep`` then waits until the wall clock has caught up with ``speed``
+    (not at all when the work in between already took longer); ``advance`` jumps at once.
+    """
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wait: Callable[[float], None] = time.sleep) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.speed = speed
+        self._now = start or datetime.now(UTC).replace(microsecond=0)
+        self._monotonic, self._wait = monotonic, wait
+        self._wall_start = monotonic()
+        self._slept_seconds = 0.0  # simulated: the wall schedule is this over speed
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            self._slept_seconds += seconds
+            due = self._wall_start + self._slept_seconds / self.speed
+        ahead = due - self._monotonic()
+        if ahead > 0:
+            self._wait(ahead)
+
+    def advance(self, delta: timedelta) -> datetime:
+        with self._lock:
+            self._now += delta
+            return self._now
 
 
 class Pause:

@@ -1,7 +1,9 @@
 """`emergency demo`: the real worker against the built-in sandbox, with a readable timeline.
 
-The sandbox's clock runs `speed` times faster than the wall clock, so a 30-minute lifecycle
-plays in seconds while the worker reads real timestamps through the real HTTP API.
+The sandbox's clock is paced at `speed` times the wall clock, so a 30-minute lifecycle plays
+in seconds while the worker reads real timestamps through the real HTTP API. It moves only when
+the demo steps it, never while a pass or a person's act is under way, so how loaded the machine
+is changes how long the story takes, never its order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from automation.clock import FakeClock, ScaledClock
+from automation.clock import Clock, PacedClock
 from automation.config import (
     PagerDutyConfig,
     Region,
@@ -142,14 +144,17 @@ def scenario_names() -> list[str]:
 
 
 def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
-             clock: FakeClock | ScaledClock | None = None) -> int:
+             clock: Clock | None = None) -> int:
     """Play the scenario; print the timeline; return 0 when every expectation held.
 
+    Simulated time moves only when the demo steps it (a pass, then the people's acts at
+    their minutes, then the next pass) or the worker sleeps on it, so the story plays in
+    the same order however loaded the machine is; the wall clock only paces it (PacedClock).
     Tests pass a FakeClock: then the whole story plays without waiting at all.
     """
     out = FittedStream(out)  # type: ignore[assignment]
     chosen = SCENARIOS[scenario]
-    clock = clock or ScaledClock(start=START, speed=speed)
+    clock = clock or PacedClock(start=START, speed=speed)
     with Sandbox(clock=clock) as sandbox, tempfile.TemporaryDirectory() as tmp:
         account = seed_account(sandbox)
         tickets: dict[str, int] = {
@@ -165,29 +170,53 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
         length = LENGTH.total_seconds() / speed
         print(f"emergency demo --scenario {scenario}: {chosen.description}.", file=out)
         print(f"Simulated time runs {speed:g}x ({length:.0f} s of wall time). Francesca Rossi "
-              "is on call, Ravi Patel is next; an ASE filed a pre-task brief for Acme Corp.\n",
+              "is on call, Ravi Patel is next. Giulia Verdi, Acme Corp's ASE (Assigned Support "
+              "Engineer, who knows the account best), filed a pre-task brief for them.\n",
               file=out)
         events = sorted(chosen.events, key=lambda e: e[0])
         end = START + LENGTH
+        at = START  # when the next pass runs
         try:
-            while clock.now() < end:
-                now = clock.now()
-                while events and START + timedelta(minutes=events[0][0]) <= now:
-                    happened = events[0][1](sandbox, account, tickets)
-                    if happened is None:
-                        break  # not possible yet; try again after the next pass
-                    events.pop(0)
-                    timeline.note(happened)
+            while at < end:
+                _act_until(at, events, clock, sandbox, account, tickets, timeline)
+                _sleep_until(clock, at)
                 worker.run_once()
                 timeline.catch_up()
-                clock.sleep(POLL.total_seconds())
+                at = _next_pass(at, clock.now())
         finally:
             worker.close()
         return _verdict(out, chosen, sandbox, store, tickets, account)
 
 
+def _act_until(at: datetime, events: list[tuple[float, Act]], clock: Clock, sandbox: Sandbox,
+               account: Account, tickets: dict[str, int], timeline: Timeline) -> None:
+    """What people do before the pass at ``at``, each at its minute (removed from events)."""
+    while events and START + timedelta(minutes=events[0][0]) <= at:
+        _sleep_until(clock, START + timedelta(minutes=events[0][0]))
+        happened = events[0][1](sandbox, account, tickets)
+        if happened is None:
+            return  # not possible yet; tried again after the next pass
+        events.pop(0)
+        timeline.note(happened)
+
+
+def _sleep_until(clock: Clock, when: datetime) -> None:
+    seconds = (when - clock.now()).total_seconds()
+    if seconds > 0:
+        clock.sleep(seconds)
+
+
+def _next_pass(previous: datetime, now: datetime) -> datetime:
+    """A pass every POLL; one that ran past the next one's time (settling, a Retry-After)
+    moves it to the first whole POLL after."""
+    at = previous + POLL
+    while at < now:
+        at += POLL
+    return at
+
+
 def _worker(sandbox: Sandbox, account: Account, state_path: Path,
-            clock: FakeClock | ScaledClock) -> Worker:
+            clock: Clock) -> Worker:
     """The real worker, wired as `emergency run` wires it, to the sandbox's three services."""
     cfg = sandbox_config(
         sandbox, account, state_path,
@@ -221,7 +250,7 @@ class Timeline:
     """Prints what each pass changed: comments, priorities, pages and Slack, once each."""
 
     def __init__(self, out: TextIO, sandbox: Sandbox, store: Store,
-                 clock: FakeClock | ScaledClock, account: Account) -> None:
+                 clock: Clock, account: Account) -> None:
         self.out, self.sandbox, self.store, self.clock = out, sandbox, store, clock
         self.account = account
         self.seen: set[int] = set()
@@ -329,33 +358,68 @@ class FittedStream:
 def _verdict(out: TextIO, scenario: Scenario, sandbox: Sandbox, store: Store,
              tickets: dict[str, int], account: Account) -> int:
     print("\nWhere each emergency ended:", file=out)
-    tracked = store.tracked()
-    authors = {"team": account.admin_id, "francesca": account.agent_id,
-               "ravi": account.second_agent_id}
     failures = 0
-    for expected in sorted(scenario.expectations, key=lambda e: tickets[e.ticket]):
+    for expected in sorted(scenario.expectations, key=lambda e: tickets.get(e.ticket, 0)):
+        if expected.ticket not in tickets:
+            failures += 1
+            print(f"  the {expected.ticket} customer's ticket was never filed: the night ended "
+                  "first  UNEXPECTED", file=out)
+            continue
         ticket_id = tickets[expected.ticket]
-        ticket = sandbox.zendesk.ticket(ticket_id)
-        public = [c for c in sandbox.zendesk.public_comments(ticket_id)
-                  if c["author_id"] in authors.values()]
-        state = tracked[ticket_id].state if ticket_id in tracked else "?"
-        threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
-                   if f"/agent/tickets/{ticket_id}|" in m["text"]
-                   and m.get("thread_ts") in (None, m["ts"])]
-        manager_pages = [i for i in sandbox.pagerduty.incidents()
-                         if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
-        ok = (len(public) == expected.public_messages
-              and bool(public) and public[0]["author_id"] == authors[expected.acknowledged_by]
-              and ticket["priority"] == expected.priority and state == expected.state
-              and (CLOSED_TAG in ticket["tags"]) == (expected.priority == "high")
-              and len(threads) == 1 and len(manager_pages) == int(expected.manager_paged))
-        failures += not ok
-        print(f"  #{ticket_id:<3} {state:<15} {ticket['priority']:<7} acknowledged by "
-              f"{expected.acknowledged_by:<9} public: {len(public)}  threads: {len(threads)}  "
-              f"manager pages: {len(manager_pages)}  {'ok' if ok else 'UNEXPECTED'}", file=out)
+        ended = _ending(sandbox, store, ticket_id, account)
+        wrong = [(what, want, got) for what, want, got in _compare(expected, ended)
+                 if want != got]
+        failures += bool(wrong)
+        print(f"  #{ticket_id:<3} {ended.state:<15} {ended.priority:<7} acknowledged by "
+              f"{ended.acknowledged_by:<9} public: {ended.public_messages}  "
+              f"threads: {ended.threads}  manager pages: {ended.manager_pages}  "
+              f"{'UNEXPECTED' if wrong else 'ok'}", file=out)
+        for what, want, got in wrong:
+            print(f"{CONTINUED}{what}: expected {want}, got {got}", file=out)
     if failures:
         print(f"\n{failures} emergenc{'y' if failures == 1 else 'ies'} did not end as the "
               "runbook says", file=out)
         return 1
     print("\nEvery message was posted exactly once, on time.", file=out)
     return 0
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Where one emergency ended, read from the sandbox and the worker's journal."""
+
+    state: str
+    priority: str
+    acknowledged_by: str  # who posted the first public agent comment, as in Expectation
+    public_messages: int
+    closed_tag: bool
+    threads: int
+    manager_pages: int
+
+
+def _ending(sandbox: Sandbox, store: Store, ticket_id: int, account: Account) -> Ending:
+    authors = {account.admin_id: "team", account.agent_id: "francesca",
+               account.second_agent_id: "ravi"}
+    ticket = sandbox.zendesk.ticket(ticket_id)
+    public = [c for c in sandbox.zendesk.public_comments(ticket_id) if c["author_id"] in authors]
+    tracked = store.tracked().get(ticket_id)
+    threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
+               if f"/agent/tickets/{ticket_id}|" in m["text"]
+               and m.get("thread_ts") in (None, m["ts"])]
+    manager_pages = [i for i in sandbox.pagerduty.incidents()
+                     if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
+    return Ending(state=tracked.state if tracked else "untracked", priority=ticket["priority"],
+                  acknowledged_by=authors[public[0]["author_id"]] if public else "nobody",
+                  public_messages=len(public), closed_tag=CLOSED_TAG in ticket["tags"],
+                  threads=len(threads), manager_pages=len(manager_pages))
+
+
+def _compare(expected: Expectation, ended: Ending) -> list[tuple[str, object, object]]:
+    """(what, expected, what happened) for everything the runbook promises."""
+    return [("state", expected.state, ended.state),
+            ("priority", expected.priority, ended.priority),
+            ("acknowledged by", expected.acknowledged_by, ended.acknowledged_by),
+            ("public messages by agents", expected.public_messages, ended.public_messages),
+            (f"tag {CLOSED_TAG}", expected.priority == "high", ended.closed_tag),
+            ("Slack threads", 1, ended.threads),
+            ("Support Manager pages", int(expected.manager_paged), ended.manager_pages)]

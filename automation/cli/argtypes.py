@@ -31,7 +31,8 @@ def interval_seconds(value: str) -> float:
     return number
 
 
-# Faster, and one pass's real HTTP time eats whole simulated minutes of the story.
+# A night on call in 4 s: faster scrolls by unread. (The story plays the same at any speed:
+# the demo's clock moves only when the demo steps it, see automation.clock.PacedClock.)
 MAX_DEMO_SPEED = 600
 
 
