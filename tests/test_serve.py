@@ -350,3 +350,22 @@ def test_the_page_goes_out_when_its_grace_period_ends_with_no_pass(
     [incident] = sandbox.pagerduty.incidents()
     assert incident["incident_key"] == f"zendesk-{ticket_id}"
     assert service.metrics.handlings.labels("due")._value.get() == 1
+
+
+def test_serve_exits_three_when_zendesk_refuses_the_token(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    import socket
+
+    from tests.test_cli import emergency, write_config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = str(write_config(tmp_path, sandbox.url))
+    wrong = "wrong-zendesk-token-SECRET"
+
+    code, _, err = emergency("--config", config, "serve", "--listen", f"127.0.0.1:{port}",
+                             environ={"ZENDESK_API_TOKEN": wrong})
+
+    assert code == 3 and "HTTP 401" in err.splitlines()[-1]
+    assert wrong not in err
