@@ -126,7 +126,7 @@ async def _delivery(request: Request, source: str, secret: str | None,
             secret, request.headers, body, service.service_now(), seen)
     service.metrics.webhooks.labels(source, verdict.outcome).inc()
     if verdict.ticket_id is not None:
-        service.hint(verdict.ticket_id)
+        service.hint(verdict.ticket_id, source)
     elif not verdict.accepted:
         log.warning("%s webhook refused: %s%s", source, verdict.outcome,
                     f" ({verdict.detail})" if verdict.detail else "")

@@ -20,6 +20,7 @@ from automation.errors import AutomationError, CredentialsRejected, Unreachable
 from automation.heartbeat import Heartbeat
 from automation.metrics import Metrics
 from automation.store import TrackedTicket
+from automation.webhooks import UNKNOWN_TICKET
 from automation.worker import Facts, PassReport, Worker
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     emergencies: tuple[Emergency, ...] = ()
-    _hints: set[int] = field(default_factory=set)
+    _hints: dict[int, str] = field(default_factory=dict)  # ticket -> the webhook's source
     _wake: threading.Condition = field(default_factory=threading.Condition)
     _next_poll: datetime | None = None
     _retry_at: dict[int, datetime] = field(default_factory=dict)
@@ -106,10 +107,10 @@ class Service:
 
     # --- from the HTTP side ------------------------------------------------------------------
 
-    def hint(self, ticket_id: int) -> None:
+    def hint(self, ticket_id: int, source: str = "webhook") -> None:
         """Handle this ticket soon (a webhook named it); repeated hints are one handling."""
         with self._wake:
-            self._hints.add(ticket_id)
+            self._hints[ticket_id] = source
             self._wake.notify()
 
     # --- the loop ------------------------------------------------------------------------------
@@ -137,9 +138,9 @@ class Service:
             self._next_poll = now + timedelta(seconds=self.poll_seconds)
             self._pass()
         with self._wake:
-            hinted, self._hints = self._hints, set()
+            hinted, self._hints = self._hints, {}
         for ticket_id in sorted(hinted):
-            self._handle(ticket_id, "webhook")
+            self._handle(ticket_id, "webhook", hinted[ticket_id])
         for ticket_id in self._due():
             extra = self._extras.get(ticket_id)
             if extra and extra.page_due_at and extra.page_due_at <= self.service_now():
@@ -203,8 +204,9 @@ class Service:
         self._heartbeat.beat(self.clock.now() - started, failures,
                              lambda: len(self.worker.store.tracked(active_only=True)))
 
-    def _handle(self, ticket_id: int, reason: str) -> None:
-        """One ticket, through the worker's one way in; a failure waits for the next wake."""
+    def _handle(self, ticket_id: int, reason: str, source: str | None = None) -> None:
+        """One ticket, through the worker's one way in; a failure waits for the next wake.
+        ``source``: the webhook that named it (a ticket Zendesk does not know is counted)."""
         known = self.worker.store.tracked().get(ticket_id)
         due = {ticket_id: (known.next_step, known.due_at)} if known else {}
         self.metrics.handlings.labels(reason).inc()
@@ -221,6 +223,8 @@ class Service:
             self._retry_at[ticket_id] = self.service_now() + RETRY_DUE
             return
         self._learn(report, due)
+        if report.not_found and source is not None:
+            self.metrics.webhooks.labels(source, UNKNOWN_TICKET).inc()
         after = self.worker.store.tracked().get(ticket_id)
         if after is not None and after.due_at is not None and after.due_at <= report.now:
             self._retry_at[ticket_id] = self.service_now() + RETRY_DUE

@@ -90,6 +90,7 @@ class PassReport:
     posted: list[StepResult] = field(default_factory=list)
     failed: list[StepResult] = field(default_factory=list)
     slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
+    not_found: int = 0  # tickets Zendesk has no record of (a webhook named one, say)
     # PagerDuty or Slack refused our credentials: the Zendesk steps went ahead regardless.
     rejected: CredentialsRejected | None = None
     # The state file cannot be used: the pass journalled in memory (customers' steps went on).
@@ -285,7 +286,10 @@ class Worker:
                                "next pass")
                     break
                 facts = self._step(action, facts, run)
-        except (NotFound, Rejected, TemplateError) as exc:
+        except NotFound as exc:
+            self._fail(run, ticket_id, step, str(exc))
+            run.report.not_found += facts is None  # the ticket itself: Zendesk has none
+        except (Rejected, TemplateError) as exc:
             self._fail(run, ticket_id, step, str(exc))
         if facts is not None:
             run.handled.append(facts)

@@ -115,7 +115,11 @@ def test_bad_deliveries_are_refused_with_nothing_done_and_counted(
                for o in ("bad signature", "stale", "too large", "malformed", "replayed")}
     assert counted == {"bad signature": 2, "stale": 1, "too large": 1, "malformed": 1,
                        "replayed": 1}
-    assert service._hints == {ticket_id}  # only the one good delivery
+    assert service._hints == {ticket_id: "zendesk"}  # only the one good delivery
+    service._next_poll = clock.now() + timedelta(hours=1)
+    assert delivered(client, 4242, clock) == 202  # a ticket Zendesk does not have
+    service.step()
+    assert delivered_count(client, "unknown ticket") == 1
 
 
 def test_a_thousand_deliveries_for_one_ticket_are_one_handling(
