@@ -28,7 +28,8 @@ def build_zendesk(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Zend
     token = settings.zendesk_token(environ)
     return Zendesk(cfg.zendesk.url, cfg.zendesk.email, token, clock,
                    timeout=cfg.zendesk.timeout_seconds,
-                   max_retry_seconds=cfg.zendesk.max_retry_seconds)
+                   max_retry_seconds=cfg.zendesk.max_retry_seconds,
+                   updates_per_minute=cfg.zendesk.updates_per_minute)
 
 
 def build_pagerduty(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> PagerDuty | None:

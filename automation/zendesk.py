@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,9 @@ from zenpy import Zenpy
 from zenpy.lib.api import BaseApi
 from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
 
-from automation.clock import Clock, Pause
+from automation.clock import Clock, Pause, TokenBucket
 from automation.errors import (
+    BudgetSpent,
     ConfigError,
     Conflict,
     CredentialsRejected,
@@ -60,6 +62,12 @@ MAX_READ_ATTEMPTS = 8
 SEARCH_RESULT_LIMIT = 1000  # Zendesk's search answers 422 beyond the 1,000th result
 SEARCH_PAGE_SIZE = 100
 MAX_SEARCH_WINDOWS = 50  # 50,000 emergencies: beyond that, a view
+# Zendesk's ticket-update limits: 100 a minute per account (shared with every agent and app:
+# the worker takes `updates_per_minute` of it), and 30 per ticket in 10 minutes.
+# https://developer.zendesk.com/api-reference/introduction/rate-limits/
+UPDATES_PER_MINUTE = 80
+UPDATES_PER_TICKET = 30
+TICKET_UPDATE_WINDOW = timedelta(minutes=10)
 
 
 def parse_time(value: str) -> datetime:
@@ -101,12 +109,14 @@ def retry_after_seconds(response: requests.Response, default: float = 1.0) -> fl
 class ZendeskSession(requests.Session):
     """A session that retries only reads, honours 429 for everyone, and keeps server time."""
 
-    def __init__(self, clock: Clock, timeout: float, max_retry_seconds: float) -> None:
+    def __init__(self, clock: Clock, timeout: float, max_retry_seconds: float,
+                 updates_per_minute: float = UPDATES_PER_MINUTE) -> None:
         super().__init__()
         self.clock = clock
         self.timeout = timeout
         self.max_retry_seconds = max_retry_seconds
         self.pause = Pause(clock, SERVICE)
+        self.updates = TokenBucket(clock, updates_per_minute)
         self.server_time: datetime | None = None
         self.server_time_seen_at: datetime | None = None  # on our clock
         # No urllib3 retries at all: every retry here is a decision made in this module.
@@ -188,7 +198,9 @@ class ZendeskSession(requests.Session):
             except (TypeError, ValueError):
                 pass
         if response.status_code == 429:
-            self.pause.extend(retry_after_seconds(response))
+            # The whole account's budget is spent: no request, and no saved-up write, before
+            # Retry-After has passed.
+            self.updates.empty_until(self.pause.extend(retry_after_seconds(response)))
         if response.status_code in (401, 403):
             raise CredentialsRejected(
                 SERVICE, method, path, response.status_code, excerpt(response),
@@ -262,10 +274,12 @@ class Zendesk:
     """The slice of Zendesk the worker needs, in the project's own types and errors."""
 
     def __init__(self, base_url: str, email: str, token: str, clock: Clock,
-                 timeout: float = 10.0, max_retry_seconds: float = 60.0) -> None:
+                 timeout: float = 10.0, max_retry_seconds: float = 60.0,
+                 updates_per_minute: float = UPDATES_PER_MINUTE) -> None:
         self.base_url = base_url.rstrip("/")
         self.email = email
-        self.session = ZendeskSession(clock, timeout, max_retry_seconds)
+        self.session = ZendeskSession(clock, timeout, max_retry_seconds, updates_per_minute)
+        self._ticket_writes: dict[int, deque[datetime]] = {}  # our PUTs, per ticket
         self.client = Zenpy(subdomain="account", email=email, token=token,
                             session=self.session, disable_cache=True, timeout=timeout)
         point_zenpy_at(self.client, self.base_url)
@@ -594,6 +608,7 @@ class Zendesk:
         path = f"/api/v2/tickets/{ticket.id}.json"
         body = build_update(ticket, comment, tags_to_add, priority, author_id, tags_to_remove,
                             stamp)
+        self._spend_write(ticket.id, path)
         try:
             response = self.session.request("PUT", self.base_url + path, json=body)
         except requests.RequestException as exc:
@@ -619,6 +634,20 @@ class Zendesk:
             self._remember_me(int(audit["author_id"]))  # we wrote it: its author is us
         return Update(ticket=updated, comment_id=comment_id_from_audit(audit), audit=facts,
                       read_at=answer_date(response))
+
+    def _spend_write(self, ticket_id: int, path: str) -> None:
+        """Wait for the account's write budget; BudgetSpent when this ticket already had
+        Zendesk's 30 updates in 10 minutes from us (its write waits for a later pass)."""
+        clock = self.session.clock
+        writes = self._ticket_writes.setdefault(ticket_id, deque())
+        while writes and writes[0] <= clock.now() - TICKET_UPDATE_WINDOW:
+            writes.popleft()
+        if len(writes) >= UPDATES_PER_TICKET:
+            raise BudgetSpent(SERVICE, "PUT", path, None,
+                              f"{UPDATES_PER_TICKET} updates of this ticket in 10 minutes",
+                              "Zendesk's per-ticket limit: a later pass tries again")
+        self.session.updates.take()
+        writes.append(clock.now())
 
     def _remember_me(self, user_id: int) -> None:
         """The API user, learnt from the audit of our own write (no request needed): an
