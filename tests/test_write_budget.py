@@ -100,8 +100,16 @@ def test_a_ticket_past_thirty_updates_in_ten_minutes_waits(
 
 def test_three_hundred_emergencies_keep_within_the_account_budget(
         sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
-    # given an account allowed 100 updates a minute, a person saving a ticket every 6 s,
-    # and 300 new emergencies
+    # given an emergency acknowledged 14 minutes ago (its follow-up due in a minute), an
+    # account allowed 100 updates a minute, a person saving a ticket every 6 s, and 300 new
+    # emergencies
+    worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+    earlier = emergency_ticket(sandbox, account, "Down since this morning")
+    clock.advance(timedelta(seconds=30))
+    worker.run_once()
+    [acknowledged] = acknowledgements(sandbox, account, earlier)
+    follow_up_due = acknowledged + timedelta(minutes=15)
+    clock.advance(timedelta(minutes=13, seconds=30))
     sandbox.zendesk.limit_updates(per_minute=100)
     theirs = [emergency_ticket(sandbox, account, f"Question {n}", priority="normal")
               for n in range(5)]
@@ -109,7 +117,6 @@ def test_three_hundred_emergencies_keep_within_the_account_budget(
     clock.advance(timedelta(seconds=30))
     start = clock.now()
     person = sandbox.zendesk.person_saving(account.agent_id, theirs, every_seconds=6)
-    worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
 
     # when the worker passes every minute for six minutes
     while clock.now() < start + timedelta(minutes=6):
@@ -127,3 +134,30 @@ def test_three_hundred_emergencies_keep_within_the_account_budget(
     assert all(at <= start + timedelta(minutes=4) for at in person.refused_at)
     assert person.saved >= 55
     assert bot_comments(sandbox, account, theirs[0]) == []
+    # and the follow-up that fell due a minute into that pass went out on time
+    [follow_up] = [c for c in sandbox.zendesk.public_comments(earlier)
+                   if c["author_id"] == account.admin_id and "following up" in c["body"]]
+    sent = datetime.fromisoformat(follow_up["created_at"].replace("Z", "+00:00"))
+    assert follow_up_due <= sent <= follow_up_due + timedelta(seconds=3)
+
+
+def test_an_overdue_follow_up_goes_before_a_younger_acknowledgement(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # given a ticket listed first (the older) that became urgent a minute ago, and one listed
+    # second whose follow-up is five minutes overdue
+    worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+    raised = emergency_ticket(sandbox, account, "Slow dashboards", priority="normal")
+    overdue = emergency_ticket(sandbox, account, "Production down")
+    clock.advance(timedelta(seconds=30))
+    worker.run_once()
+    clock.advance(timedelta(minutes=19))
+    sandbox.zendesk.set_priority(raised, "urgent", author_id=account.agent_id)
+    clock.advance(timedelta(minutes=1))
+
+    # when the worker passes
+    worker.run_once()
+
+    # then the overdue follow-up was written first
+    writes = [r.path for r in sandbox.requests if r.method == "PUT"]
+    assert writes[-2:] == [f"/api/v2/tickets/{overdue}.json", f"/api/v2/tickets/{raised}.json"]
+    assert acknowledgements(sandbox, account, raised)
