@@ -161,3 +161,15 @@ def test_an_overdue_follow_up_goes_before_a_younger_acknowledgement(
     writes = [r.path for r in sandbox.requests if r.method == "PUT"]
     assert writes[-2:] == [f"/api/v2/tickets/{overdue}.json", f"/api/v2/tickets/{raised}.json"]
     assert acknowledgements(sandbox, account, raised)
+
+
+@pytest.mark.parametrize("n", [10, 100])
+def test_an_idle_pass_costs_one_listing_page_per_hundred_where_a_naive_poller_reads_all(
+        n: int) -> None:
+    from benchmarks.frugal import measure
+
+    ours, naive, acknowledged = measure(n)
+
+    assert (ours.requests, ours.writes) == (1, 0)
+    assert (naive.requests, naive.writes) == (1 + n, 0)
+    assert acknowledged == n  # one acknowledgement each, nothing more
