@@ -173,3 +173,53 @@ class Pause:
             self.waited_seconds += seconds
             self.clock.sleep(seconds)
         return seconds
+
+
+class TokenBucket:
+    """Writes paced to `per_minute`: a token every 60/per_minute seconds, at most `capacity`
+    saved up, so no minute holds more than `per_minute` (+ capacity - 1) of them.
+
+    Waiting is a sleep on the clock. `empty_until` (a 429) spends every token and makes the
+    next one wait for the end of the hold, so the budget and `Retry-After` agree.
+    """
+
+    def __init__(self, clock: Clock, per_minute: float, capacity: float = 1.0) -> None:
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be positive, got {per_minute}")
+        self.clock = clock
+        self.rate = per_minute / 60.0  # tokens a second
+        self.capacity = capacity
+        self._tokens = capacity
+        self._stamp = clock.now()  # tokens are counted up to here; later after a hold
+        self._lock = threading.Lock()
+        self.waits = 0
+        self.waited_seconds = 0.0
+
+    def take(self) -> float:
+        """One token, waiting on the clock until it is there; the seconds waited."""
+        with self._lock:
+            now = self._refill()
+            self._tokens -= 1  # reserved: a second writer waits behind this one
+            seconds = (self._stamp - now).total_seconds() + max(-self._tokens, 0.0) / self.rate
+            if seconds > 0:
+                self.waits += 1
+                self.waited_seconds += seconds
+        if seconds > 0:
+            self.clock.sleep(seconds)
+        return seconds
+
+    def empty_until(self, until: datetime) -> None:
+        """No token before `until`, and none saved up at that moment."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
+            self._stamp = max(self._stamp, until)
+
+    def _refill(self) -> datetime:
+        """Count the tokens gained up to now (none during a hold); now."""
+        now = self.clock.now()
+        if now > self._stamp:
+            gained = (now - self._stamp).total_seconds() * self.rate
+            self._tokens = min(self.capacity, self._tokens + gained)
+            self._stamp = now
+        return now

@@ -44,6 +44,8 @@ class ZendeskConfig:
     view_id: int | None = None
     timeout_seconds: float = 10.0
     max_retry_seconds: float = 10.0
+    # The worker's share of the account's 100 ticket updates a minute (people save too).
+    updates_per_minute: float = 80
 
     @property
     def query(self) -> str:
@@ -352,7 +354,8 @@ def parse_server(source: Path, data: object) -> ServerConfig:
 
 def parse_zendesk(source: Path, data: object) -> ZendeskConfig:
     zd = _Section(source, "zendesk", data,
-                  {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds"})
+                  {"url", "email", "search", "view_id", "timeout_seconds", "max_retry_seconds",
+                   "updates_per_minute"})
     email = zd.text("email")
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         zd.fail("email", "the API user's email address", email)
@@ -369,6 +372,8 @@ def parse_zendesk(source: Path, data: object) -> ZendeskConfig:
         view_id=view_id,
         timeout_seconds=zd.number("timeout_seconds", 10, minimum=1, maximum=300),
         max_retry_seconds=zd.number("max_retry_seconds", 10, minimum=0, maximum=3600),
+        # Zendesk's ticket-update limit is 100 a minute per account on every plan.
+        updates_per_minute=zd.number("updates_per_minute", 80, minimum=1, maximum=100),
     )
 
 

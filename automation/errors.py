@@ -71,3 +71,7 @@ class WriteUncertain(UpstreamError):
 
 class Rejected(UpstreamError):
     """Raised when a service refuses a request as invalid (4xx other than 401/403/404/409/429)."""
+
+
+class BudgetSpent(Rejected):
+    """Raised when a write would pass Zendesk's per-ticket update limit; nothing was sent."""

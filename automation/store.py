@@ -9,6 +9,7 @@ process, and `problem` says what is wrong until then.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -76,6 +77,13 @@ CREATE TABLE IF NOT EXISTS threads (
     ticket_id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
     ts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cache (
+    kind TEXT NOT NULL,
+    key INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    read_at TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
 );
 CREATE TABLE IF NOT EXISTS claims (
     ticket_id INTEGER NOT NULL,
@@ -274,6 +282,27 @@ class Store:
                 contact_at=_time(contact_at),
             )
         return result
+
+    def recall(self, kind: str, ids: Iterable[int], since: datetime) -> list[dict[str, Any]]:
+        """Cached Zendesk records (users, organizations, the API user) read since `since`."""
+        wanted = sorted(set(ids))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), 500):  # SQLite's bound parameters, with room
+            chunk = wanted[start:start + 500]
+            rows = self._run(
+                f"SELECT value FROM cache WHERE kind = ? AND read_at >= ?"
+                f" AND key IN ({', '.join('?' * len(chunk))})",
+                (kind, since.astimezone(UTC).isoformat(), *chunk))
+            for (value,) in rows:
+                try:
+                    found.append(json.loads(value))
+                except ValueError:
+                    continue  # torn or foreign: read from Zendesk again
+        return found
+
+    def keep(self, kind: str, key: int, value: dict[str, Any], at: datetime) -> None:
+        self._run("INSERT OR REPLACE INTO cache (kind, key, value, read_at) VALUES (?, ?, ?, ?)",
+                  (kind, key, json.dumps(value), at.astimezone(UTC).isoformat()))
 
     def add_brief(self, brief: Brief) -> None:
         self._run(

@@ -24,11 +24,14 @@ if TYPE_CHECKING:
     from automation.worker import Worker
 
 
-def build_zendesk(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Zendesk:
+def build_zendesk(cfg: Config, clock: Clock, environ: Mapping[str, str],
+                  store: Store | None = None) -> Zendesk:
+    """Zendesk's adapter; with the state file, users and organizations are kept in it."""
     token = settings.zendesk_token(environ)
     return Zendesk(cfg.zendesk.url, cfg.zendesk.email, token, clock,
                    timeout=cfg.zendesk.timeout_seconds,
-                   max_retry_seconds=cfg.zendesk.max_retry_seconds)
+                   max_retry_seconds=cfg.zendesk.max_retry_seconds,
+                   updates_per_minute=cfg.zendesk.updates_per_minute, cache=store)
 
 
 def build_pagerduty(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> PagerDuty | None:
@@ -73,8 +76,8 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
 
     templates = Templates(cfg.templates_path)
     validate(templates, cfg)
-    zendesk = build_zendesk(cfg, clock, environ)
     store = Store(cfg.state_path)
+    zendesk = build_zendesk(cfg, clock, environ, store)
     paging = None
     pagerduty = build_pagerduty(cfg, clock, environ)
     if pagerduty is not None and cfg.pagerduty is not None:
@@ -90,8 +93,8 @@ def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Com
     from automation.commands import Commands
 
     templates = Templates(cfg.templates_path)
-    zendesk = build_zendesk(cfg, clock, environ)
     store = Store(cfg.state_path)
+    zendesk = build_zendesk(cfg, clock, environ, store)
     return Commands(zendesk, store, templates, cfg, clock,
                     chat=build_chat(cfg, clock, environ, zendesk, store, templates),
                     pagerduty=build_pagerduty(cfg, clock, environ))

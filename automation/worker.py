@@ -9,6 +9,7 @@ service that is down delays only itself. `handle_ticket` is the one way to act o
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from dataclasses import dataclass, field, replace
@@ -126,6 +127,17 @@ class Run:
         return self.executor.up(PAGERDUTY)
 
 
+def _due_since(known: TrackedTicket | None, ticket: Ticket, now: datetime) -> datetime:
+    """Since when a listed ticket has waited for us: its step's due time, or the change we
+    have not seen (a new emergency: since it was last updated); `now` for neither."""
+    moments = [now]
+    if known is not None and known.due_at is not None:
+        moments.append(known.due_at)
+    if known is None or known.updated_at != ticket.updated_stamp:
+        moments.append(ticket.updated_at)
+    return min(moments)
+
+
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
                  clock: Clock, chat: Chat | None = None, paging: Paging | None = None) -> None:
@@ -156,17 +168,22 @@ class Worker:
     # --- the two ways in -----------------------------------------------------------------------
 
     def run_once(self) -> PassReport:
-        """One pass over every emergency. Unreachable/credential errors of Zendesk end it."""
+        """One pass over every emergency, the most overdue first. Unreachable/credential
+        errors of Zendesk end it."""
         listing = self.zendesk.find_emergencies(self.query, self.view_id)
         run = self._begin(len(listing))
         tracked = self.store.tracked()
-        wanted: dict[int, str | None] = {}
+        wanted: dict[int, tuple[datetime, str | None]] = {}
+        later: list[tuple[datetime, int, str | None]] = []
         for ticket in listing:
             known = tracked.get(ticket.id)
             if known is not None and not self._moved(known, ticket, run):
+                if known.due_at is not None:  # read when it falls due, should the pass last
+                    later.append((known.due_at, ticket.id, known.state))
                 continue  # nothing moved here or in PagerDuty, nothing is due: no read
-            wanted[ticket.id] = known.state if known else None
-        self._handle_all(wanted, run)
+            wanted[ticket.id] = (_due_since(known, ticket, run.now),
+                                 known.state if known else None)
+        self._handle_all(wanted, run, later)
         for ticket_id in self.store.deactivate_except({t.id for t in listing}):
             log.info("ticket %s is no longer listed as an emergency", ticket_id,
                      extra={"ticket": ticket_id})
@@ -177,22 +194,38 @@ class Worker:
         """Read, decide and act on one ticket now, as a pass would (a command, a webhook)."""
         run = self._begin(0)
         known = self.store.tracked().get(ticket_id)
-        self._handle_all({ticket_id: known.state if known else None}, run)
+        self._handle_all({ticket_id: (run.now, known.state if known else None)}, run, [])
         self._finish(run, drain_except=None)
         return run.report
 
-    def _handle_all(self, tickets: dict[int, str | None], run: Run) -> None:
-        """Each ticket's Zendesk steps. One changed in the second we read it is read again
-        once that second is safely past (Snapshot.unsettled_for): the others do not wait for it."""
+    def _handle_all(self, tickets: dict[int, tuple[datetime, str | None]], run: Run,
+                    later: list[tuple[datetime, int, str | None]]) -> None:
+        """Each ticket's Zendesk steps, the most overdue first; a ticket of `later` (its step
+        due later, as last tracked) goes next as soon as that time comes, however long the
+        pass (writes are paced): a timer is kept to the second, a backlog waits one write.
+        One changed in the second we read it is read again once that second is safely past
+        (Snapshot.unsettled_for): the others do not wait for it."""
+        heapq.heapify(later)
+        seen: set[int] = set()
         for round_ in range(MAX_SETTLE_ROUNDS):
-            unsettled: dict[int, str | None] = {}
+            agenda = [(due, ticket_id, state) for ticket_id, (due, state) in tickets.items()]
+            heapq.heapify(agenda)
+            unsettled: dict[int, tuple[datetime, str | None]] = {}
             wait = timedelta()
-            for ticket_id, known_state in tickets.items():
-                run.report.read += round_ == 0  # tickets read, not reads
+            while True:
+                run.now = self.now()  # a long pass keeps the time: steps fall due during it
+                if later and later[0][0] <= run.now:
+                    due, ticket_id, known_state = heapq.heappop(later)
+                elif agenda:
+                    due, ticket_id, known_state = heapq.heappop(agenda)
+                else:
+                    break
+                run.report.read += ticket_id not in seen  # tickets read, not reads
+                seen.add(ticket_id)
                 left = self._handle(ticket_id, run, known_state,
                                     last=round_ == MAX_SETTLE_ROUNDS - 1)
                 if left:
-                    unsettled[ticket_id], wait = known_state, max(wait, left)
+                    unsettled[ticket_id], wait = (due, known_state), max(wait, left)
             if not unsettled:
                 return
             self.clock.sleep(wait.total_seconds())

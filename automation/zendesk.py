@@ -1,7 +1,9 @@
-"""Zendesk adapter on zenpy: reads retried with care, writes sent exactly once.
+"""Zendesk adapter: reads retried with care, writes sent exactly once, one HTTP path.
 
-- Our own `requests.Session`: zenpy's default one retries a PUT by itself, which could post
-  a customer-visible comment twice.
+- One `requests.Session` for every request, read or write, with one error mapping: Zendesk's
+  JSON is read with `json` and turned into the project's types directly (zenpy, which this
+  adapter once read through, built an object per ticket of every listing, 91% of an idle
+  pass's CPU, and its default session retries a PUT by itself).
 - Reads (GET) are retried with tenacity: 429 waits `Retry-After`, 5xx and connection errors
   back off with jitter, all within a bounded total wait. A 429 pauses every request.
 - A write is one `PUT /api/v2/tickets/{id}` with `safe_update` and the `updated_stamp` just read;
@@ -12,21 +14,20 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from zenpy import Zenpy
-from zenpy.lib.api import BaseApi
-from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
 
-from automation.clock import Clock, Pause
+from automation.clock import Clock, Pause, TokenBucket
 from automation.errors import (
+    BudgetSpent,
     ConfigError,
     Conflict,
     CredentialsRejected,
@@ -60,6 +61,16 @@ MAX_READ_ATTEMPTS = 8
 SEARCH_RESULT_LIMIT = 1000  # Zendesk's search answers 422 beyond the 1,000th result
 SEARCH_PAGE_SIZE = 100
 MAX_SEARCH_WINDOWS = 50  # 50,000 emergencies: beyond that, a view
+# Zendesk's ticket-update limits: 100 a minute per account (shared with every agent and app:
+# the worker takes `updates_per_minute` of it), and 30 per ticket in 10 minutes.
+# https://developer.zendesk.com/api-reference/introduction/rate-limits/
+UPDATES_PER_MINUTE = 80
+UPDATES_PER_TICKET = 30
+TICKET_UPDATE_WINDOW = timedelta(minutes=10)
+# Users and organizations kept in the state file are read again after this: a role or an
+# organization's fields changed in Zendesk show within minutes.
+CACHE_TTL = timedelta(minutes=10)
+ME = 0  # the cache's key of the API user
 
 
 def parse_time(value: str) -> datetime:
@@ -101,12 +112,14 @@ def retry_after_seconds(response: requests.Response, default: float = 1.0) -> fl
 class ZendeskSession(requests.Session):
     """A session that retries only reads, honours 429 for everyone, and keeps server time."""
 
-    def __init__(self, clock: Clock, timeout: float, max_retry_seconds: float) -> None:
+    def __init__(self, clock: Clock, timeout: float, max_retry_seconds: float,
+                 updates_per_minute: float = UPDATES_PER_MINUTE) -> None:
         super().__init__()
         self.clock = clock
         self.timeout = timeout
         self.max_retry_seconds = max_retry_seconds
         self.pause = Pause(clock, SERVICE)
+        self.updates = TokenBucket(clock, updates_per_minute)
         self.server_time: datetime | None = None
         self.server_time_seen_at: datetime | None = None  # on our clock
         # No urllib3 retries at all: every retry here is a decision made in this module.
@@ -188,7 +201,9 @@ class ZendeskSession(requests.Session):
             except (TypeError, ValueError):
                 pass
         if response.status_code == 429:
-            self.pause.extend(retry_after_seconds(response))
+            # The whole account's budget is spent: no request, and no saved-up write, before
+            # Retry-After has passed.
+            self.updates.empty_until(self.pause.extend(retry_after_seconds(response)))
         if response.status_code in (401, 403):
             raise CredentialsRejected(
                 SERVICE, method, path, response.status_code, excerpt(response),
@@ -211,25 +226,15 @@ def _connection_text(exc: BaseException) -> str:
     return f"the answer was cut short ({type(exc).__name__})"
 
 
-def point_zenpy_at(client: Zenpy, base_url: str) -> None:
-    """zenpy builds https://{subdomain}.{domain} itself; send it to any base URL instead.
+class Cache(Protocol):
+    """Where users, organizations and the API user are kept between processes (the state
+    file): `tick` from cron would otherwise read them again every minute."""
 
-    Each API object (and the ones nested in it, like `users.search`) gets the scheme and a
-    `base_url` of its own, so two clients in one process can point at different places.
-    """
-    parts = urlsplit(base_url)
-    netloc = parts.netloc
-    seen: set[int] = set()
-    pending: list[Any] = list(vars(client).values())
-    while pending:
-        api = pending.pop()
-        if not isinstance(api, BaseApi) or id(api) in seen:
-            continue
-        seen.add(id(api))
-        api.protocol = parts.scheme
-        api.__class__ = type(api.__class__.__name__, (api.__class__,),
-                             {"base_url": property(lambda self: netloc)})
-        pending.extend(vars(api).values())
+    def recall(self, kind: str, ids: Iterable[int], since: datetime) -> list[dict[str, Any]]:
+        """The values of these ids kept at or after `since`."""
+
+    def keep(self, kind: str, key: int, value: dict[str, Any], at: datetime) -> None:
+        """Keep one value, read at `at`."""
 
 
 @dataclass(frozen=True)
@@ -262,16 +267,20 @@ class Zendesk:
     """The slice of Zendesk the worker needs, in the project's own types and errors."""
 
     def __init__(self, base_url: str, email: str, token: str, clock: Clock,
-                 timeout: float = 10.0, max_retry_seconds: float = 60.0) -> None:
+                 timeout: float = 10.0, max_retry_seconds: float = 60.0,
+                 updates_per_minute: float = UPDATES_PER_MINUTE,
+                 cache: Cache | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.email = email
-        self.session = ZendeskSession(clock, timeout, max_retry_seconds)
-        self.client = Zenpy(subdomain="account", email=email, token=token,
-                            session=self.session, disable_cache=True, timeout=timeout)
-        point_zenpy_at(self.client, self.base_url)
+        self.session = ZendeskSession(clock, timeout, max_retry_seconds, updates_per_minute)
+        self.session.auth = (f"{email}/token", token)
+        self.session.headers["Accept"] = "application/json"
+        self.cache = cache
+        self._ticket_writes: dict[int, deque[datetime]] = {}  # our PUTs, per ticket
         self._people: dict[int, Person] = {}
         self._organizations: dict[int, Organization] = {}
         self._me: int | None = None
+        self._recall_me()
 
     @property
     def server_time(self) -> datetime | None:
@@ -288,38 +297,11 @@ class Zendesk:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def _read(self, method: str, path: str, call: Any) -> Any:
-        try:
-            return call()
-        except RecordNotFoundException as exc:
-            raise NotFound(SERVICE, method, path, 404, _zenpy_text(exc)) from None
-        except APIException as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            raise Rejected(SERVICE, method, path, status, _zenpy_text(exc)) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise Unreachable(SERVICE, method, path, None, _connection_text(exc)) from None
-        except requests.HTTPError as exc:
-            # zenpy raises this when an error answer is not JSON: not Zendesk's API at all.
-            response = exc.response
-            raise Unreachable(SERVICE, method, path,
-                              response.status_code if response is not None else None,
-                              excerpt(response) if response is not None else "",
-                              "the answer is not Zendesk's JSON: check [zendesk] url") from None
-        except ZenpyException as exc:
-            raise Rejected(SERVICE, method, path, None, str(exc)[:160]) from None
-        except ValueError as exc:  # JSON that would not decode: not Zendesk's API answering
-            raise Unreachable(SERVICE, method, path, None, _zenpy_text(exc),
-                              "the answer is not Zendesk's JSON: check [zendesk] url") from None
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise Rejected(SERVICE, method, path, None,
-                           f"unexpected answer: {type(exc).__name__}: {_zenpy_text(exc)}") from None
-
     def find_emergencies(self, query: str, view_id: int | None = None) -> list[Ticket]:
         """One listing per pass: the search query, or the view's tickets (all pages)."""
         if view_id is not None:
-            path = f"/api/v2/views/{view_id}/tickets"
-            return self._read("GET", path, lambda: [
-                ticket_from(t) for t in self.client.views.tickets(view=view_id)])
+            path = f"/api/v2/views/{view_id}/tickets.json"
+            return [_parsed(ticket_from, t, path) for t in self._pages(path, "tickets")]
         return self.search_all(query)
 
     def search_all(self, query: str) -> list[Ticket]:
@@ -355,37 +337,55 @@ class Zendesk:
             results = [r for r in data.get("results") or ()
                        if isinstance(r, dict) and r.get("id") is not None
                        and r.get("result_type", "ticket") == "ticket"]
-            tickets += [ticket_from(r) for r in results]
+            tickets += [_parsed(ticket_from, r, "/api/v2/search.json") for r in results]
             if not data.get("next_page") or len(results) < SEARCH_PAGE_SIZE:
                 break
         return tickets
 
     def comments(self, ticket_id: int) -> tuple[Comment, ...]:
         path = f"/api/v2/tickets/{ticket_id}/comments.json"
-        return self._read("GET", path, lambda: tuple(
-            comment_from(c) for c in self.client.tickets.comments(ticket=ticket_id)))
+        return tuple(_parsed(comment_from, c, path) for c in self._pages(path, "comments"))
 
     def people(self, ids: Iterable[int]) -> dict[int, Person]:
-        """Users by id; roles and names change rarely, so they are kept for the process."""
+        """Users by id; roles and names change rarely, so they are kept (for the process,
+        and in the state file for a while: see `cache`)."""
         wanted = {i for i in ids if i is not None}
+        self._recall("user", wanted - set(self._people), person_from, self._people)
         missing = sorted(wanted - set(self._people))
+        path = "/api/v2/users/show_many.json"
         for start in range(0, len(missing), SHOW_MANY_LIMIT):
             chunk = missing[start:start + SHOW_MANY_LIMIT]
-            found = self._read("GET", "/api/v2/users/show_many.json",
-                               lambda chunk=chunk: list(self.client.users(ids=chunk)))
-            for user in found:
-                person = person_from(user)
-                self._people[person.id] = person
+            data = self._get_json(path, {"ids": ",".join(str(i) for i in chunk)})
+            for user in data.get("users") or ():
+                self._people[int(user["id"])] = _parsed(person_from, user, path)
+                self._keep("user", user)
         return {i: self._people[i] for i in wanted if i in self._people}
 
     def organization(self, organization_id: int | None) -> Organization | None:
         if organization_id is None:
             return None
-        if organization_id not in self._organizations:
+        known = self._organizations
+        self._recall("organization", {organization_id} - set(known), organization_from, known)
+        if organization_id not in known:
             path = f"/api/v2/organizations/{organization_id}.json"
-            org = self._read("GET", path, lambda: self.client.organizations(id=organization_id))
-            self._organizations[organization_id] = organization_from(org)
-        return self._organizations[organization_id]
+            data = self._get_json(path, {}).get("organization")
+            known[organization_id] = _parsed(organization_from, data, path)
+            self._keep("organization", data)
+        return known[organization_id]
+
+    def _recall(self, kind: str, ids: set[int], build: Any, into: dict[int, Any]) -> None:
+        """Fill ``into`` with what the state file's cache still holds of these ids."""
+        if self.cache is None or not ids:
+            return
+        for value in self.cache.recall(kind, ids, self.session.clock.now() - CACHE_TTL):
+            try:
+                into[int(value["id"])] = build(value)
+            except (TypeError, KeyError, ValueError):
+                continue  # a cache entry of an older shape: read it again
+
+    def _keep(self, kind: str, value: Any) -> None:
+        if self.cache is not None and isinstance(value, dict) and value.get("id") is not None:
+            self.cache.keep(kind, int(value["id"]), value, self.session.clock.now())
 
     def snapshot(self, ticket_id: int) -> Snapshot:
         """The ticket, then its audits (its comments, its priority history, our stamps), and
@@ -430,29 +430,33 @@ class Zendesk:
 
     def audits(self, ticket_id: int) -> list[dict[str, Any]]:
         """Every audit of the ticket, oldest first (cursor pages of 100)."""
-        url: str | None = f"/api/v2/tickets/{ticket_id}/audits.json"
+        return self._pages(f"/api/v2/tickets/{ticket_id}/audits.json", "audits",
+                           too_long="too long a story to decide on; nothing is sent on this "
+                                    "ticket")
+
+    def _pages(self, path: str, key: str, too_long: str = "") -> list[dict[str, Any]]:
+        """Every item of a listing, read with cursor pages of 100 (each one request)."""
+        url: str | None = path
         params: dict[str, str] = {"page[size]": "100"}
-        audits: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         for _ in range(MAX_AUDIT_PAGES):
             if url is None:
-                return audits
+                return items
             data = self._get_json(url, params)
-            audits += [a for a in data.get("audits") or () if isinstance(a, dict)]
+            items += [a for a in data.get(key) or () if isinstance(a, dict)]
             more = (data.get("meta") or {}).get("has_more")
             url = ((data.get("links") or {}).get("next") or "").removeprefix(self.base_url) \
                 if more else None
             params = {}  # the next link carries its own cursor
         # Deciding on part of the story could repeat a step: this ticket is left to people.
-        raise Rejected(SERVICE, "GET", f"/api/v2/tickets/{ticket_id}/audits.json", None,
-                       f"more than {MAX_AUDIT_PAGES * 100} audits: too long a story to "
-                       "decide on; nothing is sent on this ticket")
+        raise Rejected(SERVICE, "GET", path, None,
+                       f"more than {MAX_AUDIT_PAGES * 100} {key}: {too_long or 'too many'}")
 
     def person_by_email(self, email: str) -> Person | None:
         """The Zendesk user with exactly this email, if any (for `--as` and PagerDuty people)."""
         path = "/api/v2/users/search.json"
-        users = self._read("GET", path, lambda: list(self.client.users.search(query=email)))
-        for user in users:
-            person = person_from(user)
+        for user in self._get_json(path, {"query": email}).get("users") or ():
+            person = _parsed(person_from, user, path)
             if person.email.lower() == email.lower():
                 self._people[person.id] = person
                 return person
@@ -532,9 +536,12 @@ class Zendesk:
         BRIEF_TAG: its "What is planned:" and "When:" lines are read back.
         """
         query = f"type:ticket tags:{BRIEF_TAG} organization:{organization_id}"
-        tickets = self._read("GET", "/api/v2/search.json", lambda: [
-            ticket_from(t) for t in self.client.search(query)
-            if getattr(t, "id", None) is not None])
+        path = "/api/v2/search.json"
+        data = self._get_json(path, {"query": query, "sort_by": "created_at",
+                                     "sort_order": "desc", "per_page": str(MAX_BRIEF_TICKETS)})
+        tickets = [_parsed(ticket_from, t, path) for t in data.get("results") or ()
+                   if isinstance(t, dict) and t.get("id") is not None
+                   and t.get("result_type", "ticket") == "ticket"]
         organization = self.organization(organization_id)
         found = []
         for ticket in tickets[:MAX_BRIEF_TICKETS]:
@@ -594,6 +601,7 @@ class Zendesk:
         path = f"/api/v2/tickets/{ticket.id}.json"
         body = build_update(ticket, comment, tags_to_add, priority, author_id, tags_to_remove,
                             stamp)
+        self._spend_write(ticket.id, path)
         try:
             response = self.session.request("PUT", self.base_url + path, json=body)
         except requests.RequestException as exc:
@@ -620,11 +628,37 @@ class Zendesk:
         return Update(ticket=updated, comment_id=comment_id_from_audit(audit), audit=facts,
                       read_at=answer_date(response))
 
+    def _spend_write(self, ticket_id: int, path: str) -> None:
+        """Wait for the account's write budget; BudgetSpent when this ticket already had
+        Zendesk's 30 updates in 10 minutes from us (its write waits for a later pass)."""
+        clock = self.session.clock
+        writes = self._ticket_writes.setdefault(ticket_id, deque())
+        while writes and writes[0] <= clock.now() - TICKET_UPDATE_WINDOW:
+            writes.popleft()
+        if len(writes) >= UPDATES_PER_TICKET:
+            raise BudgetSpent(SERVICE, "PUT", path, None,
+                              f"{UPDATES_PER_TICKET} updates of this ticket in 10 minutes",
+                              "Zendesk's per-ticket limit: a later pass tries again")
+        self.session.updates.take()
+        writes.append(clock.now())
+
     def _remember_me(self, user_id: int) -> None:
         """The API user, learnt from the audit of our own write (no request needed): an
         agent, known by the email we sign in with."""
+        if self._me != user_id and self.cache is not None:
+            self.cache.keep("me", ME, {"id": user_id, "email": self.email},
+                            self.session.clock.now())
         self._me = user_id
         self._people.setdefault(user_id, Person(user_id, self.email, self.email, "agent"))
+
+    def _recall_me(self) -> None:
+        """The API user as an earlier process learnt it (for the same email)."""
+        if self.cache is None:
+            return
+        since = self.session.clock.now() - CACHE_TTL
+        for value in self.cache.recall("me", [ME], since):
+            if value.get("email") == self.email and isinstance(value.get("id"), int):
+                self._me = value["id"]  # its name comes with the users, read or kept
 
 
 def _stamped(snapshot: Snapshot, stamp: dict[str, Any]) -> bool:
@@ -692,9 +726,13 @@ def comment_id_from_audit(audit: Any) -> int | None:
     return None
 
 
-def _zenpy_text(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:160]
+def _parsed(build: Any, data: Any, path: str) -> Any:
+    """One record of Zendesk's JSON in the project's type, or Rejected naming what is off."""
+    try:
+        return build(data)
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise Rejected(SERVICE, "GET", path, None,
+                       f"unexpected answer: {type(exc).__name__}: {exc}"[:160]) from None
 
 
 def _value(obj: Any, name: str, default: Any = None) -> Any:

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from automation.clock import Clock
+from automation.sandbox.budget import PersonSaving, UpdateLimit
 from automation.sandbox.faults import Fault
 from automation.sandbox.http import Reply, Routes
 
@@ -558,9 +559,46 @@ class FakeZendesk:
         self._job_ids = itertools.count(1)
         self._window_minute = -1
         self._window_requests = 0
+        self.update_limit: UpdateLimit | None = None  # off: every update is let through
+        self._people_saving: list[PersonSaving] = []
         self.api_user_id = self.add_user("Emergency Automation", api_email, role="admin")
 
     # ----- Python API (tests and the demo) ------------------------------------------------
+
+    def limit_updates(self, per_minute: int = 100, per_ticket: int = 30) -> UpdateLimit:
+        """Enforce Zendesk's ticket-update limits from now on: ``per_minute`` for the whole
+        account and ``per_ticket`` per user and ticket in 10 minutes, counting the API's
+        updates and agents' saves (add_comment, set_tags... by an agent) alike. Past them an
+        API update is answered 429 with Retry-After, and a save raises ApiError(429)."""
+        with self._lock:
+            self.update_limit = UpdateLimit(per_minute, per_ticket)
+            return self.update_limit
+
+    def person_saving(self, author_id: int, ticket_ids: Iterable[int],
+                      every_seconds: float = 6) -> PersonSaving:
+        """An agent who saves the tickets in turn (an internal note each) every
+        ``every_seconds`` of the sandbox's clock, from now on; played as the clock passes
+        (before each request, and by ``catch_up``), refusals counted on what is returned."""
+        with self._lock:
+            self._agent(author_id)
+            every = timedelta(seconds=every_seconds)
+            person = PersonSaving(author_id, tuple(ticket_ids), every, self._now() + every)
+            self._people_saving.append(person)
+            return person
+
+    def catch_up(self) -> None:
+        """Play the saves people made by now (each at its own moment of the clock)."""
+        with self._lock:
+            now = self.clock.now()
+            for person in self._people_saving:
+                for at, ticket_id in person.due(now):
+                    try:
+                        self._spend_update(ticket_id, person.author_id, at)
+                    except ApiError:
+                        person.refuse(at)
+                        continue
+                    self._apply(self._tickets[ticket_id], person.author_id, WEB, {},
+                                _note("Saved.", public=False))
 
     def add_user(
         self,
@@ -673,6 +711,8 @@ class FakeZendesk:
             ticket = self._ticket_or_key_error(ticket_id)
             if author_id not in self._users:
                 raise KeyError(f"no user {author_id}")
+            if self._users[author_id].is_agent:
+                self._spend_update(ticket_id, author_id)
             self._apply(ticket, author_id, Via(channel), {},
                         (body, html_from_text(body), public))
             return self._comments[ticket_id][-1].id
@@ -870,6 +910,7 @@ class FakeZendesk:
         """Answer one API request; never raises, unexpected errors become a 500 reply."""
         with self._lock:
             try:
+                self.catch_up()
                 return self._handle(method.upper(), path, query, headers, body)
             except ApiError as exc:
                 return self.reply(exc.status, exc.body, exc.headers)
@@ -1146,6 +1187,7 @@ class FakeZendesk:
     @routes("PUT", r"/api/v2/tickets/(\d+)")
     def _put_ticket(self, req: _Request, ticket_id: int) -> tuple[int, Json]:
         ticket = self._ticket_or_404(ticket_id)
+        self._spend_update(ticket_id, req.user.id)
         data = self._ticket_payload(req)
         if ticket.status == "closed":
             raise _invalid_field("status", "Status: closed prevents ticket update")
@@ -1778,7 +1820,21 @@ class FakeZendesk:
     def _change(self, ticket_id: int, changes: Json, author_id: int | None) -> None:
         with self._lock:
             ticket = self._ticket_or_key_error(ticket_id)
-            self._apply(ticket, author_id or self.api_user_id, WEB, changes, None)
+            author_id = author_id or self.api_user_id
+            if self._users[author_id].is_agent:
+                self._spend_update(ticket_id, author_id)
+            self._apply(ticket, author_id, WEB, changes, None)
+
+    def _spend_update(self, ticket_id: int, author_id: int, at: datetime | None = None) -> None:
+        """One update from the account's budget, if it is limited; ApiError(429) past it."""
+        if self.update_limit is None:
+            return
+        retry_after = self.update_limit.spend(at or self.clock.now(), ticket_id, author_id)
+        if retry_after is not None:
+            raise ApiError(429, {
+                "error": "TooManyRequests",
+                "description": "You have exceeded the rate limit for ticket updates. "
+                f"Retry after {retry_after} seconds."}, {"Retry-After": str(retry_after)})
 
     def _next_stamp(self, ticket: Ticket) -> datetime:
         now = self._now()

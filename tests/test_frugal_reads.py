@@ -1,0 +1,69 @@
+"""What a pass reads: the listing with the session and `json` (no object per ticket), and
+users, organizations and the API user kept in the state file between processes, so `tick`
+from cron does not read them again every minute."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from automation.clock import FakeClock
+from automation.sandbox import Account, Sandbox
+from automation.store import Store
+from automation.zendesk import CACHE_TTL, Zendesk
+from tests.conftest import TOKEN, emergency_ticket, make_worker
+
+
+def reads(sandbox: Sandbox, path: str) -> int:
+    return len([r for r in sandbox.requests if r.method == "GET" and path in r.path])
+
+
+def test_a_view_of_250_emergencies_is_listed_in_three_requests(
+        sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    for n in range(250):
+        emergency_ticket(sandbox, account, f"Down {n}")
+    zendesk = Zendesk(sandbox.url, sandbox.email, TOKEN, clock)
+    sandbox.clear_requests()
+
+    listed = zendesk.find_emergencies("", account.view_id)
+
+    assert sorted(t.id for t in listed) == list(range(1, 251))
+    view = f"/api/v2/views/{account.view_id}/tickets.json"
+    assert [r.path for r in sandbox.requests] == [view] * 3
+
+
+def test_a_second_process_reads_no_user_or_organization_again_until_they_are_old(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # given a tick that acknowledged an emergency of Acme Corp
+    state = tmp_path / "state.sqlite3"
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    clock.advance(timedelta(seconds=30))
+    make_worker(sandbox, clock, state).run_once()
+    sandbox.zendesk.add_comment(ticket_id, account.requester_id, "Still down")
+    clock.advance(timedelta(minutes=1))
+    sandbox.clear_requests()
+
+    # when the next tick (a new process) reads the customer's reply
+    make_worker(sandbox, clock, state).run_once()
+
+    # then it read neither users nor the organization: the state file had them
+    assert reads(sandbox, "/users") == 0
+    assert reads(sandbox, "/organizations") == 0
+    # and once they are older than the cache's life, they are read again
+    sandbox.zendesk.add_comment(ticket_id, account.requester_id, "Hello?")
+    clock.advance(CACHE_TTL + timedelta(minutes=1))
+    make_worker(sandbox, clock, state).run_once()
+    assert reads(sandbox, "/users/show_many") == 1
+    assert reads(sandbox, "/organizations/") == 1
+
+
+def test_the_api_user_is_known_to_the_next_process(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.sqlite3")
+    ticket_id = emergency_ticket(sandbox, account, priority="normal")
+    first = Zendesk(sandbox.url, sandbox.email, TOKEN, clock, cache=store)
+    first.update(first.snapshot(ticket_id).ticket, None, ["seen"])
+
+    second = Zendesk(sandbox.url, sandbox.email, TOKEN, clock, cache=store)
+
+    assert second.snapshot(ticket_id).me == account.admin_id
