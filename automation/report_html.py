@@ -11,42 +11,65 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from automation.config import FederalConfig
 from automation.errors import InputError
-from automation.report import Report, minutes, share
+from automation.report import Report, gather, minutes, share
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from automation.zendesk import Zendesk
+
 INSTALL_HINT = "pip install 'emergency-automation[report]'"
+SERVED_WINDOW = timedelta(days=30)  # the status page's report: the last 30 days
 # Time-to-contact buckets for the distribution, in minutes (the last one is open).
 BUCKETS = (1, 2, 5, 10, 15, 20, 30, 60)
 GREEN, AMBER, RED, GREY = "#2e7d32", "#f9a825", "#c62828", "#607d8b"
 
 
-def require_matplotlib() -> None:
-    """Say in one line how to install the charts' library when it is missing."""
+def has_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def require_matplotlib() -> None:
+    """Say in one line how to install the charts' library when it is missing."""
+    if not has_matplotlib():
         raise InputError("the HTML report draws its charts with matplotlib, which is not "
-                         f"installed: {INSTALL_HINT}") from None
+                         f"installed: {INSTALL_HINT}")
 
 
-def render_html(report: Report, title: str = "Emergency report", home: str | None = None) -> str:
-    """The whole page, every chart inside it; ``home`` links back to the status page."""
-    require_matplotlib()
+def render_html(report: Report, title: str = "Emergency report", home: str | None = None,
+                charts_required: bool = True) -> str:
+    """The whole page, every chart inside it; ``home`` links back to the status page.
+    Without matplotlib: an InputError, or (``charts_required`` false) the page without its
+    charts, saying how to install them."""
+    if charts_required:
+        require_matplotlib()
+    charts = has_matplotlib()
     pages = jinja2.Environment(loader=jinja2.PackageLoader("automation", "web"),
                                autoescape=True, undefined=jinja2.StrictUndefined)
     pages.filters["minutes"] = minutes
     pages.filters["share"] = share
     return pages.get_template("report.html").render(
-        report=report, title=title, home=home, distribution=_png(distribution_chart(report)),
-        trend=_png(trend_chart(report)))
+        report=report, title=title, home=home, install_hint=INSTALL_HINT,
+        distribution=_png(distribution_chart(report)) if charts else None,
+        trend=_png(trend_chart(report)) if charts else None)
+
+
+def served_page(zendesk: Zendesk, now: datetime, federal: FederalConfig | None = None) -> str:
+    """The status page's report view: the last 30 days, charts if matplotlib is there."""
+    report = gather(zendesk, now - SERVED_WINDOW, now, federal)
+    return render_html(report, title="Emergencies of the last 30 days", home="./",
+                       charts_required=False)
 
 
 def bucket_counts(report: Report) -> list[tuple[str, int]]:

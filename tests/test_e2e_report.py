@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,18 @@ def test_the_since_flag_says_what_it_expects(sandbox: Sandbox, clock: FakeClock,
 
     assert code == cli.EXIT_CONFIG
     assert "expected how far back, like 30d" in err and out == ""
+
+
+def test_html_without_matplotlib_says_in_one_line_how_to_install_it(
+        sandbox: Sandbox, clock: FakeClock, config: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    page = tmp_path / "report.html"
+
+    code, out, err = emergency(sandbox, clock, "--config", config, "report", "--html",
+                               str(page))
+
+    assert code == cli.EXIT_CONFIG and out == "" and not page.exists()
+    assert err == ("error: the HTML report draws its charts with matplotlib, which is not "
+                   "installed: pip install 'emergency-automation[report]'\n")
+    assert sandbox.request_bodies("GET", r"/api/v2/search.*") == []  # nothing read first
