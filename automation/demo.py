@@ -24,6 +24,7 @@ from automation.config import (
     SlackConfig,
     WorkflowConfig,
 )
+from automation.errors import InputError
 from automation.model import State
 from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
 from automation.store import Brief, Store
@@ -144,13 +145,14 @@ def scenario_names() -> list[str]:
 
 
 def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
-             clock: Clock | None = None) -> int:
+             clock: Clock | None = None, report: Path | None = None) -> int:
     """Play the scenario; print the timeline; return 0 when every expectation held.
 
     Simulated time moves only when the demo steps it (a pass, then the people's acts at
     their minutes, then the next pass) or the worker sleeps on it, so the story plays in
     the same order however loaded the machine is; the wall clock only paces it (PacedClock).
-    Tests pass a FakeClock: then the whole story plays without waiting at all.
+    Tests pass a FakeClock: then the whole story plays without waiting at all. With
+    ``report``, the night's report (`emergency report --html`) is written there at the end.
     """
     out = FittedStream(out)  # type: ignore[assignment]
     chosen = SCENARIOS[scenario]
@@ -185,7 +187,26 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
                 at = _next_pass(at, clock.now())
         finally:
             worker.close()
-        return _verdict(out, chosen, sandbox, store, tickets, account)
+        verdict = _verdict(out, chosen, sandbox, store, tickets, account)
+        if report is not None:
+            _write_report(out, worker, clock.now(), report)
+        return verdict
+
+
+def _write_report(out: TextIO, worker: Worker, until: datetime, path: Path) -> None:
+    """The night's report, read from the sandbox's Zendesk as `emergency report` reads it."""
+    from automation.report import gather, minutes
+    from automation.report_html import render_html
+
+    report = gather(worker.zendesk, START, until)
+    try:
+        path.write_text(render_html(report, title="The night's emergencies"), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--report {path}: cannot write: {exc.strerror}") from None
+    overall = report.overall
+    print(f"\nThe night's report: {overall.emergencies} emergencies, time to contact p50 "
+          f"{minutes(overall.p50)}, p90 {minutes(overall.p90)}; written to\n{CONTINUED}{path}",
+          file=out)
 
 
 def _act_until(at: datetime, events: list[tuple[float, Act]], clock: Clock, sandbox: Sandbox,

@@ -59,6 +59,16 @@ class Episode:
     started_at: datetime
 
 
+@dataclass(frozen=True)
+class PriorityChange:
+    """One change of the ticket's priority in its audits (its creation included): the
+    history the report reads every emergency, past and running, from."""
+
+    audit_id: int
+    at: datetime
+    priority: str | None  # None: the priority was cleared
+
+
 # How far Zendesk's `Date` must be past a ticket's `updated_at` before we act on the read.
 SETTLED = timedelta(seconds=2)
 
@@ -116,6 +126,9 @@ class Snapshot:
     # Zendesk's time (its `Date`) when the ticket was read: `updated_at` is in whole seconds,
     # so a snapshot is acted on only once that second is safely past (Snapshot.unsettled_for).
     read_at: datetime | None = None
+    # Every change of priority in the audits, oldest first (each raise to urgent is an
+    # emergency: see automation.report).
+    priorities: tuple[PriorityChange, ...] = ()
 
     def author(self, comment: Comment) -> Person | None:
         return self.people.get(comment.author_id)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jinja2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,7 +32,9 @@ from automation.timeline import TimelineEntry
 log = logging.getLogger(__name__)
 
 Timeline = Callable[[int], tuple[Ticket, list[TimelineEntry]]]
+ReportPage = Callable[[datetime], str]  # Zendesk's now -> the report's HTML
 PAGE_REFRESH_SECONDS = 15
+REPORT_CACHE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,10 @@ class Secrets:
     web_token: str | None = None  # None: the pages are open (loopback only)
 
 
-def build_app(service: Service, secrets: Secrets, timeline: Timeline) -> Starlette:
+def build_app(service: Service, secrets: Secrets, timeline: Timeline,
+              report: ReportPage | None = None) -> Starlette:
     return Starlette(routes=_service_routes(service, secrets)
-                     + _page_routes(service, secrets, timeline))
+                     + _page_routes(service, secrets, timeline, report))
 
 
 def _service_routes(service: Service, secrets: Secrets) -> list[Route]:
@@ -78,8 +82,10 @@ def _service_routes(service: Service, secrets: Secrets) -> list[Route]:
             Route("/webhooks/pagerduty", pagerduty, methods=["POST"])]
 
 
-def _page_routes(service: Service, secrets: Secrets, timeline: Timeline) -> list[Route]:
-    """The status page, its JSON and a ticket's timeline: customer data, behind the token."""
+def _page_routes(service: Service, secrets: Secrets, timeline: Timeline,
+                 report: ReportPage | None = None) -> list[Route]:
+    """The status page, its JSON, a ticket's timeline and the report: customer data, behind
+    the token."""
     pages = jinja2.Environment(loader=jinja2.PackageLoader("automation", "web"),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 
@@ -88,7 +94,8 @@ def _page_routes(service: Service, secrets: Secrets, timeline: Timeline) -> list
             return _ask_for_token()
         return HTMLResponse(pages.get_template("index.html").render(
             emergencies=service.emergencies, now=service.service_now(),
-            refresh=PAGE_REFRESH_SECONDS, ready=not _not_ready(service)))
+            refresh=PAGE_REFRESH_SECONDS, ready=not _not_ready(service),
+            report=report is not None))
 
     def api(request: Request) -> Response:
         if not _allowed(request, secrets.web_token):
@@ -109,8 +116,40 @@ def _page_routes(service: Service, secrets: Secrets, timeline: Timeline) -> list
         return HTMLResponse(pages.get_template("ticket.html").render(
             ticket=ticket, entries=entries, url=service.worker.zendesk.agent_url(ticket_id)))
 
-    return [Route("/", status_page), Route("/api/emergencies", api),
-            Route("/tickets/{ticket_id:int}", ticket_page)]
+    routes = [Route("/", status_page), Route("/api/emergencies", api),
+              Route("/tickets/{ticket_id:int}", ticket_page)]
+    if report is not None:
+        cached = CachedReport(report, service)
+
+        async def report_page(request: Request) -> Response:
+            if not _allowed(request, secrets.web_token):
+                return _ask_for_token()
+            try:
+                return HTMLResponse(await run_in_threadpool(cached.page))
+            except AutomationError as exc:
+                return PlainTextResponse(f"Zendesk could not be read: {exc}", status_code=502)
+
+        routes.append(Route("/report", report_page))
+    return routes
+
+
+class CachedReport:
+    """The report's page, computed in a worker thread (it reads every emergency of 30 days
+    from Zendesk) at most once a minute; requests meanwhile get the same page."""
+
+    def __init__(self, report: ReportPage, service: Service) -> None:
+        self.report, self.service = report, service
+        self.lock = threading.Lock()
+        self.html: str | None = None
+        self.made_at: datetime | None = None
+
+    def page(self) -> str:
+        with self.lock:  # one computation at a time; the others wait for its result
+            now = self.service.clock.now()
+            if self.html is None or self.made_at is None or now - self.made_at >= REPORT_CACHE:
+                self.html = self.report(self.service.service_now())
+                self.made_at = now
+            return self.html
 
 
 async def _delivery(request: Request, source: str, secret: str | None,

@@ -42,6 +42,7 @@ from automation.model import (
     Episode,
     Organization,
     Person,
+    PriorityChange,
     Snapshot,
     Stamp,
     Ticket,
@@ -244,6 +245,7 @@ class AuditFacts:
     comments: tuple[Comment, ...]
     stamps: tuple[Stamp, ...]
     episode: Episode | None
+    priorities: tuple[PriorityChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,8 @@ class Update:
         return replace(snapshot, ticket=self.ticket,
                        comments=snapshot.comments + self.audit.comments,
                        stamps=snapshot.stamps + self.audit.stamps,
-                       episode=self.audit.episode or snapshot.episode, read_at=self.read_at)
+                       episode=self.audit.episode or snapshot.episode, read_at=self.read_at,
+                       priorities=snapshot.priorities + self.audit.priorities)
 
 
 class Zendesk:
@@ -399,7 +402,7 @@ class Zendesk:
                               *(c.author_id for c in facts.comments)])
         return Snapshot(ticket=ticket, comments=facts.comments, people=people, me=self._me,
                         episode=facts.episode, stamps=facts.stamps, ccs=frozenset(ccs),
-                        read_at=read_at)
+                        read_at=read_at, priorities=facts.priorities)
 
     def _ticket_and_ccs(self, data: Any, path: str) -> tuple[Ticket, list[int]]:
         try:
@@ -824,9 +827,11 @@ def answer_date(response: requests.Response) -> datetime | None:
 
 
 def audit_facts(audits: Iterable[dict[str, Any]]) -> AuditFacts:
-    """Comments, our stamps and the running emergency, from audits oldest first."""
+    """Comments, our stamps, the running emergency and the priority's history, from audits
+    oldest first."""
     comments: list[Comment] = []
     stamps: list[Stamp] = []
+    priorities: list[PriorityChange] = []
     episode: Episode | None = None
     for audit in audits:
         audit_id, at = int(audit["id"]), parse_time(audit["created_at"])
@@ -843,13 +848,16 @@ def audit_facts(audits: Iterable[dict[str, Any]]) -> AuditFacts:
                     public=bool(event.get("public")), created_at=at,
                     body=event.get("body") or event.get("plain_body") or "",
                     audit_id=audit_id, system=system))
-            elif event.get("field_name") == "priority" and event.get("value") == "urgent" \
+            elif event.get("field_name") == "priority" \
                     and event.get("type") in ("Create", "Change"):
-                episode = Episode(audit_id, at)
+                value = event.get("value")
+                priorities.append(PriorityChange(audit_id, at, str(value) if value else None))
+                if value == "urgent":
+                    episode = Episode(audit_id, at)
         stamp = stamp_from(audit, audit_id, at)
         if stamp is not None:
             stamps.append(stamp)
-    return AuditFacts(tuple(comments), tuple(stamps), episode)
+    return AuditFacts(tuple(comments), tuple(stamps), episode, tuple(priorities))
 
 
 def stamp_from(audit: dict[str, Any], audit_id: int, at: datetime) -> Stamp | None:

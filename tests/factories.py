@@ -22,6 +22,7 @@ from automation.model import (
     Episode,
     Organization,
     Person,
+    PriorityChange,
     Snapshot,
     Stamp,
     Ticket,
@@ -164,13 +165,15 @@ def make_snapshot(comments: Iterable[Comment] = (), *, ticket: Ticket | None = N
                   organization: Organization | None = None, briefs: Iterable[Brief] = (),
                   done: Iterable[str] = (), stamps: Iterable[Stamp] = (),
                   episode: Episode | None = None, ccs: Iterable[int] = (CC_ID,),
+                  priorities: Iterable[PriorityChange] = (),
                   **ticket_overrides: Any) -> Snapshot:
     """A snapshot of ``ticket`` (or ``make_ticket(**ticket_overrides)``) with ``comments``.
 
     ``people`` defaults to ``default_people()``; pass a dict to leave someone out. When the
     ticket is built here and ``updated_at`` is not given, it is the newest comment's time.
     The emergency (``episode``) runs from the ticket's creation unless given; ``done`` names
-    steps its audits stamp (in this emergency), ``stamps`` adds any others.
+    steps its audits stamp (in this emergency), ``stamps`` adds any others; ``priorities``
+    is the priority's history in the audits (the report's emergencies).
     """
     comments = tuple(comments)
     if ticket is None:
@@ -186,7 +189,8 @@ def make_snapshot(comments: Iterable[Comment] = (), *, ticket: Ticket | None = N
     return Snapshot(ticket=ticket, comments=comments,
                     people=default_people() if people is None else dict(people),
                     organization=organization, briefs=tuple(briefs), episode=episode,
-                    stamps=made + tuple(stamps), ccs=frozenset(ccs))
+                    stamps=made + tuple(stamps), ccs=frozenset(ccs),
+                    priorities=tuple(priorities))
 
 
 def make_organization(**overrides: Any) -> Organization:

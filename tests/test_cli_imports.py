@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-# Loaded by the handlers that use them (oncall, page, demo, sandbox serve), or by wiring.py
-# when config.toml switches PagerDuty or Slack on. python-pagerduty runs on httpx2.
+# Loaded by the handlers that use them (oncall, page, demo, sandbox serve, report --html), or
+# by wiring.py when config.toml switches PagerDuty or Slack on. python-pagerduty runs on httpx2.
 LAZY = ("slack_sdk", "pagerduty", "httpx", "httpx2", "automation.sandbox", "automation.demo",
-        "automation.chat", "automation.paging")
+        "automation.chat", "automation.paging", "automation.report_html", "matplotlib",
+        "numpy")
 
 
 def imported_modules(statement: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,25 @@ def test_busy_oncall_demo_shows_the_manager_being_paged() -> None:
     assert any("pagerduty    manager-paged:" in line for line in lines)
     assert any("Support Manager paged" in line and "slack thread" in line for line in lines)
     assert any("Ravi Patel acknowledges the page" in line for line in lines)
+
+
+def test_the_demo_writes_the_report_of_the_night_it_played(tmp_path: Path) -> None:
+    out = io.StringIO()
+    page = tmp_path / "night.html"
+
+    code = run_demo(out, "all", clock=FakeClock(START), report=page)
+
+    text = out.getvalue().replace("\n" + CONTINUED, " ")
+    assert code == 0, text
+    # By hand: #2 contacted after 3 min (Francesca), the Globex ticket after 5 (Ravi), the
+    # third after 20 min 30 s (the team's fallback): p50 the 2nd, p90 the 3rd.
+    assert ("The night's report: 3 emergencies, time to contact p50 5 min, p90 20 min 30 s; "
+            f"written to {page}") in text
+    assert max(len(line) for line in out.getvalue().splitlines()) <= 100
+    html = page.read_text(encoding="utf-8")
+    for who in ("Francesca Rossi", "Ravi Patel", "the team (fallback)"):
+        assert who in html
+    assert html.count('src="data:image/png;base64,') == 2
 
 
 class LoadedMachine:

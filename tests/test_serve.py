@@ -7,15 +7,16 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from automation.clock import FakeClock
+from automation.report_html import served_page
 from automation.sandbox import Account, Sandbox
-from automation.server import Secrets, build_app
+from automation.server import ReportPage, Secrets, build_app
 from automation.service import Service
 from automation.worker import Worker
 from tests.conftest import emergency_ticket, make_worker
@@ -41,7 +42,8 @@ def service(worker: Worker, clock: FakeClock) -> Service:
     return Service(worker, clock, POLL)
 
 
-def client_for(service: Service, token: str | None = None) -> TestClient:
+def client_for(service: Service, token: str | None = None,
+               report: ReportPage | None = None) -> TestClient:
     secrets = Secrets(zendesk_webhook=SECRET, pagerduty_webhook=SECRET, web_token=token)
 
     def timeline(ticket_id: int):  # noqa: ANN202 - the page's reader, from the worker's own
@@ -51,7 +53,7 @@ def client_for(service: Service, token: str | None = None) -> TestClient:
         return snapshot.ticket, ticket_timeline(snapshot, service.worker.store.journal(ticket_id),
                                                 [])
 
-    return TestClient(build_app(service, secrets, timeline))
+    return TestClient(build_app(service, secrets, timeline, report))
 
 
 def delivered(client: TestClient, ticket_id: int, clock: FakeClock) -> int:
@@ -244,6 +246,43 @@ def test_pages_require_the_token_when_one_is_set(service: Service) -> None:
     assert client.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
     assert client.get("/healthz").status_code == 200  # no customer data: no token
     assert "s3cret" not in client.get("/").text
+
+
+def test_the_status_page_links_the_report_made_at_most_once_a_minute_behind_the_token(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    made = []
+
+    def report(now: datetime) -> str:
+        made.append(now)
+        return served_page(service.worker.zendesk, now)
+
+    client = client_for(service, token="s3cret-web-token", report=report)
+    token = {"Authorization": "Bearer s3cret-web-token"}
+    ticket_id = emergency_ticket(sandbox, account, subject="<b>Pushes</b> fail")
+    service.step()  # the team's acknowledgement
+
+    refused = client.get("/report")
+    status = client.get("/", headers=token)
+    page = client.get("/report", headers=token)
+
+    assert refused.status_code == 401 and len(made) == 1  # made for the page with the token
+    assert 'href="report"' in status.text
+    assert page.status_code == 200
+    assert "Emergencies of the last 30 days: 1 emergency" in page.text
+    assert f">#{ticket_id}</a> &lt;b&gt;Pushes&lt;/b&gt; fail" in page.text
+    assert page.text.count('src="data:image/png;base64,') == 2 and 'href="./"' in page.text
+    clock.advance(timedelta(seconds=59))
+    assert client.get("/report", headers=token).text == page.text and len(made) == 1
+    clock.advance(timedelta(seconds=1))
+    client.get("/report", headers=token)
+    assert len(made) == 2  # a minute old: made again
+
+
+def test_without_a_report_the_status_page_has_no_link(service: Service) -> None:
+    client = client_for(service)
+
+    assert 'href="report"' not in client.get("/").text
+    assert client.get("/report").status_code == 404
 
 
 def test_readyz_says_why_it_is_not_ready(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from automation.config import ServerConfig, parse_listen
 
@@ -92,3 +92,26 @@ def port_number(value: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
     return number
+
+
+SINCE_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1)}
+
+
+def since(value: str) -> timedelta | datetime:
+    """How far back: a span back from now (`30d`, `12h`, `2w`), or a moment (`2026-01-05`,
+    midnight UTC, or `2026-01-05T09:00+00:00`)."""
+    text = value.strip()
+    match = re.fullmatch(r"(\d+)([wdh])", text.lower())
+    if match and int(match.group(1)) > 0:
+        return int(match.group(1)) * SINCE_UNITS[match.group(2)]
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            "expected how far back, like 30d, 12h or 2w, or a date like 2026-01-05 (UTC) "
+            f"or 2026-01-05T09:00+00:00, got {value!r}")
+    return parsed

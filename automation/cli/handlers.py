@@ -9,12 +9,11 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
-from automation.cli import playground, serving, views, writing
-from automation.cli.context import Context, load_config
+from automation.cli import playground, reporting, serving, views, writing
+from automation.cli.context import Context, load_config, service_now
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
 from automation.errors import ConfigError, InputError
 from automation.model import Step
@@ -71,18 +70,6 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             signal.signal(sig, handler)
     log.info("stopped")
     return EXIT_OK
-
-
-def service_now(cfg: config.Config, ctx: Context) -> datetime:
-    """Zendesk's time, which every timer runs on; this machine's when Zendesk does not answer."""
-    from automation.zendesk import clock_reading
-
-    now = clock_reading(cfg.zendesk.url)
-    if now is None:
-        log.warning("Zendesk (%s) did not answer within 2 s: times are this machine's clock",
-                    cfg.zendesk.url)
-        return ctx.clock.now()
-    return now
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
@@ -220,6 +207,7 @@ COMMANDS: dict[str, Handler] = {
     "not-emergency": writing.cmd_not_emergency,
     "page": writing.cmd_page,
     "oncall": cmd_oncall,
+    "report": reporting.cmd_report,
     "demo": playground.cmd_demo,
     "sandbox": playground.cmd_sandbox,
 }

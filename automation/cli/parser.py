@@ -17,6 +17,7 @@ from automation.cli.argtypes import (
     moment,
     port_number,
     positive_number,
+    since,
     ticket_number,
 )
 from automation.errors import ConfigError
@@ -117,6 +118,13 @@ def _add_worker_commands(commands: Subcommands) -> None:
                        help="also try each token and every configured id against Zendesk, "
                             "Slack and PagerDuty (exit 3: a token refused or a service down; "
                             "2: an id wrong)")
+    report = commands.add_parser("report", help="how the emergencies went, from Zendesk's "
+                                 "audits: per emergency, and by week, organization, engineer")
+    report.add_argument("--since", type=since, default=since("30d"), metavar="30d|DATE",
+                        help="how far back: 30d (default), 12h, 2w, or a date (UTC) or time")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.add_argument("--html", metavar="FILE", help="also write the report, with its "
+                        "charts, as one HTML page (needs the `report` extra)")
     init = commands.add_parser("init", help="write a starter config.toml, every key commented")
     init.add_argument("path", nargs="?", metavar="PATH",
                       help="where (default: --config, $EMERGENCY_CONFIG, else ./config.toml); "
@@ -132,6 +140,8 @@ def _add_demo_commands(commands: Subcommands) -> None:
     demo.add_argument("--speed", type=demo_speed, default=120.0, metavar="X",
                       help="simulated seconds per wall-clock second (default 120, at most "
                            f"{MAX_DEMO_SPEED})")
+    demo.add_argument("--report", metavar="FILE",
+                      help="also write the night's report as an HTML page (as report --html)")
     _add_sandbox_commands(commands.add_parser(
         "sandbox", help="the built-in fake Zendesk, PagerDuty and Slack, without the worker"))
 

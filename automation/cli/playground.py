@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     from automation.demo import run_demo
 
+    if args.report:
+        from automation.report_html import require_matplotlib
+
+        require_matplotlib()  # said before the night plays, not after
     logging.getLogger("automation").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
-    return run_demo(ctx.out, args.scenario, args.speed)
+    return run_demo(ctx.out, args.scenario, args.speed,
+                    report=Path(args.report) if args.report else None)
 
 
 def cmd_sandbox(args: argparse.Namespace, ctx: Context) -> int:

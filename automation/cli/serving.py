@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from automation import config
@@ -48,7 +49,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     worker = wiring.build_worker(cfg, ctx.clock, ctx.environ)
     ctx.closers.append(worker.close)
     service = Service(worker, ctx.clock, args.interval or cfg.workflow.poll_interval_seconds)
-    app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id))
+    app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id),
+                    lambda now: _report(cfg, ctx, now))
     _announce(listen, secrets, service.poll_seconds)
     failure = _run(service, uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", log_config=None,
@@ -161,3 +163,11 @@ def _timeline(cfg: config.Config, ctx: Context,
                               store.outbox(ticket_id, pending_only=False))
     return snapshot.ticket, entries
 
+
+def _report(cfg: config.Config, ctx: Context, now: datetime) -> str:
+    """The report's page for the last 30 days: its own Zendesk client, as the timeline."""
+    from automation import wiring
+    from automation.report_html import served_page
+
+    return served_page(wiring.build_zendesk(cfg, ctx.clock, ctx.environ), now,
+                       cfg.pagerduty.federal if cfg.pagerduty else None)
