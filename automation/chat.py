@@ -169,6 +169,12 @@ def not_emergency_line(engineer: str, reason: str, manager: str | None) -> str:
             f"{escape(reason.strip())}. Assume good intent: priority and SLA unchanged.{told}")
 
 
+def escalation_line(engineer: str, reason: str, incident: str) -> str:
+    """"If you're stuck": the engineer escalated, and the Support Manager on call is paged."""
+    return (f"{escape(engineer)} is stuck and escalated: the Support Manager on call is paged "
+            f"({escape(incident)}). Why: {escape(reason.strip())}")
+
+
 def page_line(step: PageStep, detail: str) -> str:
     """The thread's line for a PagerDuty step."""
     return {PageStep.PAGED: f"On-call paged in PagerDuty: {detail}",

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_SEND_ATTEMPTS = 3
 NOT_EMERGENCY_TAG = "emergency_not_qualified"
+ESCALATED_TAG = "emergency_escalated"
+ESCALATED = "escalated"
 BRIEF_FIELDS = ("planned", "when", "problems", "solutions", "architecture")
 
 
@@ -63,6 +65,19 @@ class Write:
     guard: Callable[[Snapshot], str | None] | None = None
     # A tag written with it that names its input: on the ticket means already sent.
     marker: str | None = None
+    stamp_detail: dict[str, str] = field(default_factory=dict)  # more for its stamp
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """`escalate`: the page of the Support Manager on call for this emergency (keyed)."""
+
+    service_id: str
+    incident_key: str
+    title: str
+    details: str
+    reason: str
+    engineer: str  # who escalates (signs the note)
 
 
 @dataclass
@@ -72,6 +87,7 @@ class Plan:
     writes: list[Write]
     brief: Brief | None = None
     slack_lines: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
+    escalation: Escalation | None = None  # the Support Manager's page, before the writes
 
 
 # A `Sent` that is no write: Slack lines still waiting (its note says how many and why).
@@ -121,6 +137,7 @@ def write_stamp(snapshot: Snapshot, write: Write) -> dict[str, object]:
                                 "episode": snapshot.episode_id}
     if write.marker is not None:
         stamp["marker"] = write.marker
+    stamp.update(write.stamp_detail)
     return stamp
 
 
@@ -369,6 +386,54 @@ class Commands:
             plan.slack_lines.append(("not-emergency", not_emergency_line(
                 context["engineer"], reason, manager)))
         return plan
+
+    def plan_escalate(self, ticket_id: int, reason: str, as_email: str | None = None,
+                      force: bool = False) -> Plan:
+        """"If you're stuck, contact the manager on-call": their page, an internal note, a
+        line in the thread. Once per emergency: its stamp on the ticket says it was done."""
+        pd, cfg = self.pagerduty, self.config.pagerduty
+        if pd is None or cfg is None or not cfg.managers_service_id:
+            raise InputError("escalate pages the Support Managers: it needs [pagerduty] "
+                             "managers_service_id in the config")
+        if not reason.strip():
+            raise InputError("--reason: empty; say what you are stuck on")
+        snapshot = self.load(ticket_id)
+        self._require_emergency(snapshot, force, "escalate anyway")
+        done = snapshot.done().get(ESCALATED)
+        if done is not None:
+            raise Refused(f"ticket #{ticket_id} is escalated already (incident "
+                          f"{done.detail.get('incident', '?')}): the Support Manager on call "
+                          "has the page")
+        author = self.author(as_email)
+        context = self._context(snapshot, author)
+        context.update(reason=reason.strip(), manager_service="the Support Managers service")
+        note = Write(ESCALATED, self.templates.render("escalation", context),
+                     tags_to_add=(ESCALATED_TAG,))
+        ticket = snapshot.ticket
+        escalation = Escalation(
+            cfg.managers_service_id, f"zendesk-{ticket.id}-escalated",
+            f"Engineer stuck on emergency: Zendesk ticket #{ticket.id}: {ticket.subject}",
+            f"{context['engineer']} escalated {self.zendesk.agent_url(ticket.id)}: "
+            f"{reason.strip()}", reason.strip(), str(context["engineer"]))
+        return Plan(snapshot, author, [note], escalation=escalation)
+
+    def escalate(self, plan: Plan) -> list[Sent]:
+        """Page the Support Manager (the key makes a re-run find the same open incident),
+        then the note stamped with it, then the thread's line."""
+        from automation.chat import escalation_line
+
+        assert plan.escalation is not None and self.pagerduty is not None
+        page = plan.escalation
+        incident = self.pagerduty.trigger(page.service_id, page.title, page.incident_key,
+                                          page.details)
+        self.store.record(Entry(at=self.now(), ticket_id=plan.snapshot.ticket.id,
+                                step=ESCALATED, outcome=Outcome.DONE, actor=self.zendesk.email,
+                                detail=f"Support Manager paged: incident {incident.id}"))
+        plan.writes = [replace(w, stamp_detail={"incident": incident.id}) for w in plan.writes]
+        if self.chat is not None:
+            plan.slack_lines.append((ESCALATED, escalation_line(
+                page.engineer, page.reason, f"incident {incident.id}")))
+        return self.send(plan)
 
     def plan_brief(self, ticket_id: int, fields: dict[str, str],
                    as_email: str | None = None) -> Plan:

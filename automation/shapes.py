@@ -111,6 +111,8 @@ def contexts(shape: Shape, cfg: Config) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "post_call_internal", {**base, **inputs}
     yield "not_emergency", {**base, "reason": "Only the staging system is affected.",
                             "informed": "The account manager"}
+    yield "escalation", {**base, "reason": "The upgrade fails and no known fix applies.",
+                         "manager_service": "Support Managers"}
     yield "brief", {**base, "brief": {"planned": "Upgrade to 17.2", "when": NOW,
                                       "problems": "", "solutions": "", "architecture": ""}}
     fields = shape.organization.fields if shape.organization else {}
@@ -118,7 +120,8 @@ def contexts(shape: Shape, cfg: Config) -> Iterator[tuple[str, dict[str, Any]]]:
         "https://example.slack.com/archives/C0123/p1767603600000100",
         _text(fields.get("account_manager")), _text(fields.get("ase")))
     missing = set(REGISTRY) - set(STEP_TEMPLATES) - {
-        "post_call", "post_call_internal", "not_emergency", "brief", "slack_thread_note"}
+        "post_call", "post_call_internal", "not_emergency", "escalation", "brief",
+        "slack_thread_note"}
     assert not missing, f"no shape context for {missing}"
 
 

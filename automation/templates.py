@@ -36,6 +36,7 @@ REGISTRY: dict[str, Visibility] = {
     "brief": Visibility.INTERNAL,
     "brief_link": Visibility.INTERNAL,
     "not_emergency": Visibility.INTERNAL,
+    "escalation": Visibility.INTERNAL,
     "slack_thread_note": Visibility.INTERNAL,
 }
 

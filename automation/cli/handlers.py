@@ -205,6 +205,7 @@ COMMANDS: dict[str, Handler] = {
     "brief": writing.cmd_brief,
     "briefs": cmd_briefs,
     "not-emergency": writing.cmd_not_emergency,
+    "escalate": writing.cmd_escalate,
     "page": writing.cmd_page,
     "oncall": cmd_oncall,
     "report": reporting.cmd_report,

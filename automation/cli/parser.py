@@ -209,6 +209,10 @@ def _add_writing_commands(commands: Subcommands) -> None:
                            help="who responds after that (the next on-call engineer); an "
                                 "email lets Slack tag them")
     _add_brief_commands(commands)
+    escalate = _writing(commands, "escalate", "stuck: page the Support Manager on call, with "
+                        "an internal note and a line in the thread", force=True)
+    escalate.add_argument("--reason", required=True, metavar="TEXT",
+                          help="what you are stuck on (for the manager and the note)")
     not_emergency = _writing(commands, "not-emergency",
                              "assume good intent: an internal note; priority and SLA unchanged")
     not_emergency.add_argument("--reason", required=True, metavar="TEXT",

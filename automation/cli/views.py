@@ -155,6 +155,10 @@ def preview_text(plan: Plan) -> str:
     author = plan.author.name + f" <{plan.author.email}>" if plan.author else "the API user"
     lines = [f"Ticket #{ticket.id}: {ticket.subject} (priority {ticket.priority}, "
              f"{ticket.status})", f"Posting as: {author}"]
+    if plan.escalation is not None:
+        lines.append(f"\nfirst, in PagerDuty: the Support Manager on call is paged on service "
+                     f"{plan.escalation.service_id} (key {plan.escalation.incident_key}): "
+                     f"{plan.escalation.title}")
     for number, write in enumerate(plan.writes, 1):
         visibility = "PUBLIC reply (the customer sees this)" if write.rendered.public \
             else "INTERNAL note (agents only)"

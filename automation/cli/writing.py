@@ -134,6 +134,19 @@ def cmd_not_emergency(args: argparse.Namespace, ctx: Context) -> int:
     return confirm_and_send(commands, plan, args, ctx)
 
 
+def cmd_escalate(args: argparse.Namespace, ctx: Context) -> int:
+    commands = build_commands(args, ctx)
+    plan = commands.plan_escalate(args.ticket, args.reason, args.as_email, args.force)
+    text = views.preview_text(plan)
+    if args.dry_run:
+        print(text + "\n\ndry run: nothing was sent", file=ctx.out)
+        return EXIT_OK
+    if not confirmed(text, args, ctx):
+        return EXIT_OK
+    views.print_sent(args.ticket, commands.escalate(plan), ctx.out)
+    return EXIT_OK
+
+
 def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
     commands = build_commands(args, ctx)
     page = commands.page(args.ticket, args.engineer, dry_run=True, force=args.force)
