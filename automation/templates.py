@@ -37,6 +37,7 @@ REGISTRY: dict[str, Visibility] = {
     "brief_link": Visibility.INTERNAL,
     "not_emergency": Visibility.INTERNAL,
     "slack_thread_note": Visibility.INTERNAL,
+    "gitlab_issue_note": Visibility.INTERNAL,
 }
 
 SUFFIX = ".j2"

@@ -8,7 +8,8 @@ import sys
 # Loaded by the handlers that use them (oncall, page, demo, sandbox serve), or by wiring.py
 # when config.toml switches PagerDuty or Slack on. python-pagerduty runs on httpx2.
 LAZY = ("slack_sdk", "pagerduty", "httpx", "httpx2", "automation.sandbox", "automation.demo",
-        "automation.chat", "automation.paging")
+        "automation.chat", "automation.paging", "gitlab", "automation.gitlab",
+        "automation.runbook")
 
 
 def imported_modules(statement: str) -> list[str]:

@@ -219,6 +219,7 @@ COMMANDS: dict[str, Handler] = {
     "briefs": cmd_briefs,
     "not-emergency": writing.cmd_not_emergency,
     "page": writing.cmd_page,
+    "runbook-issue": writing.cmd_runbook_issue,
     "oncall": cmd_oncall,
     "demo": playground.cmd_demo,
     "sandbox": playground.cmd_sandbox,
