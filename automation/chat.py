@@ -182,6 +182,11 @@ def page_line(step: PageStep, detail: str) -> str:
             PageStep.MANAGER_PAGED: f"Second emergency: {detail}"}[step]
 
 
+def issue_line(detail: str, url: str) -> str:
+    """The thread's line for the emergency's GitLab issue (opened, closed)."""
+    return f"{escape(detail)}: {link(url, url)}"
+
+
 def replied_line(at: datetime) -> str:
     return f"The customer replied at {at:%H:%M} UTC: timers stopped"
 

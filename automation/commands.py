@@ -39,6 +39,7 @@ from automation.zendesk import BRIEF_TAG, Zendesk
 if TYPE_CHECKING:
     from automation.chat import Chat
     from automation.pagerduty import Incident, PagerDuty, PdUser
+    from automation.runbook import ByHand, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,10 @@ class Commands:
 
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
                  clock: Clock, chat: Chat | None = None,
-                 pagerduty: PagerDuty | None = None) -> None:
+                 pagerduty: PagerDuty | None = None, runbook: Runbook | None = None) -> None:
         self.chat = chat
         self.pagerduty = pagerduty
+        self.runbook = runbook
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -226,9 +228,11 @@ class Commands:
         self.clock = clock
 
     def close(self) -> None:
-        """Release connections (PagerDuty's client keeps a pool)."""
+        """Release connections (PagerDuty's and GitLab's clients keep a pool)."""
         if self.pagerduty is not None:
             self.pagerduty.close()
+        if self.runbook is not None:
+            self.runbook.close()
 
     def now(self) -> datetime:
         """Zendesk's time once it has answered (timers run on its `Date`), else the clock's."""
@@ -503,6 +507,29 @@ class Commands:
                                 detail=f"{engineer.name} paged by hand: incident {incident.id}"))
         assigned = ", ".join(pd.user(u).name for u in incident.assignee_ids) or "nobody"
         return replace(page, incident=incident, assigned=assigned)
+
+    def runbook_issue(self, ticket_id: int, dry_run: bool) -> ByHand:
+        """The emergency's Emergency Runbook issue in GitLab, opened once (by hand)."""
+        if self.runbook is None:
+            raise InputError("runbook-issue needs [gitlab] in the config")
+        snapshot = self.load(ticket_id)
+        snapshot = replace(snapshot, organization=self.zendesk.organization(
+            snapshot.ticket.organization_id))
+        now = self.now()
+        result = self.runbook.by_hand(snapshot, workflow.assess(snapshot, now,
+                                                                self.config.policy),
+                                      None, now, dry_run)
+        if result.made is not None:
+            made = result.made
+            self.store.record(Entry(at=now, ticket_id=ticket_id, step=made.step,
+                                    outcome=Outcome.DONE, actor="GitLab",
+                                    detail=f"{made.detail} by hand: {made.url}"))
+            if self.chat is not None:
+                from automation.chat import issue_line
+
+                self.chat.echo(ticket_id, made.step, issue_line(made.detail, made.url), now)
+                self.chat.serve(self.zendesk.snapshot(ticket_id), now, live=True)
+        return result
 
     # --- sending -------------------------------------------------------------------------------
     def send(self, plan: Plan) -> list[Sent]:

@@ -25,13 +25,14 @@ ZENDESK_WEBHOOK_SECRET_ENV = "ZENDESK_WEBHOOK_SECRET"
 PAGERDUTY_WEBHOOK_SECRET_ENV = "PAGERDUTY_WEBHOOK_SECRET"
 WEB_TOKEN_ENV = "EMERGENCY_WEB_TOKEN"
 PAGERDUTY_TOKEN_ENV = "PAGERDUTY_API_TOKEN"
+GITLAB_TOKEN_ENV = "GITLAB_TOKEN"
 DEFAULT_QUERY = "type:ticket priority:urgent status<solved"
 # The example config.toml's URL, left unedited.
 PLACEHOLDER = "your-subdomain"
 # A key that looks like a credential: the error says where secrets go instead.
 SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
 SECRET_ENV = {"zendesk": ZENDESK_TOKEN_ENV, "pagerduty": PAGERDUTY_TOKEN_ENV,
-              "slack": SLACK_TOKEN_ENV}
+              "slack": SLACK_TOKEN_ENV, "gitlab": GITLAB_TOKEN_ENV}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_HEARTBEAT_PASSES = 100_000
 
@@ -163,6 +164,17 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class GitLabConfig:
+    """`[gitlab]`: where each emergency's Emergency Runbook issue is opened."""
+
+    url: str  # the instance, e.g. https://gitlab.example.com
+    project: str  # its path (group/name) or numeric id
+    template: str  # the issue template's name in that project
+    labels: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     zendesk: ZendeskConfig
@@ -174,6 +186,7 @@ class Config:
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     server: ServerConfig = field(default_factory=lambda: ServerConfig())
+    gitlab: GitLabConfig | None = None
 
     @property
     def policy(self) -> Policy:
@@ -216,6 +229,14 @@ def slack_token(environ: Mapping[str, str] = os.environ) -> str:
     if not token:
         raise ConfigError(f"{SLACK_TOKEN_ENV} is not set: [slack] is configured, so export "
                           "the Slack app's bot token (xoxb-...)")
+    return token
+
+
+def gitlab_token(environ: Mapping[str, str] = os.environ) -> str:
+    token = environ.get(GITLAB_TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"{GITLAB_TOKEN_ENV} is not set: [gitlab] is configured, so export "
+                          "a GitLab access token with the api scope")
     return token
 
 
@@ -309,7 +330,7 @@ def load(path: Path) -> Config:
 
 def parse(data: dict[str, Any], source: Path) -> Config:
     known_sections = {"zendesk", "workflow", "state", "templates", "macros", "slack",
-                      "pagerduty", "server"}
+                      "pagerduty", "server", "gitlab"}
     unknown = sorted(set(data) - known_sections)
     if unknown:
         raise ConfigError(
@@ -335,10 +356,12 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     macros = {key: mc.text(key) for key in mc.data}
 
     slack = parse_slack(source, data["slack"]) if "slack" in data else None
+    gitlab = parse_gitlab(source, data["gitlab"]) if "gitlab" in data else None
 
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
                   templates_path=templates_path, macros=macros, slack=slack,
-                  pagerduty=pagerduty, server=parse_server(source, data.get("server", {})))
+                  pagerduty=pagerduty, server=parse_server(source, data.get("server", {})),
+                  gitlab=gitlab)
 
 
 def parse_server(source: Path, data: object) -> ServerConfig:
@@ -544,3 +567,23 @@ def parse_slack(source: Path, data: object) -> SlackConfig:
         ase_field=sl.text("ase_field", "ase"),
         region_field=sl.text("region_field", "region"),
     )
+
+
+# GitLab's label names: any text but a comma (the API's list separator) or a line break.
+LABEL = re.compile(r"[^,\n\r]{1,255}")
+
+
+def parse_gitlab(source: Path, data: object) -> GitLabConfig:
+    gl = _Section(source, "gitlab", data, {"url", "project", "template", "labels",
+                                           "timeout_seconds"})
+    project = gl.text("project")
+    if not (project.isdigit() or re.fullmatch(r"[\w.-]+(/[\w.-]+)+", project)):
+        gl.fail("project", "the project's path like support/emergencies, or its numeric id",
+                project)
+    labels = _list(gl, "labels", str, gl.data)
+    for label in labels:
+        if not LABEL.fullmatch(label) or not label.strip():
+            gl.fail("labels", "label names without commas or line breaks", label)
+    return GitLabConfig(url=gl.api_url("url"), project=project, template=gl.text("template"),
+                        labels=tuple(label.strip() for label in labels),
+                        timeout_seconds=gl.number("timeout_seconds", 10.0, 1, 120))

@@ -250,7 +250,8 @@ def _worker(sandbox: Sandbox, account: Account, state_path: Path,
         pagerduty=PagerDutyConfig(
             from_email=sandbox.email, service_id=account.pd_service_id,
             escalation_policy_id=account.pd_policy_id,
-            managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1))
+            managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1),
+        gitlab=True)
     cfg = replace(cfg, zendesk=replace(cfg.zendesk, timeout_seconds=10, max_retry_seconds=120))
     return build_worker(cfg, clock, sandbox_environ(sandbox))
 
@@ -268,7 +269,8 @@ def _file_brief(store: Store, sandbox: Sandbox, account: Account) -> None:
 
 
 class Timeline:
-    """Prints what each pass changed: comments, priorities, pages and Slack, once each."""
+    """Prints what each pass changed: comments, priorities, pages, GitLab issues and Slack,
+    once each."""
 
     def __init__(self, out: TextIO, sandbox: Sandbox, store: Store,
                  clock: Clock, account: Account) -> None:
@@ -289,7 +291,7 @@ class Timeline:
 
     def catch_up(self) -> None:
         self._zendesk_lines()
-        self._pagerduty_lines()
+        self._journal_lines()
         self._slack_lines()
 
     def _zendesk_lines(self) -> None:
@@ -315,12 +317,13 @@ class Timeline:
                       f"priority {previous} -> {ticket['priority']}", file=self.out)
             self.priorities[ticket["id"]] = ticket["priority"]
 
-    def _pagerduty_lines(self) -> None:
+    def _journal_lines(self) -> None:
+        """What the worker did in PagerDuty and GitLab (its journal says)."""
         journal = self.store.journal()
         for entry in journal[self.journal_read:]:
-            if entry.actor == "PagerDuty":
-                print(f"{entry.at:%H:%M}  #{entry.ticket_id:<3} pagerduty    {entry.step}: "
-                      f"{entry.detail}", file=self.out)
+            if entry.actor in ("PagerDuty", "GitLab"):
+                print(f"{entry.at:%H:%M}  #{entry.ticket_id:<3} {entry.actor.lower():<12} "
+                      f"{entry.step}: {entry.detail}", file=self.out)
         self.journal_read = len(journal)
 
     def _slack_lines(self) -> None:
@@ -416,6 +419,8 @@ class Ending:
     closed_tag: bool
     threads: int
     manager_pages: int
+    issues: int  # GitLab's Emergency Runbook issues for it
+    issues_closed: int
 
 
 def _ending(sandbox: Sandbox, store: Store, ticket_id: int, account: Account) -> Ending:
@@ -429,10 +434,13 @@ def _ending(sandbox: Sandbox, store: Store, ticket_id: int, account: Account) ->
                and m.get("thread_ts") in (None, m["ts"])]
     manager_pages = [i for i in sandbox.pagerduty.incidents()
                      if i["incident_key"] == f"zendesk-{ticket_id}-manager"]
+    issues = [i for i in sandbox.gitlab.issues(account.gitlab_project)
+              if i["title"].startswith(f"Emergency: Zendesk #{ticket_id} ")]
     return Ending(state=tracked.state if tracked else "untracked", priority=ticket["priority"],
                   acknowledged_by=authors[public[0]["author_id"]] if public else "nobody",
                   public_messages=len(public), closed_tag=CLOSED_TAG in ticket["tags"],
-                  threads=len(threads), manager_pages=len(manager_pages))
+                  threads=len(threads), manager_pages=len(manager_pages), issues=len(issues),
+                  issues_closed=sum(i["state"] == "closed" for i in issues))
 
 
 def _compare(expected: Expectation, ended: Ending) -> list[tuple[str, object, object]]:
@@ -443,4 +451,6 @@ def _compare(expected: Expectation, ended: Ending) -> list[tuple[str, object, ob
             ("public messages by agents", expected.public_messages, ended.public_messages),
             (f"tag {CLOSED_TAG}", expected.priority == "high", ended.closed_tag),
             ("Slack threads", 1, ended.threads),
+            ("GitLab issues", 1, ended.issues),
+            ("GitLab issues closed", int(expected.priority == "high"), ended.issues_closed),
             ("Support Manager pages", int(expected.manager_paged), ended.manager_pages)]

@@ -74,6 +74,8 @@ SETTLED = timedelta(seconds=2)
 
 # The stamp that records an emergency's Slack thread (its channel and ts in the detail).
 THREAD_STAMP = "slack-thread"
+# The stamp that records an emergency's GitLab issue (its iid and URL in the detail).
+ISSUE_STAMP = "gitlab-issue"
 
 
 @dataclass(frozen=True)

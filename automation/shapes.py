@@ -119,9 +119,12 @@ def contexts(shape: Shape, cfg: Config) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "slack_thread_note", thread_note_context(
         "https://example.slack.com/archives/C0123/p1767603600000100",
         _text(fields.get("account_manager")), _text(fields.get("ase")))
+    yield "gitlab_issue_note", {"issue": {
+        "url": "https://gitlab.example.com/support/emergencies/-/issues/7", "iid": 7,
+        "project": "support/emergencies"}}
     missing = set(REGISTRY) - set(STEP_TEMPLATES) - {
         "post_call", "post_call_internal", "not_emergency", "escalation", "brief",
-        "slack_thread_note"}
+        "slack_thread_note", "gitlab_issue_note"}
     assert not missing, f"no shape context for {missing}"
 
 

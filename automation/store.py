@@ -85,12 +85,35 @@ CREATE TABLE IF NOT EXISTS cache (
     read_at TEXT NOT NULL,
     PRIMARY KEY (kind, key)
 );
+CREATE TABLE IF NOT EXISTS issues (
+    ticket_id INTEGER NOT NULL,
+    episode INTEGER NOT NULL,
+    iid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    recorded INTEGER NOT NULL DEFAULT 0,
+    closing TEXT,
+    closed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (ticket_id, episode)
+);
 CREATE TABLE IF NOT EXISTS claims (
     ticket_id INTEGER NOT NULL,
     tag TEXT NOT NULL,
     PRIMARY KEY (ticket_id, tag)
 );
 """
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """An emergency's GitLab issue, as this worker knows it."""
+
+    ticket_id: int
+    episode: int
+    iid: int
+    url: str
+    recorded: bool  # its stamp is on the ticket
+    closing: str | None  # the emergency ended: the note to close it with
+    closed: bool
 
 
 @dataclass(frozen=True)
@@ -383,3 +406,40 @@ class Store:
     def claimed(self, ticket_id: int, tag: str) -> bool:
         return bool(self._run("SELECT 1 FROM claims WHERE ticket_id = ? AND tag = ?",
                               (ticket_id, tag)))
+
+    # --- GitLab's Emergency Runbook issues (the ticket's stamp is the record; this a cache) --
+
+    def remember_issue(self, ticket_id: int, episode: int, iid: int, url: str,
+                       recorded: bool = False) -> None:
+        self._run("INSERT INTO issues (ticket_id, episode, iid, url, recorded)"
+                  " VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticket_id, episode) DO UPDATE SET"
+                  " iid = excluded.iid, url = excluded.url,"
+                  " recorded = MAX(recorded, excluded.recorded)",
+                  (ticket_id, episode, iid, url, int(recorded)))
+
+    def issue(self, ticket_id: int, episode: int) -> IssueRow | None:
+        rows = self._run("SELECT ticket_id, episode, iid, url, recorded, closing, closed"
+                         " FROM issues WHERE ticket_id = ? AND episode = ?",
+                         (ticket_id, episode))
+        return IssueRow(*rows[0]) if rows else None
+
+    def latest_issue(self, ticket_id: int) -> IssueRow | None:
+        rows = self._run("SELECT ticket_id, episode, iid, url, recorded, closing, closed"
+                         " FROM issues WHERE ticket_id = ? ORDER BY episode DESC LIMIT 1",
+                         (ticket_id,))
+        return IssueRow(*rows[0]) if rows else None
+
+    def close_issue_later(self, ticket_id: int, episode: int, note: str) -> None:
+        """The emergency ended: its issue is to be closed with ``note`` (until it is)."""
+        self._run("UPDATE issues SET closing = ? WHERE ticket_id = ? AND episode = ?"
+                  " AND closing IS NULL", (note, ticket_id, episode))
+
+    def mark_issue_closed(self, ticket_id: int, episode: int) -> None:
+        self._run("UPDATE issues SET closed = 1 WHERE ticket_id = ? AND episode = ?",
+                  (ticket_id, episode))
+
+    def issues_to_close(self) -> list[IssueRow]:
+        rows = self._run("SELECT ticket_id, episode, iid, url, recorded, closing, closed"
+                         " FROM issues WHERE closing IS NOT NULL AND closed = 0"
+                         " ORDER BY ticket_id")
+        return [IssueRow(*row) for row in rows]

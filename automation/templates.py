@@ -38,6 +38,7 @@ REGISTRY: dict[str, Visibility] = {
     "not_emergency": Visibility.INTERNAL,
     "escalation": Visibility.INTERNAL,
     "slack_thread_note": Visibility.INTERNAL,
+    "gitlab_issue_note": Visibility.INTERNAL,
 }
 
 SUFFIX = ".j2"

@@ -1,7 +1,7 @@
 """One wiring of the worker and the commands, used by the CLI, the demo and the tests.
 
 Integrations are imported only when their section is configured, so a Zendesk-only `tick`
-never loads the PagerDuty or Slack clients.
+never loads the PagerDuty, Slack or GitLab clients.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from automation.zendesk import Zendesk
 if TYPE_CHECKING:
     from automation.chat import Chat
     from automation.commands import Commands
+    from automation.gitlab import GitLab
     from automation.pagerduty import PagerDuty
+    from automation.runbook import Runbook
     from automation.slack import Slack
     from automation.worker import Worker
 
@@ -65,6 +67,28 @@ def build_chat(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Z
     return Chat(slack, zendesk, store, templates, cfg.slack)
 
 
+def build_gitlab(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> GitLab | None:
+    """GitLab's client when `[gitlab]` is configured."""
+    if cfg.gitlab is None:
+        return None
+    from automation.gitlab import GitLab
+
+    gl = cfg.gitlab
+    return GitLab(gl.url, settings.gitlab_token(environ), gl.project, clock,
+                  timeout=gl.timeout_seconds)
+
+
+def build_runbook(cfg: Config, clock: Clock, environ: Mapping[str, str], zendesk: Zendesk,
+                  store: Store, templates: Templates) -> Runbook | None:
+    """The Emergency Runbook issues in GitLab, when `[gitlab]` is configured."""
+    gitlab = build_gitlab(cfg, clock, environ)
+    if gitlab is None or cfg.gitlab is None:
+        return None
+    from automation.runbook import Runbook
+
+    return Runbook(gitlab, zendesk, store, templates, cfg.gitlab, cfg.workflow)
+
+
 def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worker:
     """The worker for `tick`, `run` and the demo: Zendesk, and what config.toml switches on.
 
@@ -85,7 +109,9 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
 
         paging = Paging(pagerduty, zendesk, cfg.pagerduty)
     chat = build_chat(cfg, clock, environ, zendesk, store, templates)
-    return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging)
+    runbook = build_runbook(cfg, clock, environ, zendesk, store, templates)
+    return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging,
+                  runbook=runbook)
 
 
 def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Commands:
@@ -97,4 +123,5 @@ def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Com
     zendesk = build_zendesk(cfg, clock, environ, store)
     return Commands(zendesk, store, templates, cfg, clock,
                     chat=build_chat(cfg, clock, environ, zendesk, store, templates),
-                    pagerduty=build_pagerduty(cfg, clock, environ))
+                    pagerduty=build_pagerduty(cfg, clock, environ),
+                    runbook=build_runbook(cfg, clock, environ, zendesk, store, templates))

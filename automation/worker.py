@@ -56,6 +56,7 @@ from automation.zendesk import Update, Zendesk
 if TYPE_CHECKING:
     from automation.chat import Chat
     from automation.paging import Done, Paging, Profile
+    from automation.runbook import Made, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ QUIET_STATES = (State.CLOSED_TO_HIGH, State.NOT_URGENT, State.SOLVED)
 
 PAGERDUTY = "PagerDuty"
 SLACK = "Slack"
+GITLAB = "GitLab"
 
 
 @dataclass
@@ -140,7 +142,8 @@ def _due_since(known: TrackedTicket | None, ticket: Ticket, now: datetime) -> da
 
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
-                 clock: Clock, chat: Chat | None = None, paging: Paging | None = None) -> None:
+                 clock: Clock, chat: Chat | None = None, paging: Paging | None = None,
+                 runbook: Runbook | None = None) -> None:
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -152,13 +155,16 @@ class Worker:
         self.actor = zendesk.email
         self.chat = chat
         self.paging = paging
+        self.runbook = runbook
         self._briefs_read_at: dict[int, datetime] = {}
         self._slack_checked = False
 
     def close(self) -> None:
-        """Release connections (PagerDuty's client keeps a pool)."""
+        """Release connections (PagerDuty's and GitLab's clients keep a pool)."""
         if self.paging is not None:
             self.paging.close()
+        if self.runbook is not None:
+            self.runbook.close()
 
     def now(self) -> datetime:
         """Zendesk's time (timers run on its clock): its latest `Date`, moved on by our clock
@@ -238,6 +244,8 @@ class Worker:
             executor.add(PAGERDUTY, self.paging.pd)
         if self.chat is not None:
             executor.add(SLACK, self.chat.slack)
+        if self.runbook is not None:
+            executor.add(GITLAB, self.runbook.gitlab)
         now = self.now()
         run = Run(now, PassReport(now=now, listed=listed), executor)
         if self.paging is not None:
@@ -258,13 +266,21 @@ class Worker:
             return True
         if self.chat is not None and run.executor.up(SLACK) and self.chat.wants(ticket.id):
             return True
+        if self.runbook is not None and run.executor.up(GITLAB) \
+                and self.runbook.wants(ticket.id, known.state):
+            return True
         return self.paging is not None and run.paging_up and self.paging.wants(
             ticket, self._profile(ticket, None, run.now), run.now)
 
     def _finish(self, run: Run, drain_except: set[int] | None) -> None:
-        """After every Zendesk step: PagerDuty's part, then Slack's, for each ticket handled."""
+        """After every Zendesk step: PagerDuty's part, then GitLab's (whose links the thread
+        carries), then Slack's, for each ticket handled."""
         for facts in run.handled:
             self._page(facts, run)
+        for facts in run.handled:
+            self._runbook(facts, run)
+        if self.runbook is not None and drain_except is not None:
+            self._close_issues(run, drain_except)
         for facts in run.handled:
             self._chat(facts, run)
         if self.chat is not None and drain_except is not None:
@@ -284,7 +300,7 @@ class Worker:
         """A refused token is reported after the pass (exit 3); PagerDuty's other failures
         are failed steps; Slack's are one failure for the pass (its lines wait, journalled):
         nothing that failed looks like success to cron."""
-        slack_failed = False
+        slack_failed = gitlab_failed = False
         for trouble in run.executor.troubles:
             error = trouble.error
             if isinstance(error, CredentialsRejected):
@@ -294,6 +310,10 @@ class Worker:
             elif error.service == SLACK and not slack_failed:
                 slack_failed = True
                 self._fail(run, 0, "slack", f"{error}; its lines wait for the next pass")
+            elif trouble.service == GITLAB and not gitlab_failed:
+                gitlab_failed = True
+                self._fail(run, trouble.ticket_id, "gitlab",
+                           f"{error}; the runbook issue waits for the next pass")
 
     # --- Zendesk: read, decide, write ----------------------------------------------------------
 
@@ -508,6 +528,43 @@ class Worker:
                 if not ok:
                     break
         run.report.slack_pending += len(self.chat.store.outbox(ticket_id))
+
+    def _runbook(self, facts: Facts, run: Run) -> None:
+        """GitLab's intents for the ticket: its Emergency Runbook issue, opened or closed."""
+        if self.runbook is None or not run.executor.up(GITLAB):
+            return
+        for intent in self.runbook.plan(facts.snapshot, facts.assessment, facts.page):
+            ok, made = run.executor.call(GITLAB, facts.snapshot.ticket.id, "GitLab issue",
+                                         partial(self.runbook.carry_out, intent,
+                                                 facts.snapshot, run.now))
+            if not ok:
+                return  # looked at again next pass
+            if made is not None:
+                self._made(made, run)
+
+    def _close_issues(self, run: Run, skip: set[int]) -> None:
+        """Issues of emergencies that ended while GitLab was down: closed now."""
+        assert self.runbook is not None
+        for row in self.runbook.pending_closes(skip):
+            ok, made = run.executor.call(GITLAB, row.ticket_id, "GitLab issue",
+                                         partial(self.runbook.close_later, row))
+            if ok and made is not None:
+                self._made(made, run)
+
+    def _made(self, made: Made, run: Run) -> None:
+        """A GitLab write: journalled, reported, and linked from the Slack thread."""
+        self.store.record(Entry(at=run.now, ticket_id=made.ticket_id, step=made.step,
+                                outcome=Outcome.DONE, actor="GitLab",
+                                detail=f"{made.detail}: {made.url}"))
+        run.report.posted.append(StepResult(made.ticket_id, made.step, Outcome.DONE,
+                                            made.detail))
+        log.info("ticket %s: %s", made.ticket_id, made.detail,
+                 extra=fields(made.ticket_id, made.step))
+        if self.chat is not None:
+            from automation.chat import issue_line
+
+            self.chat.echo(made.ticket_id, made.step, issue_line(made.detail, made.url),
+                           run.now)
 
     def _busy(self, now: datetime) -> dict[str, int]:
         """Engineers on an emergency right now: who made contact recently, and on which ticket."""

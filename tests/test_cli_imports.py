@@ -9,7 +9,7 @@ import sys
 # by wiring.py when config.toml switches PagerDuty or Slack on. python-pagerduty runs on httpx2.
 LAZY = ("slack_sdk", "pagerduty", "httpx", "httpx2", "automation.sandbox", "automation.demo",
         "automation.chat", "automation.paging", "automation.report_html", "matplotlib",
-        "numpy")
+        "numpy", "gitlab", "automation.gitlab", "automation.runbook")
 
 
 def imported_modules(statement: str) -> list[str]:

@@ -17,6 +17,7 @@ from automation.config import (
     ZENDESK_TOKEN_ENV,
     ChannelRule,
     FederalConfig,
+    GitLabConfig,
     PagerDutyConfig,
     SlackConfig,
     WorkflowConfig,
@@ -103,7 +104,7 @@ def test_example_config_is_refused_only_for_its_placeholder(tmp_path):
 
 
 @pytest.mark.parametrize("settings", [ZendeskConfig, WorkflowConfig, PagerDutyConfig,
-                                      SlackConfig, ChannelRule, FederalConfig])
+                                      SlackConfig, ChannelRule, FederalConfig, GitLabConfig])
 def test_example_config_documents_every_setting(settings):
     # given the example file's text (commented-out keys count as documented)
     text = EXAMPLE.read_text(encoding="utf-8")

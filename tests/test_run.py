@@ -124,7 +124,9 @@ def test_sandbox_serve_is_ready_for_the_cli_by_hand(tmp_path: Path) -> None:
         # The seeded emergency is paged at once; its acknowledgement waits for a person,
         # whose part the sandbox's verbs play from another process.
         assert "#1 paged: done" in out.getvalue()
-        assert "1 emergency listed, 1 read, 1 posted, 0 failed" in out.getvalue()
+        assert "#1 gitlab-issue: done: Emergency Runbook issue support/emergencies#1 opened" \
+            in out.getvalue()
+        assert "1 emergency listed, 1 read, 2 posted, 0 failed" in out.getvalue()
         for argv in (["sandbox", "ack", "1"], ["tick"]):
             out = io.StringIO()
             code = cli.run(["--config", str(config), *argv], out=out, err=err, environ=environ)

@@ -95,6 +95,8 @@ def sample_context(cfg: config.Config) -> dict[str, Any]:
         permalink="https://example.slack.com/archives/C0123/p1767603600000100",
         account_manager="marco@example.com", ase="giulia@example.com",
         manager_service="the Support Managers service",
+        issue={"url": "https://gitlab.example.com/support/emergencies/-/issues/7", "iid": 7,
+               "project": "support/emergencies"},
         coverage_hours="05:00-17:00 America/Los_Angeles", resumes_at=now,
         brief={"planned": "Upgrade to 17.2", "when": now, "problems": "Long migrations",
                "solutions": "Roll back with the backup", "architecture": "3 Gitaly nodes"},

@@ -207,6 +207,7 @@ COMMANDS: dict[str, Handler] = {
     "not-emergency": writing.cmd_not_emergency,
     "escalate": writing.cmd_escalate,
     "page": writing.cmd_page,
+    "runbook-issue": writing.cmd_runbook_issue,
     "oncall": cmd_oncall,
     "report": reporting.cmd_report,
     "demo": playground.cmd_demo,

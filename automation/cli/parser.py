@@ -213,6 +213,12 @@ def _add_writing_commands(commands: Subcommands) -> None:
                         "an internal note and a line in the thread", force=True)
     escalate.add_argument("--reason", required=True, metavar="TEXT",
                           help="what you are stuck on (for the manager and the note)")
+    runbook = commands.add_parser("runbook-issue", help="open the emergency's Emergency Runbook "
+                                  "issue in GitLab by hand (once)")
+    runbook.add_argument("ticket", type=ticket_number, metavar="TICKET")
+    runbook.add_argument("--dry-run", action="store_true", help="print the issue; open nothing")
+    runbook.add_argument("--yes", "-y", action="store_true",
+                         help="open it without asking (required when not on a terminal)")
     not_emergency = _writing(commands, "not-emergency",
                              "assume good intent: an internal note; priority and SLA unchanged")
     not_emergency.add_argument("--reason", required=True, metavar="TEXT",

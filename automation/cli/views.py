@@ -242,12 +242,13 @@ def print_oncall(at: datetime, current: OnCall | None, following: OnCall | None,
 
 def print_sandbox_ready(sandbox: Sandbox, ticket_id: int, config_path: Path, out: TextIO) -> None:
     print(f"sandbox on 127.0.0.1: Zendesk {sandbox.url} (API user {sandbox.email}), "
-          f"Slack {sandbox.slack_url}, PagerDuty {sandbox.pagerduty_url}; "
+          f"Slack {sandbox.slack_url}, PagerDuty {sandbox.pagerduty_url}, "
+          f"GitLab {sandbox.gitlab_url}; "
           f"urgent ticket #{ticket_id} is waiting", file=out)
     print(f"wrote {config_path}. In another shell:\n"
           f"  export ZENDESK_API_TOKEN={sandbox.token} "
           f"PAGERDUTY_API_TOKEN={sandbox.pagerduty.token} "
-          f"SLACK_BOT_TOKEN={sandbox.slack.token}\n"
+          f"SLACK_BOT_TOKEN={sandbox.slack.token} GITLAB_TOKEN={sandbox.gitlab.token}\n"
           f"  emergency --config {config_path} tick\n"
           f"  emergency --config {config_path} status\n"
           f"  emergency --config {config_path} timeline {ticket_id}\n"

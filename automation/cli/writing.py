@@ -160,3 +160,20 @@ def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
     print(views.page_text(commands.page(args.ticket, args.engineer, dry_run=False,
                                         force=args.force)), file=ctx.out)
     return EXIT_OK
+
+
+def cmd_runbook_issue(args: argparse.Namespace, ctx: Context) -> int:
+    commands = build_commands(args, ctx)
+    preview = commands.runbook_issue(args.ticket, dry_run=True)
+    if args.dry_run:
+        print(preview.text(), file=ctx.out)
+        if not preview.already:
+            print("\ndry run: nothing was sent", file=ctx.out)
+        return EXIT_OK
+    if preview.already:  # recorded on the ticket now if it was not yet
+        print(commands.runbook_issue(args.ticket, dry_run=False).text(), file=ctx.out)
+        return EXIT_OK
+    if not confirmed(preview.text(), args, ctx):
+        return EXIT_OK
+    print(commands.runbook_issue(args.ticket, dry_run=False).text(), file=ctx.out)
+    return EXIT_OK

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from automation.config import (
     Config,
+    GitLabConfig,
     PagerDutyConfig,
     SlackConfig,
     WorkflowConfig,
     ZendeskConfig,
 )
 from automation.sandbox.faults import Fault, Faults, InterleavedComment
+from automation.sandbox.gitlab import GitLabSandbox
 from automation.sandbox.http import Reply
 from automation.sandbox.pagerduty import PagerDutySandbox, SupportTeam
 from automation.sandbox.server import RequestRecord, Sandbox
@@ -24,6 +26,7 @@ __all__ = [
     "FakeZendesk",
     "Fault",
     "Faults",
+    "GitLabSandbox",
     "InterleavedComment",
     "Reply",
     "RequestRecord",
@@ -39,6 +42,16 @@ __all__ = [
 
 URGENT_VIEW_ID = 360_001
 URGENT_VIEW_QUERY = "type:ticket priority:urgent status<solved"
+GITLAB_PROJECT = "support/emergencies"
+GITLAB_TEMPLATE = "Emergency Runbook"
+# The team's issue template, as a project keeps it in .gitlab/issue_templates/.
+RUNBOOK_TEMPLATE = """## Emergency Runbook
+
+- [ ] Acknowledge the page and post the acknowledgement on the ticket
+- [ ] Start the Slack thread; cc the account manager, ping the ASE
+- [ ] Join the bridge; follow up after 15 minutes of silence
+- [ ] Post-call notes (public), internal notes, hand-off to the next on-call
+"""
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,9 @@ class Account:
     second_agent_id: int = 0
     second_agent_email: str = "ravi.patel@example.com"
     pd_team: SupportTeam | None = None
+    # GitLab: the project where each emergency's Emergency Runbook issue is opened.
+    gitlab_project: str = GITLAB_PROJECT
+    gitlab_template: str = GITLAB_TEMPLATE
 
 
 def seed_account(sandbox: Sandbox) -> Account:
@@ -106,7 +122,13 @@ def seed_account(sandbox: Sandbox) -> Account:
         **_seed_slack(sandbox),
         **_pagerduty_ids(team := _seed_pagerduty(sandbox)),
         pd_team=team,
+        gitlab_project=_seed_gitlab(sandbox),
     )
+
+
+def _seed_gitlab(sandbox: Sandbox) -> str:
+    sandbox.gitlab.add_project(GITLAB_PROJECT, {GITLAB_TEMPLATE: RUNBOOK_TEMPLATE})
+    return GITLAB_PROJECT
 
 
 def _seed_pagerduty(sandbox: Sandbox) -> SupportTeam:
@@ -146,19 +168,22 @@ def _add_urgent_view(sandbox: Sandbox) -> int:
 
 
 def sandbox_environ(sandbox: Sandbox) -> dict[str, str]:
-    """The three tokens the sandbox accepts, as the CLI reads them from the environment."""
+    """The tokens the sandbox accepts, as the CLI reads them from the environment."""
     return {"ZENDESK_API_TOKEN": sandbox.token,
             "PAGERDUTY_API_TOKEN": sandbox.pagerduty.token,
-            "SLACK_BOT_TOKEN": sandbox.slack.token}
+            "SLACK_BOT_TOKEN": sandbox.slack.token,
+            "GITLAB_TOKEN": sandbox.gitlab.token}
 
 
 def sandbox_config(sandbox: Sandbox, account: Account | None, state_path: Path, *,
                    workflow: WorkflowConfig | None = None, slack: bool | SlackConfig = True,
-                   pagerduty: bool | PagerDutyConfig = True) -> Config:
+                   pagerduty: bool | PagerDutyConfig = True,
+                   gitlab: bool | GitLabConfig = False) -> Config:
     """A config.toml's worth of settings pointing at the sandbox's three services.
 
     ``slack``/``pagerduty``: False leaves the section out, a config object replaces the
-    default one (its urls are pointed at the sandbox).
+    default one (its urls are pointed at the sandbox); ``gitlab``: True adds the seeded
+    project's section.
     """
     slack_config = None
     if slack is not False:
@@ -172,11 +197,19 @@ def sandbox_config(sandbox: Sandbox, account: Account | None, state_path: Path, 
             pagerduty if isinstance(pagerduty, PagerDutyConfig) else _pagerduty_config(
                 sandbox, account),
             url=sandbox.pagerduty_url, ca_file=Path(sandbox.pagerduty_ca))
+    gitlab_config = None
+    if gitlab is not False:
+        gitlab_config = replace(
+            gitlab if isinstance(gitlab, GitLabConfig) else GitLabConfig(
+                url="", project=_account(account).gitlab_project,
+                template=_account(account).gitlab_template, labels=("emergency",)),
+            url=sandbox.gitlab_url)
     return Config(
         source=state_path.parent / "sandbox.toml",
         zendesk=ZendeskConfig(url=sandbox.url, email=sandbox.email, timeout_seconds=5),
         workflow=workflow or WorkflowConfig(bridge_url="https://bridge.example.com/team"),
-        state_path=state_path, slack=slack_config, pagerduty=pagerduty_config)
+        state_path=state_path, slack=slack_config, pagerduty=pagerduty_config,
+        gitlab=gitlab_config)
 
 
 def _account(account: Account | None) -> Account:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 TEMPLATE = """# Written by `emergency sandbox serve`: points the worker at the local sandbox.
 # export ZENDESK_API_TOKEN={token} PAGERDUTY_API_TOKEN={pd_token} SLACK_BOT_TOKEN={slack_token}
+# export GITLAB_TOKEN={gitlab_token}
 [zendesk]
 url = "{url}"
 email = "{email}"
@@ -35,6 +36,12 @@ trigger_after_minutes = 0  # page at once: no Zendesk integration pages first in
 [slack]
 url = "{slack_url}"
 default_channel = "{channel}"
+
+[gitlab]
+url = "{gitlab_url}"
+project = "{gitlab_project}"
+template = "{gitlab_template}"
+labels = ["emergency"]
 """
 
 
@@ -46,7 +53,9 @@ def config_text(sandbox: Sandbox, account: Account) -> str:
         pd_url=sandbox.pagerduty_url, pd_ca=sandbox.pagerduty_ca,
         pd_service=account.pd_service_id, pd_policy=account.pd_policy_id,
         pd_managers=account.pd_managers_service_id, slack_url=sandbox.slack_url,
-        channel=account.self_managed_channel)
+        channel=account.self_managed_channel, gitlab_token=sandbox.gitlab.token,
+        gitlab_url=sandbox.gitlab_url, gitlab_project=account.gitlab_project,
+        gitlab_template=account.gitlab_template)
 
 
 def write_config_file(path: Path, sandbox: Sandbox, account: Account) -> Path:

@@ -1,8 +1,9 @@
 """Failure injection for the sandbox: armed faults, matched by service, method and path, in order.
 
-One ``Faults`` register serves the three fakes: a fault names its service ("zendesk", "slack",
-"pagerduty"; None: any), e.g. ``faults.server_error("*", "", service="slack", times=None)``
-makes Slack answer 503 to everything. ``faults.scoped(name)`` arms for one service only.
+One ``Faults`` register serves the fakes: a fault names its service ("zendesk", "slack",
+"pagerduty", "gitlab"; None: any), e.g.
+``faults.server_error("*", "", service="slack", times=None)`` makes Slack answer 503 to
+everything. ``faults.scoped(name)`` arms for one service only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ FaultKind = Literal[
     "rate_limit", "server_error", "apply_then_fail", "apply_then_drop", "drop", "latency"
 ]
 PathMatcher = str | re.Pattern[str]
-ServiceName = Literal["zendesk", "slack", "pagerduty"]
+ServiceName = Literal["zendesk", "slack", "pagerduty", "gitlab"]
 
 # Faults that answer without letting the request reach the state.
 REJECTING: frozenset[FaultKind] = frozenset({"rate_limit", "server_error", "drop"})

@@ -1,4 +1,5 @@
-"""The sandbox: Zendesk, Slack and PagerDuty fakes on 127.0.0.1, one dispatch, one fault layer."""
+"""The sandbox: Zendesk, Slack, PagerDuty and GitLab fakes on 127.0.0.1, one dispatch, one fault
+layer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from automation.clock import Clock, ScaledClock
 from automation.sandbox.control import PREFIX as CONTROL_PREFIX
 from automation.sandbox.control import Control
 from automation.sandbox.faults import REJECTING, Fault, Faults
+from automation.sandbox.gitlab import PREFIX as GITLAB_PREFIX
+from automation.sandbox.gitlab import GitLabSandbox
 from automation.sandbox.http import CA_PATH, Api, Reply, SandboxServer
 from automation.sandbox.pagerduty import PagerDutySandbox
 from automation.sandbox.slack import SlackSandbox
@@ -40,10 +43,11 @@ class RequestRecord(NamedTuple):
 
 
 class Sandbox:
-    """Fake Zendesk, Slack and PagerDuty served on 127.0.0.1, driven by an injected clock.
+    """Fake Zendesk, Slack, PagerDuty and GitLab on 127.0.0.1, driven by an injected clock.
 
-    Zendesk and Slack (under ``SLACK_PREFIX``) share a plain HTTP port; PagerDuty has a TLS port
-    of its own. Every request goes through ``dispatch``, where ``faults`` apply to all three.
+    Zendesk, Slack (under ``SLACK_PREFIX``) and GitLab (under ``/gitlab/api/v4``) share a plain
+    HTTP port; PagerDuty has a TLS port of its own. Every request goes through ``dispatch``,
+    where ``faults`` apply to all of them.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class Sandbox:
         self.zendesk = FakeZendesk(self.clock, api_email=email, api_token=token)
         self.slack = SlackSandbox(self.clock, faults=self.faults)
         self.pagerduty = PagerDutySandbox(self.clock, faults=self.faults)
+        self.gitlab = GitLabSandbox(self.clock)
         self.control = Control(self)  # the verbs of `emergency sandbox ticket|reply|ack|advance`
         self.pagerduty_url = ""
         self.pagerduty_ca = ""
@@ -80,6 +85,11 @@ class Sandbox:
     def slack_url(self) -> str:
         """The Slack Web API base URL, as slack_sdk's `base_url` takes it."""
         return f"{self.url}{SLACK_PREFIX}"
+
+    @property
+    def gitlab_url(self) -> str:
+        """The GitLab instance's URL, as python-gitlab takes it (it adds /api/v4)."""
+        return f"{self.url}{GITLAB_PREFIX.removesuffix('/api/v4')}"
 
     @property
     def port(self) -> int:
@@ -201,6 +211,8 @@ class Sandbox:
     def _zendesk_or_slack(self, target: str) -> Api:
         if target.startswith(SLACK_PREFIX):
             return self.slack
+        if target.startswith(GITLAB_PREFIX + "/"):
+            return self.gitlab
         return self.control if target.startswith(CONTROL_PREFIX) else self.zendesk
 
     @staticmethod
