@@ -13,6 +13,7 @@ suite asserts them); CPU depends on the machine and is printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--quick", action="store_true", help="N = 10 and 100 only")
     args = parser.parse_args(argv)
+    logging.getLogger("automation").setLevel(logging.ERROR)  # the unpaced runs' 429 lines
     sizes = []
     for n in args.sizes or (QUICK if args.quick else SIZES):
         print(f"measuring N = {n}...", flush=True)
