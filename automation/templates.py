@@ -7,17 +7,18 @@ comes only from this registry, so an internal template can never be posted publi
 from __future__ import annotations
 
 import enum
+import hashlib
 import importlib.resources
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from automation.errors import TemplateError
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 class Visibility(enum.Enum):
@@ -92,25 +93,50 @@ class Templates:
     """Loads templates from an override folder first, then the shipped defaults."""
 
     def __init__(self, override_dir: Path | None = None) -> None:
-        searchpath = [str(default_template_dir())]
+        self.searchpath = [str(default_template_dir())]
         if override_dir is not None:
-            searchpath.insert(0, str(override_dir))
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(searchpath),
+            self.searchpath.insert(0, str(override_dir))
+        self._env: SandboxedEnvironment | None = None
+
+    @property
+    def env(self) -> SandboxedEnvironment:
+        """Jinja, loaded at the first render: an idle `tick` renders nothing."""
+        if self._env is None:
+            self._env = self._environment()
+        return self._env
+
+    def fingerprint(self) -> str:
+        """What the templates are: every file's name and text, in the order they are found."""
+        digest = hashlib.sha256()
+        for folder in self.searchpath:
+            for path in sorted(Path(folder).rglob(f"*{SUFFIX}")):
+                digest.update(f"{path}\0".encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def _environment(self) -> SandboxedEnvironment:
+        import jinja2
+        from jinja2.sandbox import SandboxedEnvironment
+
+        env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.searchpath),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # plain-text comment bodies, not HTML
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters["time"] = format_time
-        self.env.filters["minutes"] = format_minutes
+        env.filters["time"] = format_time
+        env.filters["minutes"] = format_minutes
+        return env
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         """Render ``name`` with ``context``; the result's visibility is the registry's."""
         visibility = REGISTRY.get(name)
         if visibility is None:
             raise TemplateError(f"unknown template {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        import jinja2
+
         filename = name + SUFFIX
         try:
             template = self.env.get_template(filename)

@@ -7,6 +7,7 @@ never loads the PagerDuty, Slack or GitLab clients.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from automation import config as settings
@@ -15,6 +16,9 @@ from automation.config import Config
 from automation.store import Store
 from automation.templates import Templates
 from automation.zendesk import Zendesk
+
+VALIDATED = 0  # the state file's cache key of the templates last validated
+EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 if TYPE_CHECKING:
     from automation.chat import Chat
@@ -95,12 +99,11 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
     Every template is rendered first for every kind of ticket (shapes.py): one that fails is
     a TemplateError before any pass, never a customer left without their message.
     """
-    from automation.shapes import validate
     from automation.worker import Worker
 
     templates = Templates(cfg.templates_path)
-    validate(templates, cfg)
     store = Store(cfg.state_path)
+    validate_once(templates, cfg, store)
     zendesk = build_zendesk(cfg, clock, environ, store)
     paging = None
     pagerduty = build_pagerduty(cfg, clock, environ)
@@ -112,6 +115,25 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
     runbook = build_runbook(cfg, clock, environ, zendesk, store, templates)
     return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging,
                   runbook=runbook)
+
+
+def validate_once(templates: Templates, cfg: Config, store: Store) -> None:
+    """`shapes.validate`, unless this state file saw the same templates, settings and code
+    pass it: a `tick` a minute from cron then loads no Jinja when it has nothing to write."""
+    import hashlib
+
+    from automation import __version__
+
+    seen = f"{__version__}\0{cfg!r}\0{templates.fingerprint()}"
+    fingerprint = hashlib.sha256(seen.encode()).hexdigest()
+    if any(v.get("fingerprint") == fingerprint
+           for v in store.recall("templates", [VALIDATED], EVER)):
+        return
+    from automation.shapes import validate
+
+    validate(templates, cfg)
+    store.keep("templates", VALIDATED, {"id": VALIDATED, "fingerprint": fingerprint},
+               datetime.now(UTC))
 
 
 def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Commands:

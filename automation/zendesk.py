@@ -68,9 +68,10 @@ MAX_SEARCH_WINDOWS = 50  # 50,000 emergencies: beyond that, a view
 UPDATES_PER_MINUTE = 80
 UPDATES_PER_TICKET = 30
 TICKET_UPDATE_WINDOW = timedelta(minutes=10)
-# Users and organizations kept in the state file are read again after this: a role or an
-# organization's fields changed in Zendesk show within minutes.
-CACHE_TTL = timedelta(minutes=10)
+# Users and organizations kept in the state file are read again after this, on Zendesk's
+# clock: longer than one emergency (acknowledgement to bridge closed, 30 minutes), so `tick`
+# from cron reads them once an emergency, as `run` does (which keeps them for the process).
+CACHE_TTL = timedelta(hours=1)
 ME = 0  # the cache's key of the API user
 
 
@@ -282,8 +283,7 @@ class Zendesk:
         self._ticket_writes: dict[int, deque[datetime]] = {}  # our PUTs, per ticket
         self._people: dict[int, Person] = {}
         self._organizations: dict[int, Organization] = {}
-        self._me: int | None = None
-        self._recall_me()
+        self._me: int | None = None  # recalled from the state file at the first read
 
     @property
     def server_time(self) -> datetime | None:
@@ -380,7 +380,7 @@ class Zendesk:
         """Fill ``into`` with what the state file's cache still holds of these ids."""
         if self.cache is None or not ids:
             return
-        for value in self.cache.recall(kind, ids, self.session.clock.now() - CACHE_TTL):
+        for value in self.cache.recall(kind, ids, self._cache_now() - CACHE_TTL):
             try:
                 into[int(value["id"])] = build(value)
             except (TypeError, KeyError, ValueError):
@@ -388,7 +388,12 @@ class Zendesk:
 
     def _keep(self, kind: str, value: Any) -> None:
         if self.cache is not None and isinstance(value, dict) and value.get("id") is not None:
-            self.cache.keep(kind, int(value["id"]), value, self.session.clock.now())
+            self.cache.keep(kind, int(value["id"]), value, self._cache_now())
+
+    def _cache_now(self) -> datetime:
+        """Zendesk's time, as the timers: a cache entry's age is the same for every process
+        whatever its own clock says (this machine's before Zendesk's first answer)."""
+        return self.time_now() or self.session.clock.now()
 
     def snapshot(self, ticket_id: int) -> Snapshot:
         """The ticket, then its audits (its comments, its priority history, our stamps), and
@@ -397,6 +402,8 @@ class Zendesk:
         path = f"/api/v2/tickets/{ticket_id}.json"
         data, read_at = self._get(path, {})
         ticket, ccs = self._ticket_and_ccs(data.get("ticket"), path)
+        if self._me is None:
+            self._recall_me()
         facts = audit_facts(self.audits(ticket_id))
         people = self.people([ticket.requester_id, *ccs,
                               *(c.author_id for c in facts.comments)])
@@ -649,8 +656,7 @@ class Zendesk:
         """The API user, learnt from the audit of our own write (no request needed): an
         agent, known by the email we sign in with."""
         if self._me != user_id and self.cache is not None:
-            self.cache.keep("me", ME, {"id": user_id, "email": self.email},
-                            self.session.clock.now())
+            self.cache.keep("me", ME, {"id": user_id, "email": self.email}, self._cache_now())
         self._me = user_id
         self._people.setdefault(user_id, Person(user_id, self.email, self.email, "agent"))
 
@@ -658,8 +664,7 @@ class Zendesk:
         """The API user as an earlier process learnt it (for the same email)."""
         if self.cache is None:
             return
-        since = self.session.clock.now() - CACHE_TTL
-        for value in self.cache.recall("me", [ME], since):
+        for value in self.cache.recall("me", [ME], self._cache_now() - CACHE_TTL):
             if value.get("email") == self.email and isinstance(value.get("id"), int):
                 self._me = value["id"]  # its name comes with the users, read or kept
 

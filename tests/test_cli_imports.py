@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from automation.clock import FakeClock
 
 # Loaded by the handlers that use them (oncall, page, demo, sandbox serve, report --html), or
 # by wiring.py when config.toml switches PagerDuty or Slack on. python-pagerduty runs on httpx2.
@@ -42,3 +49,51 @@ def test_the_check_for_lazy_modules_sees_an_eager_import() -> None:
     modules = imported_modules("import automation.cli; import automation.paging")
 
     assert "automation.paging" in [m for m in modules if is_lazy(m)]
+
+
+def tick_modules(tmp_path: Path, sandbox_url: str, token: str) -> list[str]:
+    """The modules one `emergency tick` process imports, against the sandbox."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[zendesk]\nurl = "{sandbox_url}"\nemail = "automation@example.com"\n'
+                      '[workflow]\nbridge_url = "https://bridge.example.com/x"\n'
+                      '[state]\npath = "state.sqlite3"\n', encoding="utf-8")
+    statement = ("import sys; from automation.cli import run; "
+                 f"sys.exit(run(['--config', {str(config)!r}, 'tick']))")
+    environ = {**os.environ, "ZENDESK_API_TOKEN": token}
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], env=environ,
+                            capture_output=True, text=True, check=True, timeout=60)
+    return [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2][1:]
+
+
+def test_an_idle_tick_loads_no_jinja_once_the_state_file_saw_its_templates(
+        tmp_path: Path) -> None:
+    from automation.sandbox import Sandbox
+
+    with Sandbox(clock=FakeClock()) as sandbox:
+        first = tick_modules(tmp_path, sandbox.url, sandbox.token)
+        second = tick_modules(tmp_path, sandbox.url, sandbox.token)
+
+    assert "jinja2" in first  # every template rendered once, for every kind of ticket
+    assert "jinja2" not in second
+    assert "automation.shapes" not in second
+
+
+def test_changed_templates_are_validated_again(tmp_path: Path) -> None:
+    from automation.config import WorkflowConfig
+    from automation.errors import TemplateError
+    from automation.sandbox import Sandbox, sandbox_config, sandbox_environ
+    from automation.wiring import build_worker
+
+    with Sandbox(clock=FakeClock()) as sandbox:
+        (tmp_path / "templates").mkdir()
+        cfg = replace(sandbox_config(sandbox, None, tmp_path / "state.sqlite3", slack=False,
+                                     pagerduty=False,
+                                     workflow=WorkflowConfig(bridge_url="https://b/x")),
+                      templates_path=tmp_path / "templates")
+        environ = sandbox_environ(sandbox)
+        build_worker(cfg, FakeClock(), environ).close()
+        (tmp_path / "templates" / "follow_up.j2").write_text("{{ no_such_fact.x }}")
+
+        with pytest.raises(TemplateError, match="follow_up"):
+            build_worker(cfg, FakeClock(), environ)

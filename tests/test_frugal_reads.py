@@ -67,3 +67,18 @@ def test_the_api_user_is_known_to_the_next_process(
     second = Zendesk(sandbox.url, sandbox.email, TOKEN, clock, cache=store)
 
     assert second.snapshot(ticket_id).me == account.admin_id
+
+
+def test_one_emergency_read_by_a_process_a_pass_costs_what_it_costs_one_worker() -> None:
+    """As `tick` from cron: each pass a new worker, only the state file kept, and its clock
+    a year ahead of Zendesk's (cache ages count on Zendesk's clock, and outlast the 30
+    minutes of an emergency): the customer and the organization are read once, not once a
+    step; the API user's name once a state file (one process learns its id from a write,
+    the next reads its name with the users)."""
+    from benchmarks.lifecycle import lifecycle
+
+    counts = lifecycle(passes=40, mode="fresh")
+
+    assert counts["write"] == 3
+    assert (counts["read users"], counts["read organization"]) == (2, 1)
+    assert counts["read"] == lifecycle(passes=40)["read"] + 1 == 9

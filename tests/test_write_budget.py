@@ -166,10 +166,25 @@ def test_an_overdue_follow_up_goes_before_a_younger_acknowledgement(
 @pytest.mark.parametrize("n", [10, 100])
 def test_an_idle_pass_costs_one_listing_page_per_hundred_where_a_naive_poller_reads_all(
         n: int) -> None:
-    from benchmarks.frugal import measure
+    from benchmarks.idle import idle_passes, met
 
-    ours, naive, acknowledged = measure(n)
+    with met(n) as bench:
+        ours, naive = idle_passes(bench, passes=2)
+        first = bench.first
 
     assert (ours.requests, ours.writes) == (1, 0)
     assert (naive.requests, naive.writes) == (1 + n, 0)
-    assert acknowledged == n  # one acknowledgement each, nothing more
+    # the first pass: one acknowledgement each, paced to 80 a minute, never answered 429
+    assert (first.writes, first.too_many) == (n, 0)
+    assert first.peak_per_minute == min(n, 80)
+
+
+def test_an_idle_tick_process_reads_the_listing_alone() -> None:
+    """As from cron: the state file has the users, the organization and the API user."""
+    from benchmarks.idle import met
+    from benchmarks.ticks import idle_ticks
+
+    with met(10) as bench:
+        cost = idle_ticks(bench, runs=2, naive_runs=1)
+
+    assert cost.requests == 1
