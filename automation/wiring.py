@@ -85,7 +85,14 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
 
         paging = Paging(pagerduty, zendesk, cfg.pagerduty)
     chat = build_chat(cfg, clock, environ, zendesk, store, templates)
-    return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging)
+    handover = None
+    if chat is not None and pagerduty is not None and cfg.pagerduty is not None \
+            and cfg.pagerduty.rotations:
+        from automation.handover import Handover
+
+        handover = Handover(pagerduty, chat, cfg.pagerduty.rotations)
+    return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging,
+                  handover=handover)
 
 
 def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Commands:
