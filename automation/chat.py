@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from automation.config import Region, SlackConfig
+from automation.config import Region, Rotation, SlackConfig
 from automation.errors import (
     Conflict,
     CredentialsRejected,
@@ -208,6 +208,23 @@ def brief_line(brief: Brief) -> str:
 def region_line(region: Region, reason: str, ticket_link_text: str) -> str:
     return (f"{group_token(region.group)} {escape(reason)}: {ticket_link_text} needs an "
             "engineer")
+
+
+def handover_heading(rotation: Rotation, ticket_link_text: str) -> str:
+    """How a hand-over request starts: also what finds it again in the rotation's channel."""
+    return f"{escape(rotation.name)} hand-over for emergency {ticket_link_text}"
+
+
+def handover_line(rotation: Rotation, engineer_email: str, ticket_link_text: str,
+                  organization: Organization | None, thread_permalink: str) -> str:
+    """Runbook step 5: the engineer who took the emergency is on ``rotation``'s shift."""
+    ping = f"{group_token(rotation.group)} " if rotation.group else ""
+    org = f" ({escape(organization.name)})" if organization else ""
+    engineer = user_token(engineer_email) or escape(engineer_email)
+    shift = escape(rotation.name)
+    return (f"{ping}{handover_heading(rotation, ticket_link_text)}{org}: {engineer} is on the "
+            f"{shift} shift and has just taken this customer emergency. Can someone take over "
+            f"the {shift} duties? Emergency thread: {link(thread_permalink, 'open')}")
 
 
 def ticket_link(zendesk: Zendesk, ticket: Ticket) -> str:

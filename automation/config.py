@@ -110,6 +110,17 @@ class FederalConfig:
 
 
 @dataclass(frozen=True)
+class Rotation:
+    """`[[pagerduty.rotations]]`: a duty (FRT, SLA Hawk) an engineer hands over when they take
+    an emergency during their shift (runbook step 5): its PagerDuty schedule, and where to ask."""
+
+    name: str
+    schedule_id: str
+    channel: str  # a Slack channel id
+    group: str | None = None  # a Slack user group handle, pinged with the request
+
+
+@dataclass(frozen=True)
 class PagerDutyConfig:
     from_email: str
     service_id: str  # the Customer Support service
@@ -122,6 +133,7 @@ class PagerDutyConfig:
     trigger_after_minutes: float = 2
     busy_for_minutes: float = 120
     federal: FederalConfig | None = None
+    rotations: tuple[Rotation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -357,6 +369,9 @@ def parse(data: dict[str, Any], source: Path) -> Config:
 
     slack = parse_slack(source, data["slack"]) if "slack" in data else None
     gitlab = parse_gitlab(source, data["gitlab"]) if "gitlab" in data else None
+    if pagerduty is not None and pagerduty.rotations and slack is None:
+        raise ConfigError(f"{source}: [[pagerduty.rotations]]: the hand-over is asked in "
+                          "Slack; expected a [slack] section too")
 
     return Config(source=source, zendesk=zendesk, workflow=workflow, state_path=state_path,
                   templates_path=templates_path, macros=macros, slack=slack,
@@ -424,7 +439,7 @@ def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:
     pd = _Section(source, "pagerduty", data, {
         "url", "ca_file", "from_email", "service_id", "escalation_policy_id",
         "managers_service_id", "acknowledge_fallback_minutes", "trigger_incidents",
-        "trigger_after_minutes", "busy_for_minutes", "federal"})
+        "trigger_after_minutes", "busy_for_minutes", "federal", "rotations"})
     trigger = pd.data.get("trigger_incidents", True)
     if not isinstance(trigger, bool):
         pd.fail("trigger_incidents", "true or false", trigger)
@@ -447,7 +462,28 @@ def parse_pagerduty(source: Path, data: object) -> PagerDutyConfig:
         trigger_after_minutes=pd.number("trigger_after_minutes", 2, minimum=0, whole=True),
         busy_for_minutes=pd.number("busy_for_minutes", 120, minimum=1, whole=True),
         federal=parse_federal(source, pd.data["federal"]) if "federal" in pd.data else None,
+        rotations=parse_rotations(source, pd),
     )
+
+
+def parse_rotations(source: Path, pd: _Section) -> tuple[Rotation, ...]:
+    raw_rotations = pd.data.get("rotations", [])
+    if not isinstance(raw_rotations, list):
+        pd.fail("rotations", "an array of tables ([[pagerduty.rotations]])", raw_rotations)
+    rotations: list[Rotation] = []
+    for raw in raw_rotations:
+        rot = _Section(source, "pagerduty.rotations", raw,
+                       {"name", "schedule_id", "channel", "group"})
+        rotation = Rotation(name=rot.text("name"), schedule_id=rot.text("schedule_id"),
+                            channel=_channel_id(rot, "channel"),
+                            group=rot.text("group").lstrip("@") if "group" in rot.data
+                            else None)
+        if rotation.group is not None and not re.fullmatch(r"[\w.-]+", rotation.group):
+            rot.fail("group", "a Slack user group handle like frt-team", rotation.group)
+        if any(r.name.lower() == rotation.name.lower() for r in rotations):
+            rot.fail("name", "a name no other rotation has", rotation.name)
+        rotations.append(rotation)
+    return tuple(rotations)
 
 
 def _hours(section: _Section, key: str, value: str) -> tuple[time, time]:

@@ -21,6 +21,7 @@ from automation.clock import Clock, PacedClock
 from automation.config import (
     PagerDutyConfig,
     Region,
+    Rotation,
     SlackConfig,
     WorkflowConfig,
 )
@@ -164,16 +165,19 @@ def run_demo(out: TextIO, scenario: str = "all", speed: float = 120.0,
         }
         tickets["user:globex"] = sandbox.zendesk.add_user(
             "Sam Okafor", "sam.okafor@globex.example.com", "end-user", tickets["org:globex"])
-        worker = _worker(sandbox, account, Path(tmp) / "demo-state.sqlite3", clock)
+        frt, frt_group_id = _seed_frt(sandbox, account)
+        worker = _worker(sandbox, account, Path(tmp) / "demo-state.sqlite3", clock, frt)
         store = worker.store
         _file_brief(store, sandbox, account)
-        timeline = Timeline(out, sandbox, store, clock, account)
+        timeline = Timeline(out, sandbox, store, clock, account, frt.channel)
+        timeline.names[frt_group_id] = "frt-team"
 
         length = LENGTH.total_seconds() / speed
         print(f"emergency demo --scenario {scenario}: {chosen.description}.", file=out)
         print(f"Simulated time runs {speed:g}x ({length:.0f} s of wall time). Francesca Rossi "
-              "is on call, Ravi Patel is next. Giulia Verdi, Acme Corp's ASE (Assigned Support "
-              "Engineer, who knows the account best), filed a pre-task brief for them.\n",
+              "is on call (and on the FRT shift), Ravi Patel is next. Giulia Verdi, Acme Corp's "
+              "ASE (Assigned Support Engineer, who knows the account best), filed a pre-task "
+              "brief for them.\n",
               file=out)
         events = sorted(chosen.events, key=lambda e: e[0])
         end = START + LENGTH
@@ -236,8 +240,19 @@ def _next_pass(previous: datetime, now: datetime) -> datetime:
     return at
 
 
+def _seed_frt(sandbox: Sandbox, account: Account) -> tuple[Rotation, str]:
+    """The FRT rotation, Francesca on its shift all night: she hands it over (runbook step 5)."""
+    schedule_id = sandbox.pagerduty.add_schedule("FRT")
+    sandbox.pagerduty.add_oncall(account.pd_francesca_id,
+                                 sandbox.pagerduty.add_escalation_policy("FRT"), schedule_id,
+                                 START - timedelta(hours=1), START + timedelta(hours=8))
+    channel = sandbox.slack.add_channel("support_frt")
+    group_id = sandbox.slack.add_usergroup("frt-team", "FRT engineers")
+    return Rotation("FRT", schedule_id, channel, "frt-team"), group_id
+
+
 def _worker(sandbox: Sandbox, account: Account, state_path: Path,
-            clock: Clock) -> Worker:
+            clock: Clock, frt: Rotation) -> Worker:
     """The real worker, wired as `emergency run` wires it, to the sandbox's three services."""
     cfg = sandbox_config(
         sandbox, account, state_path,
@@ -250,7 +265,8 @@ def _worker(sandbox: Sandbox, account: Account, state_path: Path,
         pagerduty=PagerDutyConfig(
             from_email=sandbox.email, service_id=account.pd_service_id,
             escalation_policy_id=account.pd_policy_id,
-            managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1),
+            managers_service_id=account.pd_managers_service_id, trigger_after_minutes=1,
+            rotations=(frt,)),
         gitlab=True)
     cfg = replace(cfg, zendesk=replace(cfg.zendesk, timeout_seconds=10, max_retry_seconds=120))
     return build_worker(cfg, clock, sandbox_environ(sandbox))
@@ -273,9 +289,10 @@ class Timeline:
     once each."""
 
     def __init__(self, out: TextIO, sandbox: Sandbox, store: Store,
-                 clock: Clock, account: Account) -> None:
+                 clock: Clock, account: Account, frt_channel: str) -> None:
         self.out, self.sandbox, self.store, self.clock = out, sandbox, store, clock
         self.account = account
+        self.frt_channel = frt_channel
         self.seen: set[int] = set()
         self.seen_slack: set[str] = set()
         self.journal_read = 0
@@ -328,7 +345,10 @@ class Timeline:
 
     def _slack_lines(self) -> None:
         """The Slack thread's messages, as a person reading the channel would see them."""
-        for message in self.sandbox.slack.messages(self.account.self_managed_channel):
+        messages = [(m, "slack channel") for m in
+                    self.sandbox.slack.messages(self.account.self_managed_channel)]
+        messages += [(m, "slack #frt") for m in self.sandbox.slack.messages(self.frt_channel)]
+        for message, channel in sorted(messages, key=lambda m: float(m[0]["ts"])):
             if message["ts"] in self.seen_slack:
                 continue
             self.seen_slack.add(message["ts"])
@@ -337,7 +357,7 @@ class Timeline:
             match = re.search(r"/agent/tickets/(\d+)\|", message["text"])
             if match and parent == message["ts"]:
                 self.threads[parent] = int(match.group(1))
-            where = "slack thread" if parent != message["ts"] else "slack channel"
+            where = "slack thread" if parent != message["ts"] else channel
             print(f"{when:%H:%M}  #{self.threads.get(parent, 0):<3} {where:<12} "
                   f"{self._readable(message['text'])}", file=self.out)
 

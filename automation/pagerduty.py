@@ -87,6 +87,7 @@ class Incident:
     html_url: str
     created_at: datetime
     urgency: str = "high"
+    acknowledged_at: datetime | None = None  # when a person last acknowledged it
 
     @property
     def is_open(self) -> bool:
@@ -580,6 +581,10 @@ def incident_from(data: Any) -> Incident:
         html_url=data.get("html_url") or "",
         created_at=created,
         urgency=data.get("urgency") or "high",
+        acknowledged_at=max((t for a in data.get("acknowledgements") or ()
+                             if isinstance(a.get("acknowledger"), dict)
+                             and a["acknowledger"].get("type") in ("user", "user_reference")
+                             and (t := parse_time(a.get("at"))) is not None), default=None),
     )
 
 

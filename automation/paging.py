@@ -268,14 +268,16 @@ class Paging:
         if incident is None:
             recorded = recorded_incident(snapshot)
             return Page(incident_id=recorded, status="resolved" if recorded else None)
-        acknowledged_by = None
+        acknowledged_by, acknowledged_at = None, None
         if incident.status == "acknowledged" and incident.acknowledger_ids:
             acknowledged_by = self._emails.get(incident.acknowledger_ids[-1])
+            acknowledged_at = incident.acknowledged_at
         assigned_to = self._emails.get(incident.assignee_ids[0]) if incident.assignee_ids \
             else None
         return Page(incident_id=incident.id, status=incident.status,
                     acknowledged_by=acknowledged_by, created_at=incident.created_at,
-                    assigned_to=assigned_to, url=incident.html_url or None)
+                    assigned_to=assigned_to, url=incident.html_url or None,
+                    acknowledged_at=acknowledged_at)
 
     def wants(self, ticket: Ticket, profile: Profile, now: datetime) -> bool:
         """Whether the ticket needs a read for PagerDuty's sake: its page moved since this

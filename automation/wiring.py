@@ -113,8 +113,14 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
         paging = Paging(pagerduty, zendesk, cfg.pagerduty)
     chat = build_chat(cfg, clock, environ, zendesk, store, templates)
     runbook = build_runbook(cfg, clock, environ, zendesk, store, templates)
+    handover = None
+    if chat is not None and pagerduty is not None and cfg.pagerduty is not None \
+            and cfg.pagerduty.rotations:
+        from automation.handover import Handover
+
+        handover = Handover(pagerduty, chat, cfg.pagerduty.rotations)
     return Worker(zendesk, store, templates, cfg, clock, chat=chat, paging=paging,
-                  runbook=runbook)
+                  runbook=runbook, handover=handover)
 
 
 def validate_once(templates: Templates, cfg: Config, store: Store) -> None:

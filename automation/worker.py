@@ -55,6 +55,7 @@ from automation.zendesk import Update, Zendesk
 
 if TYPE_CHECKING:
     from automation.chat import Chat
+    from automation.handover import Handover
     from automation.paging import Done, Paging, Profile
     from automation.runbook import Made, Runbook
 
@@ -143,7 +144,7 @@ def _due_since(known: TrackedTicket | None, ticket: Ticket, now: datetime) -> da
 class Worker:
     def __init__(self, zendesk: Zendesk, store: Store, templates: Templates, config: Config,
                  clock: Clock, chat: Chat | None = None, paging: Paging | None = None,
-                 runbook: Runbook | None = None) -> None:
+                 runbook: Runbook | None = None, handover: Handover | None = None) -> None:
         self.zendesk = zendesk
         self.store = store
         self.templates = templates
@@ -156,6 +157,7 @@ class Worker:
         self.chat = chat
         self.paging = paging
         self.runbook = runbook
+        self.handover = handover
         self._briefs_read_at: dict[int, datetime] = {}
         self._slack_checked = False
 
@@ -269,6 +271,8 @@ class Worker:
         if self.runbook is not None and run.executor.up(GITLAB) \
                 and self.runbook.wants(ticket.id, known.state):
             return True
+        if self.handover is not None and self.handover.wants(ticket.id):
+            return True
         return self.paging is not None and run.paging_up and self.paging.wants(
             ticket, self._profile(ticket, None, run.now), run.now)
 
@@ -283,6 +287,8 @@ class Worker:
             self._close_issues(run, drain_except)
         for facts in run.handled:
             self._chat(facts, run)
+        for facts in run.handled:
+            self._handover(facts, run)
         if self.chat is not None and drain_except is not None:
             run.report.slack_pending += self.chat.drain(run.executor, run.now, drain_except)
         if self.chat is not None and not self._slack_checked and run.executor.up(SLACK):
@@ -565,6 +571,33 @@ class Worker:
 
             self.chat.echo(made.ticket_id, made.step, issue_line(made.detail, made.url),
                            run.now)
+
+    def _handover(self, facts: Facts, run: Run) -> None:
+        """Runbook step 5: the engineer who took the emergency is on an FRT or SLA Hawk shift:
+        ask in the rotation's channel for someone to take it over (once, see handover.py)."""
+        if self.handover is None:
+            return
+        from automation.handover import decide, pending, taker
+
+        snapshot, ticket_id = facts.snapshot, facts.snapshot.ticket.id
+        live = facts.assessment.state in workflow.LIVE_STATES
+        who = taker(snapshot, facts.assessment, facts.page, self.zendesk.email)
+        if not live or who is None or not pending(snapshot, self.handover.rotations):
+            self.handover.settle(ticket_id, owed=False)
+            return
+        owed = True  # until every request due is recorded (a service down: next pass)
+        if run.paging_up and run.executor.up(SLACK):
+            ok, on_call = run.executor.call(PAGERDUTY, ticket_id, "PagerDuty on-calls",
+                                            partial(self.handover.on_call, who))
+            owed = not ok
+            for ask in decide(snapshot, live, who, self.handover.rotations, on_call or {}):
+                ok, detail = run.executor.call(SLACK, ticket_id, "Slack hand-over", partial(
+                    self.handover.carry_out, ask, snapshot, run.now))
+                owed = owed or detail is None
+                if detail is not None:
+                    run.report.posted.append(StepResult(ticket_id, "slack-handover",
+                                                        Outcome.DONE, detail))
+        self.handover.settle(ticket_id, owed)
 
     def _busy(self, now: datetime) -> dict[str, int]:
         """Engineers on an emergency right now: who made contact recently, and on which ticket."""

@@ -63,6 +63,7 @@ class Page:
     created_at: datetime | None = None  # when the page went out
     assigned_to: str | None = None  # the email of the person it is assigned to
     url: str | None = None  # where a person opens it in PagerDuty
+    acknowledged_at: datetime | None = None  # when that person acknowledged it
 
 
 @dataclass(frozen=True)

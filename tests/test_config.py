@@ -19,6 +19,7 @@ from automation.config import (
     FederalConfig,
     GitLabConfig,
     PagerDutyConfig,
+    Rotation,
     SlackConfig,
     WorkflowConfig,
     ZendeskConfig,
@@ -104,7 +105,8 @@ def test_example_config_is_refused_only_for_its_placeholder(tmp_path):
 
 
 @pytest.mark.parametrize("settings", [ZendeskConfig, WorkflowConfig, PagerDutyConfig,
-                                      SlackConfig, ChannelRule, FederalConfig, GitLabConfig])
+                                      SlackConfig, ChannelRule, FederalConfig, GitLabConfig,
+                                      Rotation])
 def test_example_config_documents_every_setting(settings):
     # given the example file's text (commented-out keys count as documented)
     text = EXAMPLE.read_text(encoding="utf-8")
@@ -432,6 +434,47 @@ def test_federal_coverage_must_be_plain_hours_within_one_day(source, coverage):
     message = config_error(raw, source)
 
     assert_one_line_naming(message, source, "[pagerduty.federal] coverage")
+
+
+PAGERDUTY = {"from_email": "bot@example.com", "service_id": "P1", "escalation_policy_id": "E1"}
+
+
+def test_rotations_are_read_with_their_schedule_channel_and_group(source):
+    raw = data(slack={"default_channel": "C0SELFMNGD"}, pagerduty={**PAGERDUTY, "rotations": [
+        {"name": "FRT", "schedule_id": "PFRT", "channel": "C0FRTDUTY", "group": "@frt-team"},
+        {"name": "SLA Hawk", "schedule_id": "PSLA", "channel": "G0SLAHAWK"}]})
+
+    cfg = parse(raw, source)
+
+    assert cfg.pagerduty is not None and cfg.pagerduty.rotations == (
+        Rotation("FRT", "PFRT", "C0FRTDUTY", "frt-team"),
+        Rotation("SLA Hawk", "PSLA", "G0SLAHAWK", None))
+
+
+@pytest.mark.parametrize(("rotation", "key", "expected"), [
+    ({"name": "FRT", "schedule_id": "PFRT", "channel": "#frt"}, "channel", "channel id"),
+    ({"name": "FRT", "channel": "C0FRTDUTY"}, "schedule_id", "missing"),
+    ({"name": "FRT", "schedule_id": "PFRT", "channel": "C0FRTDUTY", "group": "frt team"},
+     "group", "user group handle"),
+    ({"name": "FRT", "schedule_id": "PFRT", "channel": "C0FRTDUTY", "room": "x"}, "room",
+     "unknown key"),
+])
+def test_a_rotation_is_refused_naming_its_key(source, rotation, key, expected):
+    raw = data(slack={"default_channel": "C0SELFMNGD"},
+               pagerduty={**PAGERDUTY, "rotations": [rotation]})
+
+    message = config_error(raw, source)
+
+    assert_one_line_naming(message, source, f"[pagerduty.rotations] {key}", expected)
+
+
+def test_rotations_need_slack(source):
+    raw = data(pagerduty={**PAGERDUTY, "rotations": [
+        {"name": "FRT", "schedule_id": "PFRT", "channel": "C0FRTDUTY"}]})
+
+    message = config_error(raw, source)
+
+    assert_one_line_naming(message, source, "[[pagerduty.rotations]]", "[slack]")
 
 
 def test_slack_region_hours_with_a_zone_are_refused(source):

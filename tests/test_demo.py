@@ -31,6 +31,8 @@ def test_each_demo_scenario_ends_as_the_runbook_says(scenario: str) -> None:
     assert code == 0, text
     assert "Every message was posted exactly once, on time." in text
     assert "slack thread" in text and "slack channel" in text
+    # Francesca, on the FRT shift, takes the silent customer's page: she hands FRT over once
+    assert text.count("FRT hand-over for emergency") == (scenario != "replies")
     assert max(len(line) for line in text.splitlines()) <= 100  # fits a terminal
     ended = [line.split()[0] for line in text.split("Where each emergency ended:")[1]
              .splitlines() if line.startswith("  #")]
