@@ -19,6 +19,7 @@ from automation.errors import ConfigError, CredentialsRejected
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.applications import Starlette
 
     from automation.model import Ticket
     from automation.server import Secrets
@@ -29,8 +30,6 @@ log = logging.getLogger("automation")
 
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
-    import uvicorn
-
     from automation import wiring
     from automation.server import build_app
     from automation.service import Service
@@ -45,20 +44,27 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         raise ConfigError(f"serve --listen {listen.host}:{listen.port}: beyond loopback the "
                           f"status page shows customers' data; set {config.WEB_TOKEN_ENV} "
                           "(its bearer token, or basic auth's password)")
-    listener = _bind(listen.host, listen.port)
+    listener = bind(listen.host, listen.port)
     worker = wiring.build_worker(cfg, ctx.clock, ctx.environ)
     ctx.closers.append(worker.close)
     service = Service(worker, ctx.clock, args.interval or cfg.workflow.poll_interval_seconds)
     app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id),
                     lambda now: _report(cfg, ctx, now))
     _announce(listen, secrets, service.poll_seconds)
-    failure = _run(service, uvicorn.Server(uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", log_config=None,
-        timeout_graceful_shutdown=10)), listener)  # uvicorn's warnings: our format
+    failure = _run(service, http_server(app), listener)
     if failure is not None:
         raise failure
     log.info("stopped")
     return EXIT_OK
+
+
+def http_server(app: Starlette) -> uvicorn.Server:
+    """uvicorn as serve runs it: its warnings in our format, no access log, no lifespan."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", log_config=None,
+        timeout_graceful_shutdown=10))
 
 
 def _run(service: Service, server: uvicorn.Server,
@@ -124,7 +130,7 @@ def _secrets(ctx: Context) -> Secrets:
                    web_token=secret(config.WEB_TOKEN_ENV))
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything starts: a port in use is one line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
