@@ -32,7 +32,7 @@ def served(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> Iterator[tuple
     """The status page on a free port, the worker's loop stepped by the test (its clock)."""
     import uvicorn
 
-    from automation.cli.serving import _bind
+    from automation.cli.serving import bind
     from automation.timeline import ticket_timeline
 
     worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
@@ -42,7 +42,7 @@ def served(sandbox: Sandbox, clock: FakeClock, tmp_path: Path) -> Iterator[tuple
         snapshot = worker.zendesk.snapshot(ticket_id)
         return snapshot.ticket, ticket_timeline(snapshot, worker.store.journal(ticket_id), [])
 
-    listener = _bind("127.0.0.1", 0)
+    listener = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(build_app(service, Secrets(), timeline),
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
