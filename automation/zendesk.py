@@ -59,6 +59,8 @@ MAX_BRIEF_TICKETS = 20  # the organization's most recent brief tickets are enoug
 MAX_AUDIT_PAGES = 100
 MAX_TAG_ATTEMPTS = 3  # safe updates of tags, each after a re-read
 MAX_READ_ATTEMPTS = 8
+# A Date this far below the tightest bound so far: a clock was set back (start over).
+OFFSET_JUMP = timedelta(seconds=2)
 SEARCH_RESULT_LIMIT = 1000  # Zendesk's search answers 422 beyond the 1,000th result
 SEARCH_PAGE_SIZE = 100
 MAX_SEARCH_WINDOWS = 50  # 50,000 emergencies: beyond that, a view
@@ -124,6 +126,8 @@ class ZendeskSession(requests.Session):
         self.updates = TokenBucket(clock, updates_per_minute)
         self.server_time: datetime | None = None
         self.server_time_seen_at: datetime | None = None  # on our clock
+        # Zendesk's clock minus ours: the tightest of the answers' bounds (see _learn_offset).
+        self.offset: timedelta | None = None
         # No urllib3 retries at all: every retry here is a decision made in this module.
         adapter = requests.adapters.HTTPAdapter(max_retries=0)
         self.mount("https://", adapter)
@@ -194,6 +198,15 @@ class ZendeskSession(requests.Session):
             return 0.0  # the pause already holds every request until Retry-After has passed
         return tenacity.wait_random_exponential(multiplier=0.5, max=20)(state)
 
+    def _learn_offset(self, offset: timedelta) -> None:
+        """A `Date` has whole seconds and is stamped before we read it: each answer says
+        Zendesk's clock is *at least* that far from ours. The largest such bound is the
+        closest (still never ahead of Zendesk); one that falls well below it means a clock
+        was set back, and starts over."""
+        if self.offset is None or offset > self.offset \
+                or offset < self.offset - OFFSET_JUMP:
+            self.offset = offset
+
     def _observe(self, response: requests.Response, method: str, path: str) -> None:
         date = response.headers.get("Date")
         if date:
@@ -202,6 +215,8 @@ class ZendeskSession(requests.Session):
                 self.server_time_seen_at = self.clock.now()
             except (TypeError, ValueError):
                 pass
+            else:
+                self._learn_offset(self.server_time - self.server_time_seen_at)
         if response.status_code == 429:
             # The whole account's budget is spent: no request, and no saved-up write, before
             # Retry-After has passed.
@@ -291,12 +306,11 @@ class Zendesk:
         return self.session.server_time
 
     def time_now(self) -> datetime | None:
-        """Zendesk's time now, as its latest `Date` and our clock since then tell it (for
-        waking at a step's due time between reads); None before its first answer."""
-        seen, date = self.session.server_time_seen_at, self.session.server_time
-        if seen is None or date is None:
-            return None
-        return date + (self.session.clock.now() - seen)
+        """Zendesk's time now, as its answers' `Date`s and our clock tell it (for waking at a
+        step's due time between reads: within a second below Zendesk's, never above); None
+        before its first answer."""
+        offset = self.session.offset
+        return None if offset is None else self.session.clock.now() + offset
 
     # --- reads -------------------------------------------------------------------------------
 

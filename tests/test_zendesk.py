@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import responses
+from hypothesis import given
+from hypothesis import strategies as st
 from responses import matchers
 from responses.registries import OrderedRegistry
 
@@ -283,3 +285,28 @@ def test_record_says_so_when_the_ticket_keeps_changing() -> None:
                        {"step": "paged", "episode": 4001})
 
     assert [c.request.method for c in responses.calls].count("PUT") == 3
+
+
+@given(skew=st.integers(min_value=-7_200_000_000, max_value=7_200_000_000),
+       arrivals=st.lists(st.integers(min_value=0, max_value=3_600_000_000), min_size=1,
+                         max_size=30))
+def test_zendesks_time_is_never_ahead_of_it_and_less_than_a_second_behind(
+        skew: int, arrivals: list[int]) -> None:
+    """Dates have whole seconds: from any answers, the estimate of Zendesk's time stays
+    within the second below it (timers fire on their second, never early). In microseconds."""
+    from automation.zendesk import ZendeskSession
+
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    clock = FakeClock(start + timedelta(microseconds=skew))  # ours, off by `skew`
+    session = ZendeskSession(clock, timeout=1, max_retry_seconds=0)
+    best = 1_000_000
+    for at in sorted(arrivals):  # Zendesk's time when each answer is read
+        best = min(best, at % 1_000_000)  # the answer read nearest after its Date's second
+        true_now = start + timedelta(microseconds=at)
+        clock.set(true_now + timedelta(microseconds=skew))
+        date = start + timedelta(seconds=at // 1_000_000)
+        session._learn_offset(date - clock.now())
+        assert session.offset is not None
+        now = clock.now() + session.offset
+        assert true_now - timedelta(seconds=1) < now <= true_now
+        assert true_now - now == timedelta(microseconds=best)  # the tightest answer counts
