@@ -93,6 +93,8 @@ class Plan:
 
 # A `Sent` that is no write: Slack lines still waiting (its note says how many and why).
 SLACK_PENDING = "slack"
+# A `Sent` that is no write on the ticket either: what else was done (a page), said as it is.
+NOTICE = "notice"
 
 
 @dataclass(frozen=True)
@@ -437,7 +439,9 @@ class Commands:
         if self.chat is not None:
             plan.slack_lines.append((ESCALATED, escalation_line(
                 page.engineer, page.reason, f"incident {incident.id}")))
-        return self.send(plan)
+        paged = f"the Support Manager on call is paged: incident {incident.id} {incident.html_url}"
+        return [Sent(NOTICE, None, False, f"#{plan.snapshot.ticket.id} {paged}"),
+                *self.send(plan)]
 
     def plan_brief(self, ticket_id: int, fields: dict[str, str],
                    as_email: str | None = None) -> Plan:

@@ -50,6 +50,7 @@ def test_escalate_pages_the_manager_once_with_a_note_and_a_line_in_the_thread(
 
     assert code == cli.EXIT_OK, err
     [page] = manager_pages(sandbox, account)
+    assert f"the Support Manager on call is paged: incident {page['id']}" in out
     assert page["incident_key"] == f"zendesk-{ticket_id}-escalated"
     assert page["status"] == "triggered"
     note = sandbox.zendesk.comments(ticket_id)[-1]

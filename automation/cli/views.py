@@ -179,10 +179,10 @@ def preview_text(plan: Plan) -> str:
 
 
 def print_sent(ticket_id: int, sent: Iterable[Sent], out: TextIO) -> None:
-    from automation.commands import SLACK_PENDING  # loaded already: a command sent these
+    from automation.commands import NOTICE, SLACK_PENDING  # loaded: a command sent these
 
     for one in sent:
-        if one.step == SLACK_PENDING:
+        if one.step in (SLACK_PENDING, NOTICE):
             print(one.note, file=out)
             continue
         if one.skipped:
