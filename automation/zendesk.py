@@ -680,7 +680,11 @@ class Zendesk:
             return
         for value in self.cache.recall("me", [ME], self._cache_now() - CACHE_TTL):
             if value.get("email") == self.email and isinstance(value.get("id"), int):
-                self._me = value["id"]  # its name comes with the users, read or kept
+                self._me = value["id"]
+                # As the process that learnt it knew it: an agent, named by its email (its
+                # name is not worth a read for each emergency of a cron `tick`).
+                self._people.setdefault(self._me, Person(self._me, self.email, self.email,
+                                                         "agent"))
 
 
 def _stamped(snapshot: Snapshot, stamp: dict[str, Any]) -> bool:

@@ -42,7 +42,7 @@ def test_manual_ack_posts_once_and_a_second_ack_is_refused_with_when(
 
     code, _, err = emergency("--config", config, "ack", "1", "--yes")
     assert code == cli.EXIT_REFUSED
-    assert err.startswith("refused: ticket #1 already has contact: Emergency Automation at ")
+    assert err.startswith("refused: ticket #1 already has contact: automation@example.com at ")
     assert len([c for c in sandbox.zendesk.public_comments(1)
                 if c["author_id"] == account.admin_id]) == 1
 
