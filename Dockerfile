@@ -22,7 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /src/
 COPY automation /src/automation
 COPY templates /src/templates
-RUN pip install /src && rm -rf /src
+# With the report extra: the served /report draws its charts (matplotlib) as the CLI does.
+RUN pip install "/src[report]" && rm -rf /src
 
 RUN groupadd --system --gid 10001 emergency \
     && useradd --system --uid 10001 --gid emergency --no-create-home \

@@ -155,6 +155,10 @@ def test_the_image_copies_what_pip_install_reads_and_dockerignore_keeps_it() -> 
               *pyproject["tool"]["setuptools"]["package-dir"].values()}
     assert needed <= copied
     assert not copied & set(ignored)
+    # with every optional extra the served pages use (the report's charts)
+    runs = " ".join(rest for key, rest in instructions() if key == "RUN")
+    extras = set(pyproject["project"]["optional-dependencies"]) - {"test"}
+    assert all(f"[{extra}]" in runs for extra in extras), extras
     assert {".git", ".venv", "config.toml", "*.env", "*.sqlite3"} <= set(ignored)
 
 
