@@ -54,6 +54,7 @@ WRITES = frozenset({POST_MESSAGE})
 CREDENTIAL_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
+MISSING_SCOPE = "missing_scope"
 NOT_FOUND_ERRORS = frozenset(
     {"channel_not_found", "users_not_found", "user_not_found", "thread_not_found",
      "message_not_found"}
@@ -474,6 +475,10 @@ def api_error(api_method: str, response: SlackResponse) -> UpstreamError:
         return Unreachable(*args, "gave up after retrying")
     if code in CREDENTIAL_ERRORS or status == 401:
         return CredentialsRejected(*args, TOKEN_HINT)
+    if code == MISSING_SCOPE:
+        # The token works but may not do this: as refused as a wrong one, until the app is
+        # given the scope and reinstalled (README, "Operating it", lists them).
+        return CredentialsRejected(*args, "add that scope to the Slack app and reinstall it")
     if code in NOT_FOUND_ERRORS or (status == 404 and code != "unknown_method"):
         return NotFound(*args)
     return Rejected(*args)

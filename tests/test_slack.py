@@ -373,3 +373,21 @@ def test_posted_is_a_value(slack: Slack, channel: str) -> None:
     assert posted == Posted(channel, posted.ts)
     with pytest.raises(AttributeError):
         posted.ts = "1"  # type: ignore[misc]
+
+
+def test_a_token_without_a_scope_is_refused_naming_the_scope() -> None:
+    from slack_sdk.web import SlackResponse
+
+    from automation.errors import CredentialsRejected
+    from automation.slack import api_error
+
+    answer = SlackResponse(client=None, http_verb="POST", api_url="users.lookupByEmail",
+                           req_args={}, data={"ok": False, "error": "missing_scope",
+                                              "needed": "users:read.email"},
+                           headers={}, status_code=200)
+
+    error = api_error("users.lookupByEmail", answer)
+
+    assert isinstance(error, CredentialsRejected)
+    assert "missing_scope (needed: users:read.email)" in str(error)
+    assert "add that scope to the Slack app" in str(error)
