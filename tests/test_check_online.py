@@ -61,7 +61,7 @@ def check(config: Path, clock: FakeClock, environ: dict[str, str]) -> tuple[int,
 def online_lines(out: str) -> dict[str, str]:
     """`service item` -> `verdict: detail`, for the lines --online adds."""
     lines = [line for line in out.splitlines()
-             if line.startswith(("zendesk ", "slack ", "pagerduty "))]
+             if line.startswith(("zendesk ", "slack ", "pagerduty ", "gitlab "))]
     return dict(line.split(": ", 1) for line in lines)  # type: ignore[misc]
 
 
@@ -72,7 +72,8 @@ def test_every_token_and_id_of_the_seeded_sandbox_is_ok(
 
     code, out, err = check(config, clock, sandbox_environ(sandbox))
 
-    lines = online_lines(out)
+    lines = {k: v for k, v in online_lines(out).items()
+             if not k.startswith("gitlab ")}  # GitLab's: a test of their own
     assert code == cli.EXIT_OK, out + err
     assert err == ""
     assert lines == {
@@ -131,7 +132,7 @@ def test_a_wrong_zendesk_token_exits_three_and_is_never_printed(
     assert lines["slack token"].startswith("ok: ")  # the other services are still tried
     assert lines["pagerduty token"].startswith("ok: ")
     assert "SECRET" not in out + err and wrong[-4:] not in out + err
-    assert err == "error: 1 of 14 online check(s) failed, 2 not checked\n"
+    assert err == "error: 1 of 16 online check(s) failed, 2 not checked\n"  # GitLab's 2 too
 
 
 def test_a_wrong_view_id_exits_two_naming_it(
@@ -290,3 +291,28 @@ def test_the_api_user_must_be_the_configured_agent(
     assert (probe.item, probe.code) == ("API user", code)
     assert probe.detail.startswith(says)
     assert result.exit_code == code
+
+
+def test_gitlab_token_project_and_template_are_tried(
+        sandbox: Sandbox, account: Account, tmp_path: Path, clock: FakeClock) -> None:
+    ok = check(write_config(sandbox, account, tmp_path), clock, sandbox_environ(sandbox))
+    template = (f"gitlab template {account.gitlab_template!r} in {account.gitlab_project} "
+                "([gitlab] project, template)")
+    assert ok[0] == cli.EXIT_OK, ok[1] + ok[2]
+    assert online_lines(ok[1])["gitlab token"].startswith("ok: signs in as @")
+    assert online_lines(ok[1])[template].startswith("ok: ")
+
+    wrong = write_config(sandbox, account, tmp_path, replace=(
+        f'template = "{account.gitlab_template}"', 'template = "Emergency Runbok"'))
+    code, out, _ = check(wrong, clock, sandbox_environ(sandbox))
+    lines = online_lines(out)
+    assert code == cli.EXIT_CONFIG
+    [verdict] = [v for k, v in lines.items() if k.startswith("gitlab template 'Emergency Runbok'")]
+    assert verdict.startswith("FAILED: no such project, or no issue template")
+
+    code, out, err = check(write_config(sandbox, account, tmp_path), clock,
+                           {**sandbox_environ(sandbox), "GITLAB_TOKEN": "glpat-wrong-SECRET"})
+    assert code == cli.EXIT_UNREACHABLE
+    assert online_lines(out)["gitlab token"].startswith("FAILED: ")
+    assert online_lines(out)[template] == "not checked: the token was refused"
+    assert "SECRET" not in out + err

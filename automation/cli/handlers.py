@@ -20,6 +20,7 @@ from automation.model import Step
 from automation.store import Store
 
 if TYPE_CHECKING:
+    from automation.gitlab import GitLab
     from automation.pagerduty import PagerDuty
     from automation.slack import Slack
     from automation.worker import Worker
@@ -114,7 +115,8 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _online_clients(cfg: config.Config, ctx: Context) -> tuple[
-        Zendesk | ConfigError, Slack | ConfigError | None, PagerDuty | ConfigError | None]:
+        Zendesk | ConfigError, Slack | ConfigError | None, PagerDuty | ConfigError | None,
+        GitLab | ConfigError | None]:
     """Each service's client, or the ConfigError saying why there is none (its token not set,
     a CA file unreadable); a request retries for seconds, not for a pass's budget."""
     from automation import wiring
@@ -123,12 +125,14 @@ def _online_clients(cfg: config.Config, ctx: Context) -> tuple[
     zendesk = _built(lambda: wiring.build_zendesk(cfg, ctx.clock, ctx.environ))
     slack = _built(lambda: wiring.build_slack(cfg, ctx.clock, ctx.environ))
     pagerduty = _built(lambda: wiring.build_pagerduty(cfg, ctx.clock, ctx.environ))
-    for client in (slack, pagerduty):
+    gitlab = _built(lambda: wiring.build_gitlab(cfg, ctx.clock, ctx.environ))
+    for client in (slack, pagerduty, gitlab):
         if client is not None and not isinstance(client, ConfigError):
             client.max_retry_seconds = ONLINE_RETRY_SECONDS
-    if pagerduty is not None and not isinstance(pagerduty, ConfigError):
-        ctx.closers.append(pagerduty.close)
-    return zendesk, slack, pagerduty
+    for closable in (pagerduty, gitlab):
+        if closable is not None and not isinstance(closable, ConfigError):
+            ctx.closers.append(closable.close)
+    return zendesk, slack, pagerduty, gitlab
 
 
 def _built(build: Callable[[], T]) -> T | ConfigError:

@@ -20,6 +20,7 @@ from automation.errors import (
 )
 
 if TYPE_CHECKING:
+    from automation.gitlab import GitLab
     from automation.pagerduty import PagerDuty
     from automation.slack import Slack
     from automation.zendesk import Zendesk
@@ -117,14 +118,28 @@ class _Prober(Generic[Client]):
 
 def check_online(cfg: config.Config, zendesk: Zendesk | ConfigError,
                  slack: Slack | ConfigError | None,
-                 pagerduty: PagerDuty | ConfigError | None) -> OnlineCheck:
+                 pagerduty: PagerDuty | ConfigError | None,
+                 gitlab: GitLab | ConfigError | None = None) -> OnlineCheck:
     """Try each service's token, then every id config.toml gives for it."""
     probes = _zendesk_probes(cfg, zendesk)
     if cfg.slack is not None and slack is not None:
         probes += _slack_probes(cfg.slack, slack)
     if cfg.pagerduty is not None and pagerduty is not None:
         probes += _pagerduty_probes(cfg.pagerduty, pagerduty)
+    if cfg.gitlab is not None and gitlab is not None:
+        probes += _gitlab_probes(cfg.gitlab, gitlab)
     return OnlineCheck(probes)
+
+
+def _gitlab_probes(cfg: config.GitLabConfig, gitlab: GitLab | ConfigError) -> list[Probe]:
+    prober = _Prober("gitlab", gitlab)
+    prober.run("token", lambda gl: f"signs in as @{gl.whoami()}")
+    prober.run(f"template {cfg.template!r} in {cfg.project} ([gitlab] project, template)",
+               lambda gl: f"{len(gl.template(cfg.template))} characters",
+               "no such project, or no issue template of that name in it; expected the "
+               "project's path (group/name) and the name of a file in its "
+               ".gitlab/issue_templates/, without .md")
+    return prober.probes
 
 
 def _zendesk_probes(cfg: config.Config, zendesk: Zendesk | ConfigError) -> list[Probe]:
