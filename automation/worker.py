@@ -95,6 +95,8 @@ class PassReport:
     failed: list[StepResult] = field(default_factory=list)
     slack_pending: int = 0  # lines waiting for Slack (it was down or refused)
     not_found: int = 0  # tickets Zendesk has no record of (a webhook named one, say)
+    # Tickets changed in the second of their read, not waited for: how long until they can be.
+    unsettled: dict[int, timedelta] = field(default_factory=dict)
     # PagerDuty or Slack refused our credentials: the Zendesk steps went ahead regardless.
     rejected: CredentialsRejected | None = None
     # The state file cannot be used: the pass journalled in memory (customers' steps went on).
@@ -198,16 +200,20 @@ class Worker:
         self._finish(run, drain_except={t.id for t in listing})
         return run.report
 
-    def handle_ticket(self, ticket_id: int) -> PassReport:
-        """Read, decide and act on one ticket now, as a pass would (a command, a webhook)."""
+    def handle_ticket(self, ticket_id: int, settle: bool = True) -> PassReport:
+        """Read, decide and act on one ticket now, as a pass would (a command, a webhook).
+        ``settle=False``: a ticket changed in the second of its read is not waited for here;
+        the report's `unsettled` says when to handle it again (`serve` has other work)."""
         run = self._begin(0)
         known = self.store.tracked().get(ticket_id)
-        self._handle_all({ticket_id: (run.now, known.state if known else None)}, run, [])
+        self._handle_all({ticket_id: (run.now, known.state if known else None)}, run, [],
+                         settle=settle)
         self._finish(run, drain_except=None)
         return run.report
 
     def _handle_all(self, tickets: dict[int, tuple[datetime, str | None]], run: Run,
-                    later: list[tuple[datetime, int, str | None]]) -> None:
+                    later: list[tuple[datetime, int, str | None]],
+                    settle: bool = True) -> None:
         """Each ticket's Zendesk steps, the most overdue first; a ticket of `later` (its step
         due later, as last tracked) goes next as soon as that time comes, however long the
         pass (writes are paced): a timer is kept to the second, a backlog waits one write.
@@ -235,6 +241,9 @@ class Worker:
                 if left:
                     unsettled[ticket_id], wait = (due, known_state), max(wait, left)
             if not unsettled:
+                return
+            if not settle:
+                run.report.unsettled = {ticket_id: wait for ticket_id in unsettled}
                 return
             self.clock.sleep(wait.total_seconds())
             tickets = unsettled

@@ -42,7 +42,7 @@ import requests
 
 from automation import webhooks
 from automation.cli import serving
-from automation.clock import Clock, ScaledClock, SystemClock
+from automation.clock import Clock, FakeClock, ScaledClock, SystemClock
 from automation.config import Config, PagerDutyConfig, WorkflowConfig
 from automation.model import Ticket
 from automation.sandbox import Account, Sandbox, sandbox_config, sandbox_environ, seed_account
@@ -343,7 +343,8 @@ def served(stage: Stage) -> Iterator[Served]:
     """`emergency serve` on 127.0.0.1 (uvicorn in a thread, the worker's loop in another),
     once its first pass is done; stopped warm, as on SIGTERM."""
     service = Service(build_worker(stage.config, stage.clock, stage.environ), stage.clock,
-                      SERVE_POLL_SECONDS)
+                      SERVE_POLL_SECONDS,
+                      settle_in_place=isinstance(stage.clock, FakeClock))  # the tests' clock
 
     def timeline(ticket_id: int) -> tuple[Ticket, list[TimelineEntry]]:  # the status page's
         snapshot = service.worker.zendesk.snapshot(ticket_id)

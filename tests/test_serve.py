@@ -148,10 +148,10 @@ def test_healthz_answers_while_the_worker_is_busy(
     inside, release = threading.Event(), threading.Event()
     real = service.worker.handle_ticket
 
-    def slow(ticket_id: int):  # noqa: ANN202
+    def slow(ticket_id: int, settle: bool = True):  # noqa: ANN202
         inside.set()
         release.wait(30)
-        return real(ticket_id)
+        return real(ticket_id, settle=settle)
 
     monkeypatch.setattr(service.worker, "handle_ticket", slow)
     service._next_poll = clock.now() + timedelta(hours=1)
@@ -412,3 +412,24 @@ def test_serve_exits_three_when_zendesk_refuses_the_token(
 
     assert code == 3 and "HTTP 401" in err.splitlines()[-1]
     assert wrong not in err
+
+
+def test_a_ticket_in_its_own_second_is_not_waited_for_in_the_loop(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    """Zendesk's one-second timestamps: a webhook sent as the ticket is created finds it
+    unsettled; the loop comes back for it once the second is past, and meanwhile is free."""
+    client = client_for(service)
+    service.step()  # the first pass: nothing yet
+    clock.slept.clear()
+    ticket_id = emergency_ticket(sandbox, account)
+
+    assert delivered(client, ticket_id, clock) == 202
+    service.step()
+
+    assert public_comments_by_us(sandbox, account, ticket_id) == []
+    assert clock.slept == []  # no wait inside the handling
+    assert 0 < service.seconds_to_next() <= 2
+    clock.advance(timedelta(seconds=service.seconds_to_next()))
+    service.step()
+    assert len(public_comments_by_us(sandbox, account, ticket_id)) == 1
+    assert metric(client, 'emergency_ticket_handlings_total{reason="settled"}') == 1
