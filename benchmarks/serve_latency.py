@@ -605,7 +605,7 @@ serve: measured in real time. cli/serving.py's pieces (the Service's loop in one
      Zendesk's trigger delivers it, and past the same-second rule: the worker acts on a read
      only once the ticket's updated_at is 2 s older than the Date of the answer); timed from
      the POST. With the creation: the POST right after it, one emergency at a time; the
-     worker reads, then waits 2 s for the second to pass, so that figure is the rule's.
+     worker reads, and comes back 2 s later once the second is past: that figure is the rule's.
   2: PagerDuty on. The worker pages on the first webhook; once the ticket has settled, the
      engineer acknowledges the page in the sandbox and PagerDuty's v3 webhook is POSTed at
      once; timed from the acknowledgement.
