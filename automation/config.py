@@ -219,37 +219,33 @@ def resolve_path(cli_value: str | None,
     return Path(cli_value or environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
+def secret(name: str, environ: Mapping[str, str], missing: str | None = None) -> str | None:
+    """A secret from the environment (blank is unset): None, or with ``missing`` a
+    ConfigError saying what to export."""
+    value = environ.get(name, "").strip()
+    if not value and missing is not None:
+        raise ConfigError(f"{name} is not set: {missing}")
+    return value or None
+
+
 def zendesk_token(environ: Mapping[str, str] = os.environ) -> str:
-    token = environ.get(ZENDESK_TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(
-            f"{ZENDESK_TOKEN_ENV} is not set: export the API token of the [zendesk] email user"
-        )
-    return token
+    return str(secret(ZENDESK_TOKEN_ENV, environ,
+                      "export the API token of the [zendesk] email user"))
 
 
 def pagerduty_token(environ: Mapping[str, str] = os.environ) -> str:
-    token = environ.get(PAGERDUTY_TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(f"{PAGERDUTY_TOKEN_ENV} is not set: [pagerduty] is configured, so "
-                          "export a PagerDuty REST API token")
-    return token
+    return str(secret(PAGERDUTY_TOKEN_ENV, environ,
+                      "[pagerduty] is configured, so export a PagerDuty REST API token"))
 
 
 def slack_token(environ: Mapping[str, str] = os.environ) -> str:
-    token = environ.get(SLACK_TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(f"{SLACK_TOKEN_ENV} is not set: [slack] is configured, so export "
-                          "the Slack app's bot token (xoxb-...)")
-    return token
+    return str(secret(SLACK_TOKEN_ENV, environ, "[slack] is configured, so export the Slack "
+                      "app's bot token (xoxb-...)"))
 
 
 def gitlab_token(environ: Mapping[str, str] = os.environ) -> str:
-    token = environ.get(GITLAB_TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(f"{GITLAB_TOKEN_ENV} is not set: [gitlab] is configured, so export "
-                          "a GitLab access token with the api scope")
-    return token
+    return str(secret(GITLAB_TOKEN_ENV, environ, "[gitlab] is configured, so export a GitLab "
+                      "access token with the api scope"))
 
 
 class _Section:

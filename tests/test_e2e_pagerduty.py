@@ -192,17 +192,19 @@ def test_wrong_pagerduty_token_is_one_line_exit_three_no_secret(
 
 
 def pd_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path, *argv: str,
-           from_email: str | None = None) -> tuple[int, str, str]:
+           from_email: str | None = None, extra: str = "") -> tuple[int, str, str]:
+    """The CLI with [pagerduty] on (``extra``: more of [pagerduty], then other sections)."""
     config = tmp_path / "pd-config.toml"
     config.write_text(
         f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
         '[workflow]\nbridge_url = "https://b.example/x"\n'
         f'[pagerduty]\nurl = "{sandbox.pagerduty_url}"\nca_file = "{sandbox.pagerduty_ca}"\n'
         f'from_email = "{from_email or sandbox.email}"\nservice_id = "{account.pd_service_id}"\n'
-        f'escalation_policy_id = "{account.pd_policy_id}"\n')
+        f'escalation_policy_id = "{account.pd_policy_id}"\n{extra}')
     out, err = io.StringIO(), io.StringIO()
     code = cli.run(["--config", str(config), *argv], out=out, err=err, clock=clock,
-                   environ={"ZENDESK_API_TOKEN": sandbox.token, "PAGERDUTY_API_TOKEN": PD_TOKEN})
+                   environ={"ZENDESK_API_TOKEN": sandbox.token, "PAGERDUTY_API_TOKEN": PD_TOKEN,
+                            "SLACK_BOT_TOKEN": sandbox.slack.token})
     return code, out.getvalue(), err.getvalue()
 
 

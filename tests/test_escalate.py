@@ -3,35 +3,24 @@ emergency, an internal note saying why, and a line in the emergency's thread."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from pathlib import Path
 
 from automation import cli
 from automation.clock import FakeClock
 from automation.sandbox import Account, Sandbox
-from tests.test_e2e_pagerduty import PD_TOKEN, urgent
+from tests.test_e2e_pagerduty import pd_cli, urgent
 
 REASON = "Gitaly <crashes> on start; no known fix"
 
 
 def escalate_cli(sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
                  *argv: str, managers: bool = True) -> tuple[int, str, str]:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[zendesk]\nurl = "{sandbox.url}"\nemail = "{sandbox.email}"\n'
-        '[workflow]\nbridge_url = "https://b.example/x"\n'
-        f'[pagerduty]\nurl = "{sandbox.pagerduty_url}"\nca_file = "{sandbox.pagerduty_ca}"\n'
-        f'from_email = "{sandbox.email}"\nservice_id = "{account.pd_service_id}"\n'
-        f'escalation_policy_id = "{account.pd_policy_id}"\n'
-        + (f'managers_service_id = "{account.pd_managers_service_id}"\n' if managers else "")
-        + f'[slack]\nurl = "{sandbox.slack_url}"\n'
-        f'default_channel = "{account.self_managed_channel}"\n')
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.run(["--config", str(config), *argv], out=out, err=err, clock=clock,
-                   environ={"ZENDESK_API_TOKEN": sandbox.token, "PAGERDUTY_API_TOKEN": PD_TOKEN,
-                            "SLACK_BOT_TOKEN": sandbox.slack.token})
-    return code, out.getvalue(), err.getvalue()
+    """The CLI with the Support Managers' service (unless not ``managers``) and Slack on."""
+    extra = (f'managers_service_id = "{account.pd_managers_service_id}"\n' if managers else "")
+    extra += (f'[slack]\nurl = "{sandbox.slack_url}"\n'
+              f'default_channel = "{account.self_managed_channel}"\n')
+    return pd_cli(sandbox, account, clock, tmp_path, *argv, extra=extra)
 
 
 def manager_pages(sandbox: Sandbox, account: Account) -> list[dict]:

@@ -433,3 +433,22 @@ def test_a_ticket_in_its_own_second_is_not_waited_for_in_the_loop(
     service.step()
     assert len(public_comments_by_us(sandbox, account, ticket_id)) == 1
     assert metric(client, 'emergency_ticket_handlings_total{reason="settled"}') == 1
+
+
+def test_metrics_count_contact_live_states_pending_lines_and_rate_limit_waits(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service)
+    emergency_ticket(sandbox, account)
+    clock.advance(timedelta(minutes=4))  # seen 4 minutes after it became urgent
+    sandbox.faults.rate_limit("GET", "/api/v2/search", retry_after=7, times=1)
+
+    service.step()  # the pass: waits out the 429, then acknowledges
+
+    assert metric(client, 'emergency_rate_limit_waits_total{service="Zendesk"}') == 1
+    assert metric(client, 'emergency_rate_limit_wait_seconds_total{service="Zendesk"}') >= 7
+    assert metric(client, "emergency_time_to_contact_seconds_count") == 1
+    assert metric(client, 'emergency_time_to_contact_seconds_bucket{le="300.0"}') == 1
+    assert metric(client, 'emergency_time_to_contact_seconds_bucket{le="120.0"}') == 0
+    assert metric(client, 'emergency_live{state="awaiting-customer"}') == 1
+    assert metric(client, 'emergency_lines_pending{service="slack"}') == 0
+    assert metric(client, 'emergency_steps_total{outcome="posted",step="acknowledge"}') == 1

@@ -50,7 +50,7 @@ def check_config(cfg: config.Config, environ: Mapping[str, str]) -> ConfigCheck:
     wanted = [config.ZENDESK_TOKEN_ENV]
     wanted += [config.PAGERDUTY_TOKEN_ENV] if cfg.pagerduty else []
     wanted += [config.SLACK_TOKEN_ENV] if cfg.slack else []
-    unset = [name for name in wanted if not environ.get(name, "").strip()]
+    unset = [name for name in wanted if config.secret(name, environ) is None]
     return ConfigCheck(cfg, stray, checks, unset)
 
 

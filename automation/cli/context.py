@@ -7,10 +7,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from automation import config
 from automation.clock import Clock
+
+if TYPE_CHECKING:
+    from automation.model import Ticket
+    from automation.timeline import TimelineEntry
 
 log = logging.getLogger("automation")
 
@@ -43,3 +47,18 @@ def service_now(cfg: config.Config, ctx: Context) -> datetime:
                     cfg.zendesk.url)
         return ctx.clock.now()
     return now
+
+
+def read_timeline(cfg: config.Config, ctx: Context,
+                  ticket_id: int) -> tuple[Ticket, list[TimelineEntry]]:
+    """A ticket's comments from Zendesk, merged with the state file's journal and Slack lines
+    (a Zendesk client and a state file connection of its own: the served page calls this
+    from another thread than the worker's)."""
+    from automation import wiring
+    from automation.store import Store
+    from automation.timeline import ticket_timeline
+
+    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(ticket_id)
+    store = Store(cfg.state_path)
+    return snapshot.ticket, ticket_timeline(snapshot, store.journal(ticket_id),
+                                            store.outbox(ticket_id, pending_only=False))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
 from automation.cli import playground, reporting, serving, views, writing
-from automation.cli.context import Context, load_config, service_now
+from automation.cli.context import Context, load_config, read_timeline, service_now
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
 from automation.errors import ConfigError, InputError
 from automation.model import Step
@@ -84,15 +84,8 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, ctx: Context) -> int:
-    from automation import wiring
-    from automation.timeline import ticket_timeline
-
-    cfg = load_config(args, ctx)
-    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(args.ticket)
-    store = Store(cfg.state_path)
-    entries = ticket_timeline(snapshot, store.journal(args.ticket),
-                              store.outbox(args.ticket, pending_only=False))
-    views.print_timeline(snapshot.ticket, entries, ctx.out)
+    ticket, entries = read_timeline(load_config(args, ctx), ctx, args.ticket)
+    views.print_timeline(ticket, entries, ctx.out)
     return EXIT_OK
 
 

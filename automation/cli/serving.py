@@ -10,10 +10,11 @@ import socket
 import threading
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from automation import config
-from automation.cli.context import Context, load_config
+from automation.cli.context import Context, load_config, read_timeline
 from automation.cli.exits import EXIT_OK
 from automation.errors import ConfigError, CredentialsRejected
 
@@ -21,10 +22,8 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
-    from automation.model import Ticket
     from automation.server import Secrets
     from automation.service import Service
-    from automation.timeline import TimelineEntry
 
 log = logging.getLogger("automation")
 
@@ -48,7 +47,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     worker = wiring.build_worker(cfg, ctx.clock, ctx.environ)
     ctx.closers.append(worker.close)
     service = Service(worker, ctx.clock, args.interval or cfg.workflow.poll_interval_seconds)
-    app = build_app(service, secrets, lambda ticket_id: _timeline(cfg, ctx, ticket_id),
+    app = build_app(service, secrets, partial(read_timeline, cfg, ctx),
                     lambda now: _report(cfg, ctx, now))
     _announce(listen, secrets, service.poll_seconds)
     failure = _run(service, http_server(app), listener)
@@ -122,12 +121,10 @@ def _on_sandbox(args: argparse.Namespace, ctx: Context) -> tuple[config.Config, 
 def _secrets(ctx: Context) -> Secrets:
     from automation.server import Secrets
 
-    def secret(name: str) -> str | None:
-        return ctx.environ.get(name, "").strip() or None
-
-    return Secrets(zendesk_webhook=secret(config.ZENDESK_WEBHOOK_SECRET_ENV),
-                   pagerduty_webhook=secret(config.PAGERDUTY_WEBHOOK_SECRET_ENV),
-                   web_token=secret(config.WEB_TOKEN_ENV))
+    return Secrets(
+        zendesk_webhook=config.secret(config.ZENDESK_WEBHOOK_SECRET_ENV, ctx.environ),
+        pagerduty_webhook=config.secret(config.PAGERDUTY_WEBHOOK_SECRET_ENV, ctx.environ),
+        web_token=config.secret(config.WEB_TOKEN_ENV, ctx.environ))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -153,21 +150,6 @@ def _announce(listen: config.ServerConfig, secrets: Secrets, poll_seconds: float
         if secret is None:
             log.warning("%s is not set: its webhook deliveries are refused (503); the poll "
                         "still finds every change", name)
-
-
-def _timeline(cfg: config.Config, ctx: Context,
-              ticket_id: int) -> tuple[Ticket, list[TimelineEntry]]:
-    """A ticket's timeline for the page: its own Zendesk client and state file connection
-    (the page is served from another thread than the worker's)."""
-    from automation import wiring
-    from automation.store import Store
-    from automation.timeline import ticket_timeline
-
-    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(ticket_id)
-    store = Store(cfg.state_path)
-    entries = ticket_timeline(snapshot, store.journal(ticket_id),
-                              store.outbox(ticket_id, pending_only=False))
-    return snapshot.ticket, entries
 
 
 def _report(cfg: config.Config, ctx: Context, now: datetime) -> str:
