@@ -448,7 +448,7 @@ def _ending(sandbox: Sandbox, store: Store, ticket_id: int, account: Account) ->
                account.second_agent_id: "ravi"}
     ticket = sandbox.zendesk.ticket(ticket_id)
     public = [c for c in sandbox.zendesk.public_comments(ticket_id) if c["author_id"] in authors]
-    tracked = store.tracked().get(ticket_id)
+    tracked = store.tracked_ticket(ticket_id)
     threads = [m for m in sandbox.slack.messages(account.self_managed_channel)
                if f"/agent/tickets/{ticket_id}|" in m["text"]
                and m.get("thread_ts") in (None, m["ts"])]

@@ -216,7 +216,7 @@ class Service:
     def _handle(self, ticket_id: int, reason: str, source: str | None = None) -> None:
         """One ticket, through the worker's one way in; a failure waits for the next wake.
         ``source``: the webhook that named it (a ticket Zendesk does not know is counted)."""
-        known = self.worker.store.tracked().get(ticket_id)
+        known = self.worker.store.tracked_ticket(ticket_id)
         due = {ticket_id: (known.next_step, known.due_at)} if known else {}
         self.metrics.handlings.labels(reason).inc()
         try:
@@ -238,7 +238,7 @@ class Service:
             self._settling[unsettled] = self.service_now() + wait
         if report.not_found and source is not None:
             self.metrics.webhooks.labels(source, UNKNOWN_TICKET).inc()
-        after = self.worker.store.tracked().get(ticket_id)
+        after = self.worker.store.tracked_ticket(ticket_id)
         if after is not None and after.due_at is not None and after.due_at <= report.now:
             self._retry_at[ticket_id] = self.service_now() + RETRY_DUE
         else:
@@ -308,16 +308,16 @@ class Service:
 
     def _publish(self) -> None:
         tracked = self.worker.store.tracked(active_only=True).values()
-        self.emergencies = tuple(self._emergency(t) for t in sorted(
+        threads = self.worker.store.threads()  # one read, not one a ticket
+        self.emergencies = tuple(self._emergency(t, threads.get(t.ticket_id)) for t in sorted(
             tracked, key=lambda t: (t.due_at is None, t.due_at or t.seen_at, t.ticket_id)))
         self.metrics.set_live(e.state for e in self.emergencies)
         chat = self.worker.chat
         self.metrics.pending.labels("slack").set(
             len(self.worker.store.outbox()) if chat is not None else 0)
 
-    def _emergency(self, tracked: TrackedTicket) -> Emergency:
+    def _emergency(self, tracked: TrackedTicket, thread: tuple[str, str] | None) -> Emergency:
         extra = self._extras.get(tracked.ticket_id, _Extra())
-        thread = self.worker.store.thread(tracked.ticket_id)
         incident_id, incident_url, incident_status = extra.incident
         return Emergency(
             ticket_id=tracked.ticket_id, subject=tracked.subject, state=tracked.state,

@@ -291,13 +291,23 @@ class Store:
         return gone
 
     def tracked(self, active_only: bool = False) -> dict[int, TrackedTicket]:
+        return self._tracked(" WHERE active = 1" if active_only else "", ())
+
+    def tracked_ticket(self, ticket_id: int) -> TrackedTicket | None:
+        """One ticket's row (a handling needs no other)."""
+        return self._tracked(" WHERE ticket_id = ?", (ticket_id,)).get(ticket_id)
+
+    def threads(self) -> dict[int, tuple[str, str]]:
+        """Every recorded Slack thread: ticket -> (channel, ts)."""
+        return {tid: (channel, ts)
+                for tid, channel, ts in self._run("SELECT ticket_id, channel, ts FROM threads")}
+
+    def _tracked(self, where: str, args: tuple[object, ...]) -> dict[int, TrackedTicket]:
         query = ("SELECT ticket_id, subject, updated_at, state, next_step, due_at, active,"
                  " seen_at, contact_email, contact_at FROM tickets")
-        if active_only:
-            query += " WHERE active = 1"
         result = {}
         for (tid, subject, updated_at, state, next_step, due_at, active, seen_at, contact_email,
-             contact_at) in self._run(query + " ORDER BY ticket_id"):
+             contact_at) in self._run(query + where + " ORDER BY ticket_id", args):
             result[tid] = TrackedTicket(
                 ticket_id=tid, subject=subject, updated_at=updated_at, state=state,
                 next_step=next_step, due_at=_time(due_at), active=bool(active),

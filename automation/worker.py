@@ -205,7 +205,7 @@ class Worker:
         ``settle=False``: a ticket changed in the second of its read is not waited for here;
         the report's `unsettled` says when to handle it again (`serve` has other work)."""
         run = self._begin(0)
-        known = self.store.tracked().get(ticket_id)
+        known = self.store.tracked_ticket(ticket_id)
         self._handle_all({ticket_id: (run.now, known.state if known else None)}, run, [],
                          settle=settle)
         self._finish(run, drain_except=None)

@@ -60,6 +60,13 @@ def handovers(sandbox: Sandbox, frt: Frt) -> list[str]:
     return [m["text"] for m in sandbox.slack.messages(frt.channel)]
 
 
+def francesca_on_frt_all_day(sandbox: Sandbox, account: Account, clock: FakeClock,
+                             frt: Frt) -> None:
+    """Her FRT shift began an hour ago and ends in seven."""
+    on_frt(sandbox, frt, account.pd_francesca_id, clock.now() - timedelta(hours=1),
+           clock.now() + timedelta(hours=7))
+
+
 def take(sandbox: Sandbox, account: Account, ticket_id: int) -> None:
     """Francesca acknowledges the page: she takes the emergency."""
     sandbox.pagerduty.acknowledge(incident_for(sandbox, ticket_id)["id"], account.pd_francesca_id)
@@ -67,8 +74,7 @@ def take(sandbox: Sandbox, account: Account, ticket_id: int) -> None:
 
 def test_handover_is_asked_once_when_the_engineer_is_on_frt(
         sandbox: Sandbox, account: Account, clock: FakeClock, frt: Frt, tmp_path: Path) -> None:
-    on_frt(sandbox, frt, account.pd_francesca_id, clock.now() - timedelta(hours=1),
-           clock.now() + timedelta(hours=7))
+    francesca_on_frt_all_day(sandbox, account, clock, frt)
     worker = make_worker(sandbox, account, clock, frt, tmp_path / "state.sqlite3")
     ticket_id = urgent(sandbox, account)
     play([worker], clock, 3)
@@ -98,8 +104,7 @@ def test_handover_is_asked_once_when_the_engineer_is_on_frt(
 
 def test_two_workers_ask_once(sandbox: Sandbox, account: Account, clock: FakeClock, frt: Frt,
                               tmp_path: Path) -> None:
-    on_frt(sandbox, frt, account.pd_francesca_id, clock.now() - timedelta(hours=1),
-           clock.now() + timedelta(hours=7))
+    francesca_on_frt_all_day(sandbox, account, clock, frt)
     workers = [make_worker(sandbox, account, clock, frt, tmp_path / f"{name}.sqlite3")
                for name in ("one", "two")]
     ticket_id = urgent(sandbox, account)
@@ -142,8 +147,7 @@ def test_no_handover_when_the_engineer_is_not_on_frt_when_she_takes_it(
 
 def test_a_slack_outage_delays_only_the_handover(
         sandbox: Sandbox, account: Account, clock: FakeClock, frt: Frt, tmp_path: Path) -> None:
-    on_frt(sandbox, frt, account.pd_francesca_id, clock.now() - timedelta(hours=1),
-           clock.now() + timedelta(hours=7))
+    francesca_on_frt_all_day(sandbox, account, clock, frt)
     worker = make_worker(sandbox, account, clock, frt, tmp_path / "state.sqlite3")
     ticket_id = urgent(sandbox, account)
     play([worker], clock, 3)
@@ -166,8 +170,7 @@ def test_a_slack_outage_delays_only_the_handover(
 
 def test_a_claimant_that_died_before_asking_is_taken_over_once(
         sandbox: Sandbox, account: Account, clock: FakeClock, frt: Frt, tmp_path: Path) -> None:
-    on_frt(sandbox, frt, account.pd_francesca_id, clock.now() - timedelta(hours=1),
-           clock.now() + timedelta(hours=7))
+    francesca_on_frt_all_day(sandbox, account, clock, frt)
     first = make_worker(sandbox, account, clock, frt, tmp_path / "first.sqlite3")
     ticket_id = urgent(sandbox, account)
     play([first], clock, 3)

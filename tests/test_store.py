@@ -76,3 +76,20 @@ def test_memory_failing_too_is_a_bug_with_its_traceback(tmp_path: Path) -> None:
 
     with pytest.raises(sqlite3.OperationalError):
         store.record(entry(2))
+
+
+def test_one_tracked_ticket_and_every_thread_read_at_once(tmp_path: Path) -> None:
+    from automation.store import TrackedTicket
+
+    store = Store(tmp_path / "state.sqlite3")
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    for ticket_id, active in ((1, True), (2, False)):
+        store.track(TrackedTicket(ticket_id, f"#{ticket_id}", "2026-01-05T09:00:00Z", "new",
+                                  "acknowledge", now, active, now))
+    store.remember_thread(1, "C1", "1767603600.000100")
+    store.remember_thread(2, "C2", "1767603601.000100")
+
+    assert store.tracked_ticket(2) == store.tracked()[2]
+    assert store.tracked_ticket(2).active is False
+    assert store.tracked_ticket(3) is None
+    assert store.threads() == {1: ("C1", "1767603600.000100"), 2: ("C2", "1767603601.000100")}
