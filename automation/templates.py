@@ -7,6 +7,7 @@ comes only from this registry, so an internal template can never be posted publi
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import importlib.resources
 import traceback
@@ -102,7 +103,7 @@ class Templates:
     def env(self) -> SandboxedEnvironment:
         """Jinja, loaded at the first render: an idle `tick` renders nothing."""
         if self._env is None:
-            self._env = self._environment()
+            self._env = _environment(tuple(self.searchpath), self.fingerprint())
         return self._env
 
     def fingerprint(self) -> str:
@@ -113,22 +114,6 @@ class Templates:
                 digest.update(f"{path}\0".encode())
                 digest.update(path.read_bytes())
         return digest.hexdigest()
-
-    def _environment(self) -> SandboxedEnvironment:
-        import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
-
-        env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(self.searchpath),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False,  # plain-text comment bodies, not HTML
-            keep_trailing_newline=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        env.filters["time"] = format_time
-        env.filters["minutes"] = format_minutes
-        return env
 
     def render(self, name: str, context: dict[str, Any]) -> Rendered:
         """Render ``name`` with ``context``; the result's visibility is the registry's."""
@@ -157,6 +142,27 @@ class Templates:
         if not body:
             raise TemplateError(f"template {filename} rendered an empty comment")
         return Rendered(template=name, body=body, public=visibility is Visibility.PUBLIC)
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(searchpath: tuple[str, ...], fingerprint: str) -> SandboxedEnvironment:
+    """One Jinja environment for each list of folders and what is in them, shared by the
+    process's Templates: a template is compiled once, not once for each worker built. A file
+    added, changed or removed makes another fingerprint, so another environment."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(list(searchpath)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # plain-text comment bodies, not HTML
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["time"] = format_time
+    env.filters["minutes"] = format_minutes
+    return env
 
 
 def _template_line(exc: BaseException, filename: str) -> int | None:

@@ -124,22 +124,30 @@ def build_worker(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Worke
 
 
 def validate_once(templates: Templates, cfg: Config, store: Store) -> None:
-    """`shapes.validate`, unless this state file saw the same templates, settings and code
-    pass it: a `tick` a minute from cron then loads no Jinja when it has nothing to write."""
+    """`shapes.validate`, unless this process or this state file saw the same templates,
+    settings and code pass it: a `tick` a minute from cron then loads no Jinja when it has
+    nothing to write, and a process that builds many workers (the demo, the tests) renders
+    every template for every kind of ticket once."""
     import hashlib
 
     from automation import __version__
 
-    seen = f"{__version__}\0{cfg!r}\0{templates.fingerprint()}"
+    # What shapes.validate reads: the templates, [workflow] and [policy], and its own code.
+    seen = f"{__version__}\0{cfg.workflow!r}\0{cfg.policy!r}\0{templates.fingerprint()}"
     fingerprint = hashlib.sha256(seen.encode()).hexdigest()
-    if any(v.get("fingerprint") == fingerprint
-           for v in store.recall("templates", [VALIDATED], EVER)):
-        return
-    from automation.shapes import validate
+    recorded = any(v.get("fingerprint") == fingerprint
+                   for v in store.recall("templates", [VALIDATED], EVER))
+    if not recorded and fingerprint not in _validated_here:
+        from automation.shapes import validate
 
-    validate(templates, cfg)
-    store.keep("templates", VALIDATED, {"id": VALIDATED, "fingerprint": fingerprint},
-               datetime.now(UTC))
+        validate(templates, cfg)
+    _validated_here.add(fingerprint)
+    if not recorded:
+        store.keep("templates", VALIDATED, {"id": VALIDATED, "fingerprint": fingerprint},
+                   datetime.now(UTC))
+
+
+_validated_here: set[str] = set()  # the fingerprints this process saw validated
 
 
 def build_commands(cfg: Config, clock: Clock, environ: Mapping[str, str]) -> Commands:

@@ -315,6 +315,67 @@ def test_every_command_takes_the_global_options_after_it_too() -> None:
         assert {"--config", "-v", "--log-format"} <= options, name
 
 
+# One command line for every command, each with its flags and arguments.
+EVERY_COMMAND_LINE = [
+    ["tick"], ["--config", "a.toml", "-v", "tick"], ["run", "--interval", "30"],
+    ["serve", "--listen", "127.0.0.1:9000", "--sandbox"], ["status", "--json", "--all"],
+    ["--log-format", "json", "timeline", "5", "--config", "b.toml"], ["check", "--online"],
+    ["report", "--since", "2w", "--json"], ["init", "x.toml"], ["demo", "--speed", "60"],
+    ["sandbox", "serve", "--port", "0"], ["sandbox", "reply", "3", "--body", "hi"],
+    ["ack", "7", "--dry-run"], ["follow-up", "7", "-y"], ["close", "7", "--force"],
+    ["post-call", "7", "--notes", "-", "--next", "a@example.com"],
+    ["brief", "7", "--planned", "upgrade", "--when", "tonight"], ["briefs", "--org", "Acme"],
+    ["escalate", "7", "--reason", "stuck"], ["runbook-issue", "7", "--dry-run"],
+    ["not-emergency", "7", "--reason", "a question"], ["page", "7", "--engineer", "a@b.co"],
+    ["oncall", "--federal"],
+]
+WRONG_COMMAND_LINES = [
+    ["tick", "--bogus"], ["timeline", "x"], ["nope"], [], ["--log-format", "xml", "tick"],
+    ["--config"], ["page"], ["report", "--since", "yesterday"], ["sandbox", "fly"],
+]
+
+
+def test_the_parser_and_the_handlers_name_the_same_commands() -> None:
+    from automation.cli import handlers, parser
+
+    assert list(handlers.COMMANDS) == list(parser.COMMANDS)
+    assert all(callable(handlers.handler_for(name)) for name in handlers.COMMANDS)
+    assert {parser.command_named(line) for line in EVERY_COMMAND_LINE} == set(parser.COMMANDS)
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND_LINE, ids=" ".join)
+def test_the_parser_built_for_one_command_reads_its_line_as_the_whole_parser_does(
+        argv: list[str]) -> None:
+    narrow = build_parser(argv)
+
+    assert len(every_command(narrow)) < len(every_command(build_parser()))
+    assert vars(narrow.parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", WRONG_COMMAND_LINES, ids=" ".join)
+def test_a_wrong_line_gets_the_same_error_from_either_parser(argv: list[str]) -> None:
+    from automation.cli.parser import UsageError
+
+    with pytest.raises(UsageError) as narrow:
+        build_parser(argv).parse_args(argv)
+    with pytest.raises(UsageError) as whole:
+        build_parser().parse_args(argv)
+
+    assert str(narrow.value) == str(whole.value)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["tick", "--help"], ["sandbox", "ack", "-h"]])
+def test_help_is_the_same_from_either_parser(argv: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser(argv).parse_args(argv)
+    narrow = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+
+    assert narrow == capsys.readouterr().out and "usage: emergency" in narrow
+
+
 @pytest.mark.parametrize(("argv", "log_format", "config"), [
     (["page", "7"], "text", None),
     (["--log-format", "json", "--config", "a.toml", "page", "7"], "json", "a.toml"),

@@ -79,6 +79,23 @@ def test_an_idle_tick_loads_no_jinja_once_the_state_file_saw_its_templates(
     assert "automation.shapes" not in second
 
 
+# What the other commands need: a tick never loads them.
+NOT_FOR_A_TICK = ("automation.cli.serving", "automation.cli.playground",
+                  "automation.cli.reporting", "automation.cli.writing", "automation.cli.check",
+                  "automation.cli.online", "automation.report", "automation.commands",
+                  "automation.service", "automation.server", "starlette", "uvicorn")
+
+
+def test_a_tick_loads_no_other_commands_modules(tmp_path: Path) -> None:
+    from automation.sandbox import Sandbox
+
+    with Sandbox(clock=FakeClock()) as sandbox:
+        modules = tick_modules(tmp_path, sandbox.url, sandbox.token)
+
+    assert "automation.worker" in modules
+    assert [m for m in modules if m.startswith(NOT_FOR_A_TICK)] == []
+
+
 def test_changed_templates_are_validated_again(tmp_path: Path) -> None:
     from automation.config import WorkflowConfig
     from automation.errors import TemplateError
@@ -97,3 +114,27 @@ def test_changed_templates_are_validated_again(tmp_path: Path) -> None:
 
         with pytest.raises(TemplateError, match="follow_up"):
             build_worker(cfg, FakeClock(), environ)
+
+
+def test_a_process_renders_the_templates_once_for_the_same_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from automation import shapes, wiring
+    from automation.config import WorkflowConfig
+    from automation.sandbox import Sandbox, sandbox_config, sandbox_environ
+    from automation.store import Store
+
+    validated: list[int] = []
+    validate = shapes.validate
+    monkeypatch.setattr(shapes, "validate", lambda templates, cfg: (
+        validated.append(cfg.workflow.follow_up_after_minutes), validate(templates, cfg))[1])
+    monkeypatch.setattr(wiring, "_validated_here", set())
+    with Sandbox(clock=FakeClock()) as sandbox:
+        environ = sandbox_environ(sandbox)
+        cfg = sandbox_config(sandbox, None, tmp_path / "a.sqlite3", slack=False, pagerduty=False,
+                             workflow=WorkflowConfig(bridge_url="https://b/x"))
+        for each in (cfg, replace(cfg, state_path=tmp_path / "b.sqlite3"),
+                     replace(cfg, workflow=replace(cfg.workflow, follow_up_after_minutes=20))):
+            wiring.build_worker(each, FakeClock(), environ).close()
+
+    assert validated == [15, 20]  # the second worker differs only in its state file
+    assert Store(tmp_path / "b.sqlite3").recall("templates", [wiring.VALIDATED], wiring.EVER)

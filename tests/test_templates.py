@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from automation.cli import sample_context
+from automation.cli.check import sample_context
 from automation.config import Config, parse
 from automation.errors import TemplateError
 from automation.facts import template_context

@@ -310,3 +310,39 @@ def test_zendesks_time_is_never_ahead_of_it_and_less_than_a_second_behind(
         now = clock.now() + session.offset
         assert true_now - timedelta(seconds=1) < now <= true_now
         assert true_now - now == timedelta(microseconds=best)  # the tightest answer counts
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.mark.parametrize(("no_proxy", "expected"), [
+    (None, {"https": "http://proxy.internal:3128"}),
+    ("acme.zendesk.com", {}),
+])
+@responses.activate
+def test_the_environments_proxy_is_honoured_and_read_once_a_host(
+        monkeypatch: pytest.MonkeyPatch, no_proxy: str | None,
+        expected: dict[str, str]) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    environment_reads: list[str] = []
+    read_environment = requests.sessions.get_environ_proxies
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", lambda url, no_proxy=None: (
+        environment_reads.append(url), read_environment(url, no_proxy=no_proxy))[1])
+    sent_through: list[dict[str, str]] = []
+    send = requests.adapters.HTTPAdapter.send  # responses' own, while it is active
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", lambda adapter, request, **kw: (
+        sent_through.append(kw["proxies"]), send(adapter, request, **kw))[1])
+    responses.get(f"{BASE}/api/v2/users/me.json",
+                  json={"user": {"id": 900, "name": "Bot", "email": "bot@example.com"}})
+    zendesk = client(FakeClock())
+
+    zendesk.api_user()
+    zendesk.api_user()
+
+    assert sent_through == [expected, expected]
+    assert len(environment_reads) == 1

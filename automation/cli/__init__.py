@@ -8,7 +8,6 @@ only by the handlers that use them, so a cron `tick` loads only what it needs.
 from __future__ import annotations
 
 from automation.cli.app import main, run
-from automation.cli.check import sample_context
 from automation.cli.exits import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
@@ -27,5 +26,4 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "main",
     "run",
-    "sample_context",
 ]

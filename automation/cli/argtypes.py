@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from automation.config import ServerConfig, parse_listen
@@ -115,3 +116,18 @@ def since(value: str) -> timedelta | datetime:
             "expected how far back, like 30d, 12h or 2w, or a date like 2026-01-05 (UTC) "
             f"or 2026-01-05T09:00+00:00, got {value!r}")
     return parsed
+
+
+class Scenarios:
+    """The demo's scenario names, read from automation.demo (and the sandbox) only when used."""
+
+    def _names(self) -> list[str]:
+        from automation.demo import scenario_names
+
+        return scenario_names()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())

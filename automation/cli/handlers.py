@@ -5,6 +5,7 @@ view. Integrations are imported inside the handler that uses them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import threading
@@ -12,11 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from automation import config
-from automation.cli import playground, reporting, serving, views, writing
+from automation.cli import views
 from automation.cli.context import Context, load_config, read_timeline, service_now
 from automation.cli.exits import EXIT_CONFIG, EXIT_OK, EXIT_STEP_FAILED
 from automation.errors import ConfigError, InputError
-from automation.model import Step
 from automation.store import Store
 
 if TYPE_CHECKING:
@@ -187,26 +187,35 @@ def cmd_oncall(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Handler] = {
-    "tick": cmd_tick,
-    "run": cmd_run,
-    "serve": serving.cmd_serve,
-    "status": cmd_status,
-    "timeline": cmd_timeline,
-    "check": cmd_check,
-    "init": cmd_init,
-    "ack": writing.cmd_manual_step(Step.ACKNOWLEDGE),
-    "follow-up": writing.cmd_manual_step(Step.FOLLOW_UP),
-    "close": writing.cmd_manual_step(Step.CLOSE),
-    "post-call": writing.cmd_post_call,
-    "brief": writing.cmd_brief,
-    "briefs": cmd_briefs,
-    "not-emergency": writing.cmd_not_emergency,
-    "escalate": writing.cmd_escalate,
-    "page": writing.cmd_page,
-    "runbook-issue": writing.cmd_runbook_issue,
-    "oncall": cmd_oncall,
-    "report": reporting.cmd_report,
-    "demo": playground.cmd_demo,
-    "sandbox": playground.cmd_sandbox,
+# Each command's handler as module:function, imported when that command runs: a cron tick
+# loads neither the server, the demo, the report nor the writing commands.
+COMMANDS: dict[str, str] = {  # in the parser's order
+    "tick": "handlers:cmd_tick",
+    "run": "handlers:cmd_run",
+    "serve": "serving:cmd_serve",
+    "status": "handlers:cmd_status",
+    "timeline": "handlers:cmd_timeline",
+    "check": "handlers:cmd_check",
+    "report": "reporting:cmd_report",
+    "init": "handlers:cmd_init",
+    "demo": "playground:cmd_demo",
+    "sandbox": "playground:cmd_sandbox",
+    "ack": "writing:cmd_ack",
+    "follow-up": "writing:cmd_follow_up",
+    "close": "writing:cmd_close",
+    "post-call": "writing:cmd_post_call",
+    "brief": "writing:cmd_brief",
+    "briefs": "handlers:cmd_briefs",
+    "escalate": "writing:cmd_escalate",
+    "runbook-issue": "writing:cmd_runbook_issue",
+    "not-emergency": "writing:cmd_not_emergency",
+    "page": "writing:cmd_page",
+    "oncall": "handlers:cmd_oncall",
 }
+
+
+def handler_for(command: str) -> Handler:
+    """The function that runs `command`, its module imported now."""
+    module, name = COMMANDS[command].split(":")
+    handler: Handler = getattr(importlib.import_module(f"automation.cli.{module}"), name)
+    return handler

@@ -78,6 +78,11 @@ def cmd_manual_step(step: Step) -> Callable[[argparse.Namespace, Context], int]:
     return command
 
 
+cmd_ack = cmd_manual_step(Step.ACKNOWLEDGE)
+cmd_follow_up = cmd_manual_step(Step.FOLLOW_UP)
+cmd_close = cmd_manual_step(Step.CLOSE)
+
+
 def cmd_post_call(args: argparse.Namespace, ctx: Context) -> int:
     if args.notes == "-" and args.internal == "-":
         raise UsageError("--notes and --internal cannot both read standard input")
