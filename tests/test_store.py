@@ -93,3 +93,10 @@ def test_one_tracked_ticket_and_every_thread_read_at_once(tmp_path: Path) -> Non
     assert store.tracked_ticket(2).active is False
     assert store.tracked_ticket(3) is None
     assert store.threads() == {1: ("C1", "1767603600.000100"), 2: ("C2", "1767603601.000100")}
+
+
+def test_a_commit_is_written_ahead_and_not_flushed_each_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.sqlite3")
+
+    assert store.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL: at checkpoints
