@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from automation.clock import FakeClock
 from automation.config import WorkflowConfig
@@ -29,6 +30,16 @@ from automation.worker import Worker
 
 TOKEN = DEFAULT_TOKEN  # the sandbox's Zendesk API token
 BRIDGE = "https://zoom.example.com/j/123"
+REAL_SEND = requests.adapters.HTTPAdapter.send
+
+
+@pytest.fixture(autouse=True)
+def requests_goes_out_again_after_each_test() -> Iterator[None]:
+    """No `responses` mock (nor any patch of requests) outlives its test: left behind, it
+    answers every later test's request to the sandbox with a refusal, on that process only."""
+    yield
+    assert requests.adapters.HTTPAdapter.send is REAL_SEND, \
+        "requests is still patched after this test (a mock restored after responses stopped?)"
 
 
 @pytest.fixture

@@ -333,13 +333,13 @@ def test_the_environments_proxy_is_honoured_and_read_once_a_host(
     read_environment = requests.sessions.get_environ_proxies
     monkeypatch.setattr(requests.sessions, "get_environ_proxies", lambda url, no_proxy=None: (
         environment_reads.append(url), read_environment(url, no_proxy=no_proxy))[1])
-    sent_through: list[dict[str, str]] = []
-    send = requests.adapters.HTTPAdapter.send  # responses' own, while it is active
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", lambda adapter, request, **kw: (
-        sent_through.append(kw["proxies"]), send(adapter, request, **kw))[1])
     responses.get(f"{BASE}/api/v2/users/me.json",
                   json={"user": {"id": 900, "name": "Bot", "email": "bot@example.com"}})
     zendesk = client(FakeClock())
+    sent_through: list[dict[str, str]] = []
+    send = zendesk.session.send  # this session's own: nothing outlives the test
+    monkeypatch.setattr(zendesk.session, "send", lambda request, **kw: (
+        sent_through.append(kw["proxies"]), send(request, **kw))[1])
 
     zendesk.api_user()
     zendesk.api_user()
