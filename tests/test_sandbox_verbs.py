@@ -4,14 +4,17 @@ customer, the engineer and time against `emergency sandbox serve`, without curl.
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from automation import cli
 from automation.clock import FakeClock
 from automation.sandbox import Account, Sandbox, sandbox_environ
 from automation.sandbox.config_file import write_config_file
+from automation.store import Store
 from tests.test_cli import emergency
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def config_for(sandbox: Sandbox, account: Account, tmp_path: Path) -> str:
@@ -136,3 +139,21 @@ def test_no_sandbox_running_is_one_line_naming_how_to_start_one(
 
     assert code == cli.EXIT_UNREACHABLE and "emergency sandbox serve" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_new_sandbox_starts_its_state_file_afresh(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # Given the state file of an earlier sandbox in the folder, its ticket #1 with a thread
+    config = config_for(sandbox, account, tmp_path)
+    earlier = Store(tmp_path / "sandbox-state.sqlite3")
+    earlier.keep("user", 1, {"id": 1, "name": "someone of the earlier sandbox"}, START)
+    earlier.close()
+
+    # When the next sandbox writes its config there
+    config_for(sandbox, account, tmp_path)
+
+    # Then its worker starts from an empty state file, beside that config
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("sandbox-state")] == []
+    code, out, err = verb(config, "status", "--all", clock=clock, sandbox=sandbox)
+    assert code == cli.EXIT_OK, err
+    assert not Store(tmp_path / "sandbox-state.sqlite3").recall("user", [1], START)

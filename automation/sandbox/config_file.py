@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from automation.sandbox import Account
     from automation.sandbox.server import Sandbox
 
+STATE_FILE = "sandbox-state.sqlite3"  # beside the config it writes
 TEMPLATE = """# Written by `emergency sandbox serve`: points the worker at the local sandbox.
 # export ZENDESK_API_TOKEN={token} PAGERDUTY_API_TOKEN={pd_token} SLACK_BOT_TOKEN={slack_token}
 # export GITLAB_TOKEN={gitlab_token}
@@ -22,7 +23,7 @@ poll_interval_seconds = 10
 bridges = {{ "francesca@example.com" = "https://bridge.example.com/francesca" }}
 
 [state]
-path = "sandbox-state.sqlite3"
+path = "{state_file}"
 
 [pagerduty]
 url = "{pd_url}"
@@ -55,10 +56,14 @@ def config_text(sandbox: Sandbox, account: Account) -> str:
         pd_managers=account.pd_managers_service_id, slack_url=sandbox.slack_url,
         channel=account.self_managed_channel, gitlab_token=sandbox.gitlab.token,
         gitlab_url=sandbox.gitlab_url, gitlab_project=account.gitlab_project,
-        gitlab_template=account.gitlab_template)
+        gitlab_template=account.gitlab_template, state_file=STATE_FILE)
 
 
 def write_config_file(path: Path, sandbox: Sandbox, account: Account) -> Path:
-    """Write `config_text` to `path`; return the path."""
+    """Write `config_text` to `path`, and start its state file afresh: one an earlier sandbox
+    left there names that sandbox's tickets and Slack threads, whose numbers this one gives
+    to others (its thread for #1 would be asked of this Slack, which never saw it)."""
     path.write_text(config_text(sandbox, account), encoding="utf-8")
+    for suffix in ("", "-wal", "-shm"):
+        (path.parent / f"{STATE_FILE}{suffix}").unlink(missing_ok=True)
     return path
