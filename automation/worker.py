@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BRIEF_REFRESH = timedelta(minutes=10)
+BRIEFS_LOOKED_UP = "briefs looked up"  # the state file's cache: organization -> when
 
 # Writes to one ticket in one pass (a brief link, then the step due; a 409 costs one more).
 MAX_WRITES_PER_TICKET = 3
@@ -160,7 +161,6 @@ class Worker:
         self.paging = paging
         self.runbook = runbook
         self.handover = handover
-        self._briefs_read_at: dict[int, datetime] = {}
         self._slack_checked = False
 
     def close(self) -> None:
@@ -456,12 +456,13 @@ class Worker:
         wanted = (ticket.priority == workflow.EMERGENCY_PRIORITY
                   and not workflow.is_finished(snapshot)
                   and workflow.BRIEF_LINKED_TAG not in ticket.tags)
-        looked = self._briefs_read_at.get(org_id)
-        if wanted and (looked is None or now - looked >= BRIEF_REFRESH):
+        # When they were last looked up is kept in the state file: a tick from cron, a process
+        # a minute, looks no more often than one worker does.
+        if wanted and not self.store.recall(BRIEFS_LOOKED_UP, [org_id], now - BRIEF_REFRESH):
             try:
                 for brief in self.zendesk.find_briefs(org_id):
                     self.store.add_brief(brief)
-                self._briefs_read_at[org_id] = now
+                self.store.keep(BRIEFS_LOOKED_UP, org_id, {"id": org_id}, now)
             except (NotFound, Rejected) as exc:
                 log.warning("briefs of organization %s not read: %s", org_id, exc)
         return self.store.briefs_for(org_id)

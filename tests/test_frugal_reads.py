@@ -8,10 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from automation.clock import FakeClock
+from automation.config import WorkflowConfig
 from automation.sandbox import Account, Sandbox
 from automation.store import Store
+from automation.worker import BRIEF_REFRESH, Worker
 from automation.zendesk import CACHE_TTL, Zendesk
-from tests.conftest import TOKEN, emergency_ticket, make_worker
+from tests.conftest import BRIDGE, TOKEN, emergency_ticket, make_worker, sandbox_worker
 
 
 def reads(sandbox: Sandbox, path: str) -> int:
@@ -82,3 +84,36 @@ def test_one_emergency_read_by_a_process_a_pass_costs_what_it_costs_one_worker()
     assert counts["write"] == 3
     assert (counts["read users"], counts["read organization"]) == (1, 1)
     assert counts["read"] == lifecycle(passes=40)["read"] == 8
+
+
+def brief_searches(sandbox: Sandbox) -> int:
+    """Searches made by a worker that lists its view: each is a look for briefs."""
+    return len([r for r in sandbox.requests if r.path.endswith("/search.json")])
+
+
+def view_worker(sandbox: Sandbox, account: Account, clock: FakeClock, state: Path) -> Worker:
+    return sandbox_worker(sandbox, None, clock, state, workflow=WorkflowConfig(bridge_url=BRIDGE),
+                          zendesk={"view_id": account.view_id})
+
+
+def test_a_second_process_searches_an_organizations_briefs_no_sooner_than_a_worker_would(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # given a tick that acknowledged an emergency of Acme Corp, which has no brief on file
+    state = tmp_path / "state.sqlite3"
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    clock.advance(timedelta(seconds=30))
+    view_worker(sandbox, account, clock, state).run_once()
+    assert brief_searches(sandbox) == 1
+
+    # when the customer writes twice, each read by a tick of its own a minute apart
+    for text in ("Still down", "Any news?"):
+        sandbox.zendesk.add_comment(ticket_id, account.requester_id, text)
+        clock.advance(timedelta(minutes=1))
+        view_worker(sandbox, account, clock, state).run_once()
+
+    # then Zendesk was not searched for briefs again: the state file says when it last was
+    assert brief_searches(sandbox) == 1
+    sandbox.zendesk.add_comment(ticket_id, account.requester_id, "Hello?")
+    clock.advance(BRIEF_REFRESH)
+    view_worker(sandbox, account, clock, state).run_once()
+    assert brief_searches(sandbox) == 2
