@@ -1238,3 +1238,22 @@ def test_two_updates_in_one_second_share_updated_at_so_a_stale_stamp_passes(
 
     assert first.status_code == second.status_code == 200
     assert second.json()["ticket"]["updated_at"] == stamp
+
+
+def test_stopping_a_sandbox_server_wakes_its_loop_however_long_it_polls() -> None:
+    import threading
+
+    from automation.sandbox.http import SandboxServer
+
+    server = SandboxServer(lambda target: None, lambda *request: None)  # type: ignore[arg-type,return-value]
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 3600},
+                            daemon=True)
+    loop.start()
+    assert server._serving.wait(timeout=30)
+
+    stopping = threading.Thread(target=server.stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=30)  # without the wake, an hour
+    loop.join(timeout=30)
+
+    assert not stopping.is_alive() and not loop.is_alive()

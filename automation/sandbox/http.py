@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import selectors
 import socket
 import ssl
 import threading
@@ -112,7 +113,39 @@ class SandboxServer(ThreadingHTTPServer):
             self.ssl_context.load_cert_chain(SERVER_CERT_PATH, SERVER_KEY_PATH)
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        # stop() wakes the serving loop at once, rather than at its next poll.
+        self._stopping, self._serving, self._stopped = (threading.Event(), threading.Event(),
+                                                        threading.Event())
+        self._wake, self._waker = socket.socketpair()
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """socketserver's loop, which stop() wakes at once (a test's sandbox stopped in
+        microseconds, not at the loop's next poll)."""
+        self._serving.set()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake, selectors.EVENT_READ)
+                while not self._stopping.is_set():
+                    for key, _ in selector.select(poll_interval):
+                        if key.fileobj is self and not self._stopping.is_set():
+                            self.handle_request()  # a connection is waiting: no blocking
+                    self.service_actions()
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the serving loop and wait for it to end (at once if it never began)."""
+        self._stopping.set()
+        self._waker.send(b"\0")
+        if self._serving.is_set():
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake.close()
+        self._waker.close()
 
     @property
     def url(self) -> str:

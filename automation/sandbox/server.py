@@ -202,7 +202,7 @@ class Sandbox:
         server = SandboxServer(mount, self.dispatch, port, tls)
         thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},  # stop() waits up to one interval
+            kwargs={"poll_interval": 0.5},  # stop() wakes it at once
             name=f"sandbox-{server.server_address[1]}", daemon=True)
         thread.start()
         self._threads.append(thread)
