@@ -1245,7 +1245,7 @@ def test_stopping_a_sandbox_server_wakes_its_loop_however_long_it_polls() -> Non
 
     from automation.sandbox.http import SandboxServer
 
-    server = SandboxServer(lambda target: None, lambda *request: None)  # type: ignore[arg-type,return-value]
+    server = SandboxServer(lambda target: None, lambda *request: None)  # never asked
     loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 3600},
                             daemon=True)
     loop.start()

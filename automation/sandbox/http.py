@@ -120,8 +120,8 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """socketserver's loop, which stop() wakes at once (a test's sandbox stopped in
-        microseconds, not at the loop's next poll)."""
+        """socketserver's loop, which stop() wakes at once (a sandbox stops in a fraction of
+        a millisecond, not at the loop's next poll)."""
         self._serving.set()
         try:
             with selectors.DefaultSelector() as selector:
