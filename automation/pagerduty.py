@@ -176,7 +176,6 @@ class PagerDuty:
         self.client.max_network_attempts = 0
         self.client.retry[429] = MAX_RATE_LIMIT_RETRIES
         self.client.sleep_timer = 0  # its sleeps are time.sleep; ours are in _before_request
-        self._token_hint = self.client.trunc_key  # "*" + the last four characters
 
     def close(self) -> None:
         self.client.close()
@@ -453,7 +452,8 @@ class PagerDuty:
             self.clock.sleep(seconds)
 
     def _error(self, exc: BaseException, method: str, path: str, write: bool) -> UpstreamError:
-        """Our error for a library one; the message names the token by its last four only."""
+        """Our error for a library one; the message names the token's variable, never any of
+        its characters."""
         if isinstance(exc, _OutOfRetryBudget):
             return Unreachable(SERVICE, method, path, 429,
                                f"rate limited, asked to wait {exc.seconds:.0f} s",
@@ -476,7 +476,7 @@ class PagerDuty:
                     "service region" if status == 401 else "lacks permission for this")
             return CredentialsRejected(
                 SERVICE, method, path, status, excerpt,
-                f"the API token ({self._token_hint}) {what}; check PAGERDUTY_API_TOKEN")
+                f"the API token {what}; check PAGERDUTY_API_TOKEN")
         if status == 404:
             return NotFound(SERVICE, method, path, status, excerpt)
         if status == 429:
@@ -498,7 +498,7 @@ class PagerDuty:
 
     def _redact(self, text: str) -> str:
         token = self.client.auth_method.secret
-        return text.replace(token, self._token_hint) if token else text
+        return text.replace(token, "[PAGERDUTY_API_TOKEN]") if token else text
 
 
 def _tls_verification(verify: str | bool) -> ssl.SSLContext | bool:

@@ -316,3 +316,15 @@ def test_gitlab_token_project_and_template_are_tried(
     assert online_lines(out)["gitlab token"].startswith("FAILED: ")
     assert online_lines(out)[template] == "not checked: the token was refused"
     assert "SECRET" not in out + err
+
+
+@pytest.mark.parametrize("variable", ["ZENDESK_API_TOKEN", "SLACK_BOT_TOKEN",
+                                      "PAGERDUTY_API_TOKEN", "GITLAB_TOKEN"])
+def test_no_character_of_a_refused_token_is_printed_whichever_service_refuses_it(
+        sandbox: Sandbox, config: Path, clock: FakeClock, variable: str) -> None:
+    wrong = "refused-SECRET-7a7b"
+
+    code, out, err = check(config, clock, {**sandbox_environ(sandbox), variable: wrong})
+
+    assert code == cli.EXIT_UNREACHABLE
+    assert "SECRET" not in out + err and wrong[-4:] not in out + err

@@ -186,7 +186,8 @@ def test_wrong_pagerduty_token_is_one_line_exit_three_no_secret(
     assert code == cli.EXIT_UNREACHABLE
     text = err.getvalue()
     assert text.count("\n") == 1 and text.startswith("error: PagerDuty"), text
-    assert "SECRETVALUE" not in out.getvalue() + text and "9z9z" in text
+    assert "SECRETVALUE" not in out.getvalue() + text and wrong[-4:] not in out.getvalue() + text
+    assert "PAGERDUTY_API_TOKEN" in text
     assert "pass at" in out.getvalue()  # the Zendesk part of the pass still ran
     assert "0 posted, 1 failed" in out.getvalue()  # and its summary does not look healthy
 
