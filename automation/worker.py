@@ -182,11 +182,13 @@ class Worker:
         errors of Zendesk end it."""
         listing = self.zendesk.find_emergencies(self.query, self.view_id)
         run = self._begin(len(listing))
-        tracked = self.store.tracked()
+        # The live emergencies' rows only: a state file's history of ended ones is not read
+        # at every pass. A listed ticket without one is new, or urgent again: its row alone.
+        tracked = self.store.tracked(active_only=True)
         wanted: dict[int, tuple[datetime, str | None]] = {}
         later: list[tuple[datetime, int, str | None]] = []
         for ticket in listing:
-            known = tracked.get(ticket.id)
+            known = tracked.get(ticket.id) or self.store.tracked_ticket(ticket.id)
             if known is not None and not self._moved(known, ticket, run):
                 if known.due_at is not None:  # read when it falls due, should the pass last
                     later.append((known.due_at, ticket.id, known.state))

@@ -117,3 +117,28 @@ def test_a_second_process_searches_an_organizations_briefs_no_sooner_than_a_work
     clock.advance(BRIEF_REFRESH)
     view_worker(sandbox, account, clock, state).run_once()
     assert brief_searches(sandbox) == 2
+
+
+def test_an_idle_pass_reads_the_state_files_rows_of_live_emergencies_only(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # given a state file that has seen 30 emergencies end (solved) and one still live
+    worker = make_worker(sandbox, clock, tmp_path / "state.sqlite3")
+    ended = [emergency_ticket(sandbox, account, f"Down {n}") for n in range(30)]
+    live = emergency_ticket(sandbox, account, "Still down")
+    clock.advance(timedelta(seconds=30))
+    worker.run_once()
+    for ticket_id in ended:
+        sandbox.zendesk.solve(ticket_id)
+    clock.advance(timedelta(minutes=1))
+    worker.run_once()
+    rows: list[int] = []
+    read_rows = worker.store._tracked
+    worker.store._tracked = lambda *a: (lambda r: (rows.extend(r), r)[1])(read_rows(*a))
+
+    # when an idle pass runs
+    clock.advance(timedelta(minutes=1))
+    report = worker.run_once()
+
+    # then it built the live emergency's row alone
+    assert report.listed == 1
+    assert rows == [live]
