@@ -225,7 +225,3 @@ def _ask_for_token() -> Response:
     return PlainTextResponse("the web token is required (EMERGENCY_WEB_TOKEN: bearer, or the "
                              "password of basic auth)", status_code=401,
                              headers={"WWW-Authenticate": 'Basic realm="emergency"'})
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

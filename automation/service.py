@@ -71,8 +71,6 @@ class Health:
 
     last_pass_at: datetime | None = None  # on our clock
     zendesk_error: str | None = None
-    state_problem: str | None = None
-    passes: int = 0
 
 
 @dataclass
@@ -194,7 +192,6 @@ class Service:
             return
         self.health.zendesk_error = None
         self.health.last_pass_at = self.clock.now()
-        self.health.passes += 1
         self.metrics.passes.labels("ok" if report.ok else "step failed").inc()
         self.metrics.pass_seconds.observe((self.clock.now() - started).total_seconds())
         self._learn(report, due)
@@ -259,8 +256,6 @@ class Service:
             sum(1 for r in report.failed if r.step == "pagerduty"))
         for facts in report.handled:
             self._remember(facts)
-        if report.state_problem is not None or self.health.state_problem is not None:
-            self.health.state_problem = report.state_problem
 
     def _remember(self, facts: Facts) -> None:
         snapshot, assessment, page = facts.snapshot, facts.assessment, facts.page
@@ -304,7 +299,7 @@ class Service:
 
     def service_now(self) -> datetime:
         """Zendesk's time now (due times are on its clock), else ours."""
-        return self.worker.zendesk.time_now() or self.clock.now()
+        return self.worker.now()
 
     def _publish(self) -> None:
         tracked = self.worker.store.tracked(active_only=True).values()
