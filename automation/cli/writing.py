@@ -17,7 +17,7 @@ from automation.model import Step
 
 # automation.commands reads Zendesk: imported by the handlers, not by `import automation.cli`.
 if TYPE_CHECKING:
-    from automation.commands import Commands, Plan
+    from automation.commands import Commands, Plan, Sent
 
 
 def read_text(value: str, flag: str, ctx: Context) -> str:
@@ -57,8 +57,9 @@ def confirmed(text: str, args: argparse.Namespace, ctx: Context) -> bool:
 
 
 def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
-                     ctx: Context) -> int:
-    """--dry-run previews; otherwise --yes or a 'y' typed on a terminal sends."""
+                     ctx: Context, send: Callable[[Plan], list[Sent]] | None = None) -> int:
+    """--dry-run previews; otherwise --yes or a 'y' typed on a terminal sends (with
+    `commands.send`, or `send`)."""
     text = views.preview_text(plan)
     if args.dry_run:
         print(text, file=ctx.out)
@@ -66,7 +67,7 @@ def confirm_and_send(commands: Commands, plan: Plan, args: argparse.Namespace,
         return EXIT_OK
     if not confirmed(text, args, ctx):
         return EXIT_OK
-    views.print_sent(plan.snapshot.ticket.id, commands.send(plan), ctx.out)
+    views.print_sent(plan.snapshot.ticket.id, (send or commands.send)(plan), ctx.out)
     return EXIT_OK
 
 
@@ -142,14 +143,7 @@ def cmd_not_emergency(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_escalate(args: argparse.Namespace, ctx: Context) -> int:
     commands = build_commands(args, ctx)
     plan = commands.plan_escalate(args.ticket, args.reason, args.as_email, args.force)
-    text = views.preview_text(plan)
-    if args.dry_run:
-        print(text + "\n\ndry run: nothing was sent", file=ctx.out)
-        return EXIT_OK
-    if not confirmed(text, args, ctx):
-        return EXIT_OK
-    views.print_sent(args.ticket, commands.escalate(plan), ctx.out)
-    return EXIT_OK
+    return confirm_and_send(commands, plan, args, ctx, send=commands.escalate)
 
 
 def cmd_page(args: argparse.Namespace, ctx: Context) -> int:
