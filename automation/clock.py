@@ -192,8 +192,6 @@ class TokenBucket:
         self._tokens = capacity
         self._stamp = clock.now()  # tokens are counted up to here; later after a hold
         self._lock = threading.Lock()
-        self.waits = 0
-        self.waited_seconds = 0.0
 
     def take(self) -> float:
         """One token, waiting on the clock until it is there; the seconds waited."""
@@ -201,9 +199,6 @@ class TokenBucket:
             now = self._refill()
             self._tokens -= 1  # reserved: a second writer waits behind this one
             seconds = (self._stamp - now).total_seconds() + max(-self._tokens, 0.0) / self.rate
-            if seconds > 0:
-                self.waits += 1
-                self.waited_seconds += seconds
         if seconds > 0:
             self.clock.sleep(seconds)
         return seconds

@@ -125,7 +125,6 @@ class ZendeskSession(requests.Session):
         self.pause = Pause(clock, SERVICE)
         self.updates = TokenBucket(clock, updates_per_minute)
         self.server_time: datetime | None = None
-        self.server_time_seen_at: datetime | None = None  # on our clock
         # Zendesk's clock minus ours: the tightest of the answers' bounds (see _learn_offset).
         self.offset: timedelta | None = None
         # No urllib3 retries at all: every retry here is a decision made in this module.
@@ -226,11 +225,10 @@ class ZendeskSession(requests.Session):
         if date:
             try:
                 self.server_time = parsedate_to_datetime(date)
-                self.server_time_seen_at = self.clock.now()
             except (TypeError, ValueError):
                 pass
             else:
-                self._learn_offset(self.server_time - self.server_time_seen_at)
+                self._learn_offset(self.server_time - self.clock.now())
         if response.status_code == 429:
             # The whole account's budget is spent: no request, and no saved-up write, before
             # Retry-After has passed.
@@ -313,6 +311,7 @@ class Zendesk:
         self._people: dict[int, Person] = {}
         self._organizations: dict[int, Organization] = {}
         self._me: int | None = None  # recalled from the state file at the first read
+        self._me_recalled = False
 
     @property
     def server_time(self) -> datetime | None:
@@ -430,8 +429,8 @@ class Zendesk:
         path = f"/api/v2/tickets/{ticket_id}.json"
         data, read_at = self._get(path, {})
         ticket, ccs = self._ticket_and_ccs(data.get("ticket"), path)
-        if self._me is None:
-            self._recall_me()
+        if self._me is None and not self._me_recalled:
+            self._recall_me()  # once a process: a tick that only reads asks the file once
         facts = audit_facts(self.audits(ticket_id))
         people = self.people([ticket.requester_id, *ccs,
                               *(c.author_id for c in facts.comments)])
@@ -440,14 +439,7 @@ class Zendesk:
                         read_at=read_at, priorities=facts.priorities)
 
     def _ticket_and_ccs(self, data: Any, path: str) -> tuple[Ticket, list[int]]:
-        try:
-            ticket = ticket_from(data)
-            ccs = [int(i) for key in ("email_cc_ids", "collaborator_ids")
-                   for i in data.get(key) or ()]
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise Rejected(SERVICE, "GET", path, None,
-                           f"unexpected answer: {type(exc).__name__}: {exc}"[:160]) from None
-        return ticket, ccs
+        return _parsed(_ticket_with_ccs, data, path)
 
     def settled(self, snapshot: Snapshot, tries: int = 1) -> Snapshot | None:
         """The snapshot, or the ticket read again once its last change is safely past (a
@@ -690,6 +682,7 @@ class Zendesk:
 
     def _recall_me(self) -> None:
         """The API user as an earlier process learnt it (for the same email)."""
+        self._me_recalled = True
         if self.cache is None:
             return
         for value in self.cache.recall("me", [ME], self._cache_now() - CACHE_TTL):
@@ -794,6 +787,12 @@ def ticket_from(data: dict[str, Any]) -> Ticket:
         brand_id=get("brand_id"),
         form_id=get("ticket_form_id"),
     )
+
+
+def _ticket_with_ccs(data: dict[str, Any]) -> tuple[Ticket, list[int]]:
+    """A ticket of Zendesk's JSON, and whom it copies (email CCs and collaborators)."""
+    ccs = [int(i) for key in ("email_cc_ids", "collaborator_ids") for i in data.get(key) or ()]
+    return ticket_from(data), ccs
 
 
 def comment_from(data: dict[str, Any]) -> Comment:
