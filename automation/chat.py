@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -411,9 +411,9 @@ class Chat:
             return self.zendesk.applied(update, snapshot)
         except (Conflict, WriteUncertain):
             pass  # the ticket moved (often our own page stamp): look at it again next pass
-        fresh = self.zendesk.snapshot(ticket.id)
+        fresh = self.zendesk.fresh(snapshot)
         if claim in fresh.ticket.tags:  # our answer was lost, but the claim is there
-            return replace(fresh, organization=snapshot.organization, briefs=snapshot.briefs)
+            return fresh
         return None
 
     def _find_parent(self, channel: str, ticket: Ticket) -> Thread | None:

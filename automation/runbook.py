@@ -11,10 +11,9 @@ between GitLab's answer and the ticket's record never makes a second issue.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from automation import workflow
@@ -27,9 +26,6 @@ from automation.templates import Templates
 from automation.workflow import Page
 from automation.zendesk import Zendesk
 
-log = logging.getLogger(__name__)
-
-SERVICE = "GitLab"
 STEP = "gitlab-issue"
 CLOSED_STEP = "gitlab-issue-closed"
 POST_CALL = "post-call"  # the stamp of `emergency post-call`'s public notes
@@ -287,7 +283,6 @@ class Runbook:
         snapshot = self.zendesk.settled(self.zendesk.fresh(before), tries=3)
         if snapshot is None:
             return None  # it keeps changing: next pass
-        snapshot = replace(snapshot, organization=before.organization, briefs=before.briefs)
         if recorded_issue(snapshot) is not None:
             return None  # recorded by another worker since the pass read the ticket
         label = marker(snapshot.ticket.id, snapshot.episode_id)
@@ -326,9 +321,9 @@ class Runbook:
             return self.zendesk.applied(update, snapshot)
         except (Conflict, WriteUncertain):
             pass
-        fresh = self.zendesk.snapshot(ticket.id)
+        fresh = self.zendesk.fresh(snapshot)
         if claim in fresh.ticket.tags:  # our answer was lost, but the claim is there
-            return replace(fresh, organization=snapshot.organization, briefs=snapshot.briefs)
+            return fresh
         return None
 
     def _create(self, wanted: Content, label: str) -> Issue:
