@@ -103,11 +103,13 @@ class Templates:
     def env(self) -> SandboxedEnvironment:
         """Jinja, loaded at the first render: an idle `tick` renders nothing."""
         if self._env is None:
-            self._env = _environment(tuple(self.searchpath), self.fingerprint())
+            self._env = _environment(tuple(self.searchpath), self.fingerprint)
         return self._env
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """What the templates are: every file's name and text, in the order they are found."""
+        """What the templates are: every file's name and text, in the order they are found
+        (read once an instance: validation and Jinja's environment both ask)."""
         digest = hashlib.sha256()
         for folder in self.searchpath:
             for path in sorted(Path(folder).rglob(f"*{SUFFIX}")):

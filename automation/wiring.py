@@ -133,7 +133,7 @@ def validate_once(templates: Templates, cfg: Config, store: Store) -> None:
     from automation import __version__
 
     # What shapes.validate reads: the templates, [workflow] and [policy], and its own code.
-    seen = f"{__version__}\0{cfg.workflow!r}\0{cfg.policy!r}\0{templates.fingerprint()}"
+    seen = f"{__version__}\0{cfg.workflow!r}\0{cfg.policy!r}\0{templates.fingerprint}"
     fingerprint = hashlib.sha256(seen.encode()).hexdigest()
     recorded = any(v.get("fingerprint") == fingerprint
                    for v in store.recall("templates", [VALIDATED], EVER))
