@@ -237,15 +237,22 @@ def parent_text(zendesk: Zendesk, ticket: Ticket, organization: Organization | N
             f"{escape(ticket.subject)}{org}")
 
 
+def account_people(config: SlackConfig,
+                   organization: Organization | None) -> tuple[str | None, str | None]:
+    """The organization's account manager and ASE (its fields name them by email), as
+    mentions; None for one it does not name."""
+    fields = organization.fields if organization else {}
+    return (user_token(fields.get(config.account_manager_field)),
+            user_token(fields.get(config.ase_field)))
+
+
 def opening_lines(config: SlackConfig, snapshot: Snapshot) -> list[tuple[Line, str]]:
     """A new thread's first lines: the account manager cc'd, the ASE pinged, the briefs."""
     organization = snapshot.organization
-    fields = organization.fields if organization else {}
     lines: list[tuple[Line, str]] = []
-    manager = user_token(fields.get(config.account_manager_field))
+    manager, ase = account_people(config, organization)
     if manager:
         lines.append((Line.CC, cc_line(manager)))
-    ase = user_token(fields.get(config.ase_field))
     if ase:
         lines.append((Line.ASE, ase_line(ase, organization)))
     lines += [(Line.BRIEF, brief_line(brief)) for brief in snapshot.briefs]
@@ -441,9 +448,7 @@ class Chat:
         """Write the thread on the ticket (tag and an internal note) for every worker."""
         ticket = snapshot.ticket
         self.store.remember_thread(ticket.id, thread.channel, thread.ts)
-        fields = snapshot.organization.fields if snapshot.organization else {}
-        manager = user_token(fields.get(self.config.account_manager_field))
-        ase = user_token(fields.get(self.config.ase_field))
+        manager, ase = account_people(self.config, snapshot.organization)
         note = self.templates.render("slack_thread_note", thread_note_context(
             self.slack.permalink(thread.channel, thread.ts),
             token_name(manager) if manager else None, token_name(ase) if ase else None))

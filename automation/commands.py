@@ -384,11 +384,10 @@ class Commands:
         plan = Plan(snapshot, author,
                     [Write("not-emergency", rendered, tags_to_add=(NOT_EMERGENCY_TAG,))])
         if self.chat is not None:
-            from automation.chat import not_emergency_line
+            from automation.chat import account_people, not_emergency_line
 
             organization = self.zendesk.organization(snapshot.ticket.organization_id)
-            fields = organization.fields if organization else {}
-            manager = user_token(fields.get(self.chat.config.account_manager_field))
+            manager, _ = account_people(self.chat.config, organization)
             plan.slack_lines.append(("not-emergency", not_emergency_line(
                 context["engineer"], reason, manager)))
         return plan
