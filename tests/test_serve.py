@@ -64,7 +64,8 @@ def delivered(client: TestClient, ticket_id: int, clock: FakeClock) -> int:
 def metric(client: TestClient, line: str) -> float:
     text = client.get("/metrics").text
     found = [row for row in text.splitlines() if row.startswith(line + " ")]
-    return float(found[0].split()[-1]) if found else 0.0
+    assert found, f"/metrics has no line {line}"  # a 0 asserted must be a 0 exported
+    return float(found[0].split()[-1])
 
 
 def delivered_count(client: TestClient, outcome: str) -> float:
