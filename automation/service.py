@@ -302,7 +302,9 @@ class Service:
         return self.worker.now()
 
     def _publish(self) -> None:
-        tracked = self.worker.store.tracked(active_only=True).values()
+        live = self.worker.store.tracked(active_only=True)
+        self._forget_all_but(set(live))
+        tracked = live.values()
         threads = self.worker.store.threads()  # one read, not one a ticket
         self.emergencies = tuple(self._emergency(t, threads.get(t.ticket_id)) for t in sorted(
             tracked, key=lambda t: (t.due_at is None, t.due_at or t.seen_at, t.ticket_id)))
@@ -310,6 +312,15 @@ class Service:
         chat = self.worker.chat
         self.metrics.pending.labels("slack").set(
             len(self.worker.store.outbox()) if chat is not None else 0)
+
+    def _forget_all_but(self, live: set[int]) -> None:
+        """What the loop keeps for each ticket, kept for live emergencies only: a ticket that
+        ended is not carried for the life of the process, and one urgent again is woken for
+        its new page as a new one is."""
+        for kept in (self._extras, self._retry_at):
+            for ticket_id in set(kept) - live:
+                del kept[ticket_id]
+        self._page_checked &= live
 
     def _emergency(self, tracked: TrackedTicket, thread: tuple[str, str] | None) -> Emergency:
         extra = self._extras.get(tracked.ticket_id, _Extra())

@@ -453,3 +453,17 @@ def test_metrics_count_contact_live_states_pending_lines_and_rate_limit_waits(
     assert metric(client, 'emergency_live{state="awaiting-customer"}') == 1
     assert metric(client, 'emergency_lines_pending{service="slack"}') == 0
     assert metric(client, 'emergency_steps_total{outcome="posted",step="acknowledge"}') == 1
+
+
+def test_the_loop_keeps_nothing_for_an_emergency_once_it_ended(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    ticket_id = emergency_ticket(sandbox, account)
+    service.step()
+    assert ticket_id in service._extras  # what the status page shows of it
+
+    sandbox.zendesk.solve(ticket_id)
+    clock.advance(timedelta(seconds=POLL))
+    service.step()
+
+    assert client_for(service).get("/api/emergencies").json() == []
+    assert ticket_id not in service._extras and ticket_id not in service._page_checked
