@@ -363,7 +363,8 @@ def served(stage: Stage) -> Iterator[Served]:
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: server.started and service.health.passes >= 1, "serve to start")
+        wait_until(lambda: server.started and service.health.last_pass_at is not None,
+                   "serve to start")
         yield client
     finally:
         client.session.close()
