@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from automation.config import LOOPBACK
 from automation.errors import NotFound, Refused, Rejected, Unreachable
 from automation.sandbox.faults import Fault
 from automation.sandbox.http import Query, Reply, Routes
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/sandbox/"
 SERVICE = "sandbox"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_ORGANIZATION = "Acme Corp"
 DEFAULT_SUBJECT = "Production down: every page answers 500"
 DEFAULT_BODY = "Since a few minutes ago nobody can log in. Please call us."
