@@ -29,7 +29,7 @@ from automation.errors import (
 from automation.facts import command_context, tracked
 from automation.logs import fields
 from automation.mentions import user_token
-from automation.model import Outcome, PageStep, Person, Snapshot, Step
+from automation.model import POST_CALL_STAMP, Outcome, PageStep, Person, Snapshot, Step
 from automation.store import Brief, Entry, Store
 from automation.templates import Rendered, Templates
 from automation.zendesk import BRIEF_TAG, Zendesk
@@ -336,7 +336,7 @@ class Commands:
         # The public text never sees the internal notes, whatever a template override says.
         public_context = {k: v for k, v in context.items() if k != "internal_notes"}
         public_marker = input_marker("emergency_post_call", notes)
-        writes = [Write("post-call", self.templates.render("post_call", public_context),
+        writes = [Write(POST_CALL_STAMP, self.templates.render("post_call", public_context),
                         tags_to_add=(public_marker,), marker=public_marker)]
         if internal is not None:
             internal_marker = input_marker("emergency_post_call_note", internal)

@@ -76,6 +76,8 @@ SETTLED = timedelta(seconds=2)
 THREAD_STAMP = "slack-thread"
 # The stamp that records an emergency's GitLab issue (its iid and URL in the detail).
 ISSUE_STAMP = "gitlab-issue"
+# The stamp of `emergency post-call`'s public notes (its issue is closed after them).
+POST_CALL_STAMP = "post-call"
 
 
 @dataclass(frozen=True)

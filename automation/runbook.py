@@ -20,15 +20,13 @@ from automation import workflow
 from automation.config import GitLabConfig, WorkflowConfig
 from automation.errors import Conflict, Refused, WriteUncertain
 from automation.gitlab import GitLab, Issue
-from automation.model import ISSUE_STAMP, Assessment, Snapshot, State
+from automation.model import ISSUE_STAMP, POST_CALL_STAMP, Assessment, Snapshot, State
 from automation.store import IssueRow, Store
 from automation.templates import Templates
 from automation.workflow import Page
 from automation.zendesk import Zendesk
 
-STEP = "gitlab-issue"
 CLOSED_STEP = "gitlab-issue-closed"
-POST_CALL = "post-call"  # the stamp of `emergency post-call`'s public notes
 CLOSE_STAMP = "gitlab-issue-closing"  # the worker that closes the issue, on the ticket
 CLOSED_TAG = "emergency_gitlab_issue_closed"
 CLAIM_TAG = re.compile(r"^emergency_gitlab_claim_(\d+)(?:_[a-z0-9]+)?$")
@@ -72,7 +70,7 @@ def ending(snapshot: Snapshot, assessment: Assessment) -> str | None:
     """Why the emergency is over (bridge closed, post-call notes), or None while it runs."""
     if assessment.state == State.CLOSED_TO_HIGH:
         return "the bridge was closed and the ticket stepped down to HIGH"
-    if POST_CALL in snapshot.done():
+    if POST_CALL_STAMP in snapshot.done():
         return "post-call notes were posted on the ticket"
     return None
 
@@ -296,7 +294,7 @@ class Runbook:
             return None  # another worker is on it; the next pass reads what it did
         issue = self.gitlab.find_issue(label) or self._create(wanted, label)
         self._record(claimed, Recorded(issue.iid, issue.url))
-        return Made(snapshot.ticket.id, STEP, f"Emergency Runbook issue "
+        return Made(snapshot.ticket.id, ISSUE_STAMP, f"Emergency Runbook issue "
                     f"{self.config.project}#{issue.iid} opened", issue.url)
 
     def _mine(self, snapshot: Snapshot, now: datetime) -> bool:
