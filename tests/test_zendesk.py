@@ -312,6 +312,23 @@ def test_zendesks_time_is_never_ahead_of_it_and_less_than_a_second_behind(
         assert true_now - now == timedelta(microseconds=best)  # the tightest answer counts
 
 
+@pytest.mark.parametrize("jump_seconds", [10, 3600])
+def test_a_clock_set_ahead_is_followed_not_held_to_the_old_offset(jump_seconds: int) -> None:
+    """Our clock set forward (or Zendesk's back): the estimate starts over from the answers
+    after the jump, rather than keeping an offset that now puts Zendesk in the future."""
+    from automation.zendesk import ZendeskSession
+
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    clock = FakeClock(start)
+    session = ZendeskSession(clock, timeout=1, max_retry_seconds=0)
+    session._learn_offset(start - clock.now())  # both clocks agree
+    clock.set(start + timedelta(seconds=jump_seconds, microseconds=300_000))  # ours jumps
+
+    session._learn_offset(start + timedelta(seconds=1) - clock.now())  # a second later there
+
+    assert clock.now() + session.offset == start + timedelta(seconds=1)
+
+
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
