@@ -554,3 +554,27 @@ def test_init_writes_the_commented_starter_config_and_never_overwrites(
     code, _, err = emergency("init", str(tmp_path / "missing" / "config.toml"), environ={})
     assert code == cli.EXIT_CONFIG and "cannot write" in err
     assert not (tmp_path / "missing").exists()
+
+
+def test_reading_a_timeline_closes_what_it_opened(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The served page reads a timeline on every request to /tickets/N.
+    from automation import config as config_module
+    from automation.cli.context import Context, read_timeline
+    from automation.store import Store
+    from automation.zendesk import ZendeskSession
+
+    closed: list[str] = []
+    for kind, cls in (("store", Store), ("session", ZendeskSession)):
+        close = cls.close
+        monkeypatch.setattr(cls, "close", lambda self, close=close, kind=kind: (
+            closed.append(kind), close(self))[1])
+    ticket_id = emergency_ticket(sandbox, account)
+    cfg = config_module.load(write_config(tmp_path, sandbox.url))
+    ctx = Context(io.StringIO(), io.StringIO(), {"ZENDESK_API_TOKEN": TOKEN}, clock, io.StringIO())
+
+    ticket, _ = read_timeline(cfg, ctx, ticket_id)
+
+    assert ticket.id == ticket_id
+    assert sorted(closed) == ["session", "store"]

@@ -58,7 +58,12 @@ def read_timeline(cfg: config.Config, ctx: Context,
     from automation.store import Store
     from automation.timeline import ticket_timeline
 
-    snapshot = wiring.build_zendesk(cfg, ctx.clock, ctx.environ).snapshot(ticket_id)
+    zendesk = wiring.build_zendesk(cfg, ctx.clock, ctx.environ)
     store = Store(cfg.state_path)
-    return snapshot.ticket, ticket_timeline(snapshot, store.journal(ticket_id),
-                                            store.outbox(ticket_id, pending_only=False))
+    try:  # both closed after: the served page calls this once a request
+        snapshot = zendesk.snapshot(ticket_id)
+        return snapshot.ticket, ticket_timeline(snapshot, store.journal(ticket_id),
+                                                store.outbox(ticket_id, pending_only=False))
+    finally:
+        store.close()
+        zendesk.session.close()
