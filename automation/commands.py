@@ -531,7 +531,7 @@ class Commands:
                 from automation.chat import issue_line
 
                 self.chat.echo(ticket_id, made.step, issue_line(made.detail, made.url), now)
-                self.chat.serve(self.zendesk.snapshot(ticket_id), now, live=True)
+                self.chat.serve(self.zendesk.fresh(snapshot), now, live=True)
         return result
 
     # --- sending -------------------------------------------------------------------------------
