@@ -27,6 +27,9 @@ from automation.sandbox.server import DEFAULT_TOKEN
 from automation.store import Store
 from automation.wiring import build_worker
 from automation.worker import Worker
+from tests import in_process
+
+in_process.install()  # requests to this process's sandboxes skip the socket (tests/in_process.py)
 
 TOKEN = DEFAULT_TOKEN  # the sandbox's Zendesk API token
 BRIDGE = "https://zoom.example.com/j/123"
@@ -40,6 +43,16 @@ def requests_goes_out_again_after_each_test() -> Iterator[None]:
     yield
     assert requests.adapters.HTTPAdapter.send is REAL_SEND, \
         "requests is still patched after this test (a mock restored after responses stopped?)"
+
+
+@pytest.fixture(autouse=True)
+def sockets_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked `sockets` sends every request over 127.0.0.1, as the product does."""
+    if request.node.get_closest_marker("sockets") is None:
+        yield
+        return
+    with in_process.over_sockets():
+        yield
 
 
 @pytest.fixture

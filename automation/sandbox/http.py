@@ -8,6 +8,7 @@ hands every request to one dispatch, where the shared fault layer applies.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -107,10 +108,7 @@ class SandboxServer(ThreadingHTTPServer):
                  tls: bool = False) -> None:
         self.mount = mount
         self.dispatch = dispatch
-        self.ssl_context: ssl.SSLContext | None = None
-        if tls:
-            self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ssl_context.load_cert_chain(SERVER_CERT_PATH, SERVER_KEY_PATH)
+        self.ssl_context = _server_context() if tls else None
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         # stop() wakes the serving loop at once, rather than at its next poll.
@@ -191,6 +189,14 @@ class SandboxServer(ThreadingHTTPServer):
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
+
+
+@functools.cache
+def _server_context() -> ssl.SSLContext:
+    """The sandbox-only certificate, loaded once per process (every sandbox serves it)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(SERVER_CERT_PATH, SERVER_KEY_PATH)
+    return context
 
 
 def _close(connection: socket.socket) -> None:
