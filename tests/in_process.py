@@ -3,13 +3,14 @@
 Most tests drive a worker against a ``Sandbox`` in the same process. Over 127.0.0.1 every one
 of their requests is written to a socket, parsed again by ``http.server`` in a thread of the
 sandbox, and answered the same way back; that round trip cost the suite more CPU than the
-tests' own work. Here `requests` hands the request to the same ``Sandbox.dispatch`` in the
+tests' own work. Here the client hands the request to the same ``Sandbox.dispatch`` in the
 calling thread: the same route table, faults, request log, ``Date`` header and body bytes, and
-the same exceptions a dropped or late answer raises (``ConnectionError``, ``ReadTimeout``).
+the same exceptions a dropped or late answer raises. Two clients go this way: `requests`
+(Zendesk, GitLab) and httpx2 (PagerDuty, whose TLS is then skipped).
 
 What still goes over 127.0.0.1:
 - every subprocess (``tick``, ``run``, ``serve``, ``sandbox serve``) and the browser;
-- clients that are not `requests`: Slack's (urllib) and PagerDuty's (httpx, over TLS);
+- Slack's client (urllib);
 - a method the sandbox's server itself refuses (``OPTIONS``...), a body that is not bytes,
   and a sandbox that has stopped (connection refused, as before);
 - every test marked ``sockets``, and the whole suite with ``EMERGENCY_SANDBOX_SOCKETS=1``.
@@ -25,10 +26,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from http import HTTPStatus
 from http.client import RemoteDisconnected
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 from weakref import WeakValueDictionary
 
+import httpx2
 import requests
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ProtocolError
@@ -41,23 +42,34 @@ METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})  # what the sandb
 # What the sandbox's http.server handler names itself in every answer.
 SERVER = f"{sandbox_http._Handler.server_version} {sandbox_http._Handler.sys_version}"
 SOCKET_SEND = requests.adapters.HTTPAdapter.send
+SOCKET_HANDLE = httpx2.HTTPTransport.handle_request
 _servers: WeakValueDictionary[int, sandbox_http.SandboxServer] = WeakValueDictionary()
 _sockets = [False]  # set by over_sockets(); tests run one at a time in a process
 
 
+class Answer(NamedTuple):
+    """The sandbox's answer as its handler would write it, or a line dropped (status 0)."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]  # as the socket's answer has them, Content-Length included
+    payload: bytes
+    waited: float
+
+
 def install() -> None:
-    """Route `requests` to plain-HTTP sandboxes of this process in-process (once)."""
-    if not ENABLED or requests.adapters.HTTPAdapter.send is _send:
+    """Route both clients to this process's sandboxes in-process (once)."""
+    if not ENABLED or requests.adapters.HTTPAdapter.send is _requests_send:
         return
     server_init = sandbox_http.SandboxServer.__init__
 
     def remembered(server: sandbox_http.SandboxServer, *args: Any, **kwargs: Any) -> None:
         server_init(server, *args, **kwargs)
-        if server.ssl_context is None:  # TLS is left to the socket: its checks are the point
-            _servers[int(server.server_address[1])] = server
+        _servers[int(server.server_address[1])] = server
 
     sandbox_http.SandboxServer.__init__ = remembered  # type: ignore[method-assign,assignment]
-    requests.adapters.HTTPAdapter.send = _send  # type: ignore[method-assign,assignment]
+    requests.adapters.HTTPAdapter.send = _requests_send  # type: ignore[method-assign,assignment]
+    httpx2.HTTPTransport.handle_request = _httpx_handle  # type: ignore[method-assign,assignment]
 
 
 @contextmanager
@@ -71,68 +83,89 @@ def over_sockets() -> Iterator[None]:
         _sockets[0] = previous
 
 
-def _send(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
-          stream: bool = False, timeout: Any = None, verify: Any = True, cert: Any = None,
-          proxies: Any = None) -> requests.Response:
-    server = _server_for(request)
-    if server is None:
+def server_for(scheme: str, host: str | None, port: int | None,
+               method: str) -> sandbox_http.SandboxServer | None:
+    """The running sandbox server of this process at that address, or None (the socket)."""
+    if _sockets[0] or method not in METHODS or host != "127.0.0.1" or port is None:
+        return None
+    server = _servers.get(port)
+    if server is None or server.socket.fileno() < 0:  # stopped: refused over the socket
+        return None
+    return server if (server.ssl_context is not None) == (scheme == "https") else None
+
+
+def answer(server: sandbox_http.SandboxServer, method: str, target: str,
+           headers: dict[str, str], body: bytes | None) -> Answer:
+    """The sandbox's answer, as its handler would write it to the socket."""
+    started = time.monotonic()
+    reply = server.dispatch(server.mount(target), method, target, headers, body)
+    waited = time.monotonic() - started
+    if reply is None:
+        return Answer(0, "", {}, b"", waited)
+    payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+    return Answer(reply.status, HTTPStatus(reply.status).phrase, {
+        "Server": SERVER,
+        **{k: v for k, v in reply.headers.items() if k.lower() not in ("content-length", "server")},
+        "Content-Length": str(len(payload)),
+    }, payload, waited)
+
+
+def late(got: Answer, read_timeout: float | None) -> bool:
+    """The answer came after the client had given up (the request was applied all the same)."""
+    return read_timeout is not None and got.waited > read_timeout
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+def _requests_send(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
+                   stream: bool = False, timeout: Any = None, verify: Any = True,
+                   cert: Any = None, proxies: Any = None) -> requests.Response:
+    url = requests.utils.urlparse(str(request.url))
+    body = request.body.encode() if isinstance(request.body, str) else request.body
+    server = server_for(url.scheme, url.hostname, url.port, str(request.method))
+    if server is None or not (body is None or isinstance(body, bytes)):
         return SOCKET_SEND(adapter, request, stream=stream, timeout=timeout, verify=verify,
                            cert=cert, proxies=proxies)
-    split = urlsplit(str(request.url))
-    target = split.path + (f"?{split.query}" if split.query else "")
-    body = request.body.encode() if isinstance(request.body, str) else request.body
-    headers = {"Host": split.netloc, **{k: str(v) for k, v in request.headers.items()}}
-    started = time.monotonic()
-    reply = server.dispatch(server.mount(target), str(request.method), target, headers,
-                            body if isinstance(body, bytes) else None)
-    waited = time.monotonic() - started
-    if waited > _read_timeout(timeout):  # the answer came after the client had given up
-        raise requests.ReadTimeout(f"read timed out after {waited:.3f} s", request=request)
-    if reply is None:  # the sandbox dropped the line, as a socket closing before the answer
+    target = url.path + (f"?{url.query}" if url.query else "")
+    headers = {"Host": url.netloc, **{k: str(v) for k, v in request.headers.items()}}
+    got = answer(server, str(request.method), target, headers, body)
+    if late(got, timeout[1] if isinstance(timeout, tuple) else timeout):
+        raise requests.ReadTimeout(f"read timed out after {got.waited:.3f} s", request=request)
+    if not got.status:  # as urllib3 reports a socket closed before the answer
         raise requests.ConnectionError(ProtocolError(
             "Connection aborted.",
             RemoteDisconnected("Remote end closed connection without response")),
             request=request)
-    return _response(adapter, request, reply, timedelta(seconds=waited))
-
-
-def _server_for(request: requests.PreparedRequest) -> sandbox_http.SandboxServer | None:
-    if _sockets[0] or request.method not in METHODS:
-        return None
-    if not (request.body is None or isinstance(request.body, (bytes, str))):
-        return None
-    split = urlsplit(str(request.url))
-    if split.scheme != "http" or split.hostname != "127.0.0.1" or split.port is None:
-        return None
-    server = _servers.get(split.port)
-    if server is None or server.socket.fileno() < 0:  # stopped: refused over the socket
-        return None
-    return server
-
-
-def _read_timeout(timeout: Any) -> float:
-    if isinstance(timeout, tuple):
-        timeout = timeout[1]
-    return float("inf") if timeout is None else float(timeout)
-
-
-def _response(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
-              reply: sandbox_http.Reply, elapsed: timedelta) -> requests.Response:
-    payload = b"" if reply.body is None else json.dumps(reply.body).encode()
     response = requests.Response()
-    response.status_code = reply.status
-    response.reason = HTTPStatus(reply.status).phrase
-    response.headers = CaseInsensitiveDict({
-        "Server": SERVER,
-        **{k: v for k, v in reply.headers.items()
-           if k.lower() not in ("content-length", "server")},
-        "Content-Length": str(len(payload)),
-    })
-    response._content = payload
-    response._content_consumed = True
+    response.status_code, response.reason = got.status, got.reason
+    response.headers = CaseInsensitiveDict(got.headers)
+    response._content, response._content_consumed = got.payload, True
     response.encoding = requests.utils.get_encoding_from_headers(response.headers)
-    response.url = request.url or ""
-    response.request = request
-    response.connection = adapter
-    response.elapsed = elapsed
+    response.url, response.request, response.connection = request.url or "", request, adapter
+    response.elapsed = timedelta(seconds=got.waited)
     return response
+
+
+# --- httpx2 (PagerDuty's client) -----------------------------------------------------------
+
+
+def _httpx_handle(transport: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+    url = request.url
+    server = server_for(url.scheme, url.host, url.port, request.method)
+    if server is None:
+        return SOCKET_HANDLE(transport, request)
+    target = url.raw_path.decode("ascii")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
+    body = request.read() or None
+    got = answer(server, request.method, target, headers, body)
+    if late(got, request.extensions.get("timeout", {}).get("read")):
+        raise httpx2.ReadTimeout("The read operation timed out", request=request)
+    if not got.status:  # as httpcore reports a socket closed before the answer
+        raise httpx2.RemoteProtocolError("Server disconnected without sending a response.",
+                                         request=request)
+    # A stream, as the socket's answer is: the client reads it, then stamps `elapsed`.
+    return httpx2.Response(
+        got.status, headers=[(k.lower(), v.strip()) for k, v in got.headers.items()],  # as h11
+        stream=httpx2.ByteStream(got.payload),
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": got.reason.encode()})

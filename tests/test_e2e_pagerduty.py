@@ -83,6 +83,7 @@ def test_no_acknowledgement_before_a_person_acknowledges_then_as_that_engineer(
     assert FRANCESCA_BRIDGE in ack["body"] and "Francesca Rossi" in ack["body"]
 
 
+@pytest.mark.sockets  # the worker's PagerDuty client over TLS with the sandbox's CA
 def test_incident_is_resolved_strictly_after_the_contact_comment_exists(
         sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
     ticket_id = urgent(sandbox, account)

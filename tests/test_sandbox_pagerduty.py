@@ -654,6 +654,7 @@ def test_pagerduty_is_served_over_https_with_the_sandbox_ca(sandbox: Sandbox,
     assert reply.headers["Date"] == "Mon, 05 Jan 2026 09:00:00 GMT"
 
 
+@pytest.mark.sockets  # the certificate is checked on the socket only
 def test_pagerduty_tls_is_not_trusted_without_the_ca(sandbox: Sandbox) -> None:
     with httpx2.Client(verify=ssl.create_default_context()) as client:
         with pytest.raises(httpx2.ConnectError):
