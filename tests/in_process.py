@@ -5,12 +5,11 @@ of their requests is written to a socket, parsed again by ``http.server`` in a t
 sandbox, and answered the same way back; that round trip cost the suite more CPU than the
 tests' own work. Here the client hands the request to the same ``Sandbox.dispatch`` in the
 calling thread: the same route table, faults, request log, ``Date`` header and body bytes, and
-the same exceptions a dropped or late answer raises. Two clients go this way: `requests`
-(Zendesk, GitLab) and httpx2 (PagerDuty, whose TLS is then skipped).
+the same exceptions a dropped or late answer raises. Three clients go this way: `requests`
+(Zendesk, GitLab), httpx2 (PagerDuty, whose TLS is then skipped) and slack_sdk's urllib.
 
 What still goes over 127.0.0.1:
 - every subprocess (``tick``, ``run``, ``serve``, ``sandbox serve``) and the browser;
-- Slack's client (urllib);
 - a method the sandbox's server itself refuses (``OPTIONS``...), a body that is not bytes,
   and a sandbox that has stopped (connection refused, as before);
 - every test marked ``sockets``, and the whole suite with ``EMERGENCY_SANDBOX_SOCKETS=1``.
@@ -18,19 +17,25 @@ What still goes over 127.0.0.1:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from http import HTTPStatus
-from http.client import RemoteDisconnected
+from http.client import HTTPMessage, RemoteDisconnected, parse_headers
 from typing import Any, NamedTuple
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+from urllib.response import addinfourl
 from weakref import WeakValueDictionary
 
 import httpx2
 import requests
+import slack_sdk.web.base_client
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ProtocolError
 
@@ -43,6 +48,7 @@ METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})  # what the sandb
 SERVER = f"{sandbox_http._Handler.server_version} {sandbox_http._Handler.sys_version}"
 SOCKET_SEND = requests.adapters.HTTPAdapter.send
 SOCKET_HANDLE = httpx2.HTTPTransport.handle_request
+SOCKET_URLOPEN = urllib.request.urlopen
 _servers: WeakValueDictionary[int, sandbox_http.SandboxServer] = WeakValueDictionary()
 _sockets = [False]  # set by over_sockets(); tests run one at a time in a process
 
@@ -70,6 +76,7 @@ def install() -> None:
     sandbox_http.SandboxServer.__init__ = remembered  # type: ignore[method-assign,assignment]
     requests.adapters.HTTPAdapter.send = _requests_send  # type: ignore[method-assign,assignment]
     httpx2.HTTPTransport.handle_request = _httpx_handle  # type: ignore[method-assign,assignment]
+    slack_sdk.web.base_client.urlopen = _urlopen  # type: ignore[assignment] - its own import
 
 
 @contextmanager
@@ -169,3 +176,35 @@ def _httpx_handle(transport: httpx2.HTTPTransport, request: httpx2.Request) -> h
         got.status, headers=[(k.lower(), v.strip()) for k, v in got.headers.items()],  # as h11
         stream=httpx2.ByteStream(got.payload),
         extensions={"http_version": b"HTTP/1.1", "reason_phrase": got.reason.encode()})
+
+
+# --- urllib (slack_sdk's client) -----------------------------------------------------------
+
+
+def _urlopen(request: urllib.request.Request, *args: Any, timeout: float | None = None,
+             **kwargs: Any) -> addinfourl:
+    url = urlsplit(request.full_url)
+    server = server_for(url.scheme, url.hostname, url.port, request.get_method())
+    body = request.data
+    if server is None or not (body is None or isinstance(body, bytes)):
+        return SOCKET_URLOPEN(request, *args, timeout=timeout, **kwargs)  # type: ignore[misc]
+    target = url.path + (f"?{url.query}" if url.query else "")
+    headers = {"Host": url.netloc, **dict(request.header_items())}
+    if body is not None:  # what urllib's handler adds to a request with a body
+        headers.setdefault("Content-type", "application/x-www-form-urlencoded")
+        headers["Content-Length"] = str(len(body))
+    got = answer(server, request.get_method(), target, headers, body)
+    if late(got, timeout):
+        raise TimeoutError("timed out")  # as http.client's read raises it, through urllib
+    if not got.status:  # as http.client reports a socket closed before the answer
+        raise RemoteDisconnected("Remote end closed connection without response")
+    message = _message(got)
+    if got.status >= 400:  # urllib's error processor: an HTTPError, which carries the answer
+        raise HTTPError(request.full_url, got.status, got.reason, message,
+                        io.BytesIO(got.payload))
+    return addinfourl(io.BytesIO(got.payload), message, request.full_url, got.status)
+
+
+def _message(got: Answer) -> HTTPMessage:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in got.headers.items())
+    return parse_headers(io.BytesIO(f"{lines}\r\n".encode("latin-1")))

@@ -60,6 +60,7 @@ def thread_texts(sandbox: Sandbox, channel: str, ticket_id: int) -> list[str]:
             if m["ts"] != parent["ts"]]
 
 
+@pytest.mark.sockets  # the worker's Slack client (urllib) over 127.0.0.1
 def test_one_thread_with_cc_ase_and_every_step_echoed_once(
         sandbox: Sandbox, account: Account, worker: Worker, clock: FakeClock) -> None:
     ticket_id = urgent(sandbox, account)
