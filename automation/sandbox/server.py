@@ -3,7 +3,6 @@ layer."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -21,7 +20,7 @@ from automation.sandbox.control import Control
 from automation.sandbox.faults import REJECTING, Fault, Faults
 from automation.sandbox.gitlab import PREFIX as GITLAB_PREFIX
 from automation.sandbox.gitlab import GitLabSandbox
-from automation.sandbox.http import CA_PATH, Api, Reply, SandboxServer
+from automation.sandbox.http import CA_PATH, Api, Reply, SandboxServer, json_copy
 from automation.sandbox.pagerduty import PagerDutySandbox
 from automation.sandbox.slack import SlackSandbox
 from automation.sandbox.zendesk import FakeZendesk
@@ -119,7 +118,7 @@ class Sandbox:
         """The JSON bodies received with ``method`` (faulted requests included), in order;
         ``path`` is a regular expression searched in the request's path."""
         with self._requests_lock:
-            return [copy.deepcopy(body) for m, p, body in self._bodies
+            return [json_copy(body) for m, p, body in self._bodies
                     if m == method.upper() and re.search(path, p)]
 
     def advance(self, delta: timedelta) -> datetime:

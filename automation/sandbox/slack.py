@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hmac
 import itertools
 import json
@@ -28,7 +27,7 @@ from urllib.parse import parse_qs
 
 from automation.clock import Clock
 from automation.sandbox.faults import Fault, Faults, ScopedFaults
-from automation.sandbox.http import Reply, Routes
+from automation.sandbox.http import Reply, Routes, json_copy
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +442,7 @@ class SlackSandbox:
 
     def _render(self, channel: Channel, message: Json) -> Json:
         """The message as the API shows it: a parent with replies carries thread fields."""
-        shown = copy.deepcopy(message)
+        shown = json_copy(message)
         if message.get("thread_ts") is None:
             replies = [m for m in channel.messages if m.get("thread_ts") == message["ts"]]
             if replies:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hmac
 import html
 import itertools
@@ -27,7 +26,7 @@ from urllib.parse import quote, urlencode
 from automation.clock import Clock
 from automation.sandbox.budget import PersonSaving, UpdateLimit
 from automation.sandbox.faults import Fault
-from automation.sandbox.http import Reply, Routes
+from automation.sandbox.http import Reply, Routes, json_copy
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +281,7 @@ class Organization:
             "notes": "",
             "group_id": None,
             "tags": list(self.tags),
-            "organization_fields": copy.deepcopy(self.fields),
+            "organization_fields": json_copy(self.fields),
         }
 
 
@@ -306,7 +305,7 @@ class Comment:
             **self.to_event(),
             "created_at": iso(self.created_at),
             "via": self.via.to_json(),
-            "metadata": copy.deepcopy(self.metadata),
+            "metadata": json_copy(self.metadata),
         }
 
     def to_event(self) -> Json:
@@ -341,9 +340,9 @@ class Audit:
             "ticket_id": self.ticket_id,
             "created_at": iso(self.created_at),
             "author_id": self.author_id,
-            "metadata": copy.deepcopy(self.metadata),
+            "metadata": json_copy(self.metadata),
             "via": self.via.to_json(),
-            "events": copy.deepcopy(self.events),
+            "events": json_copy(self.events),
         }
 
 
@@ -404,10 +403,10 @@ class Ticket:
             "is_public": self.is_public,
             "due_at": None,
             "tags": list(self.tags),
-            "custom_fields": copy.deepcopy(self.custom_fields),
+            "custom_fields": json_copy(self.custom_fields),
             "satisfaction_rating": None,
             "sharing_agreement_ids": [],
-            "fields": copy.deepcopy(self.custom_fields),
+            "fields": json_copy(self.custom_fields),
             "followup_ids": list(self.followup_ids),
             "ticket_form_id": self.ticket_form_id,
             "brand_id": self.brand_id,
@@ -1701,7 +1700,7 @@ class FakeZendesk:
     def _new_audit(self, ticket_id: int, author_id: int, stamp: datetime, via: Via,
                    custom: Json | None) -> Audit:
         """An audit with no events yet; ``custom`` is the update's ``ticket.metadata``."""
-        metadata = {"system": _system_metadata(via), "custom": copy.deepcopy(custom or {})}
+        metadata = {"system": _system_metadata(via), "custom": json_copy(custom or {})}
         return Audit(next(self._event_ids), ticket_id, author_id, stamp, via, [], metadata)
 
     def _comment_record(self, ticket_id: int, audit: Audit, body: str, html_body: str,
@@ -1733,7 +1732,7 @@ class FakeZendesk:
                         "id": next(self._event_ids),
                         "type": "Create",
                         "field_name": name,
-                        "value": copy.deepcopy(value),
+                        "value": json_copy(value),
                     }
                 )
         return events
@@ -1784,13 +1783,13 @@ class FakeZendesk:
         events = []
         for name, value in diffs.items():
             previous = getattr(ticket, name)
-            setattr(ticket, name, copy.deepcopy(value))
+            setattr(ticket, name, json_copy(value))
             events.append(
                 {
                     "id": next(self._event_ids),
                     "type": "Change",
                     "field_name": name,
-                    "value": copy.deepcopy(value),
+                    "value": json_copy(value),
                     "previous_value": previous,
                 }
             )
@@ -1900,7 +1899,7 @@ def _check_priority(priority: str | None) -> None:
 
 def _copied(ticket: Ticket, *names: str) -> Json:
     """Some of a ticket's fields, as fields of a new ticket."""
-    return {name: copy.deepcopy(getattr(ticket, name)) for name in names}
+    return {name: json_copy(getattr(ticket, name)) for name in names}
 
 
 def _note(text: str, public: bool) -> tuple[str, str, bool]:
@@ -1915,7 +1914,7 @@ def _metadata_input(data: Json, errors: dict[str, list[Json]]) -> Json | None:
     if not isinstance(value, dict):
         _add_error(errors, "metadata", f"Metadata: must be an object, got {json.dumps(value)}")
         return None
-    return copy.deepcopy(value)
+    return json_copy(value)
 
 
 class _MergeNotes(NamedTuple):
