@@ -64,7 +64,7 @@ class Answer(NamedTuple):
 
 
 def install() -> None:
-    """Route both clients to this process's sandboxes in-process (once)."""
+    """Route the three clients to this process's sandboxes in-process (once)."""
     if not ENABLED or requests.adapters.HTTPAdapter.send is _requests_send:
         return
     server_init = sandbox_http.SandboxServer.__init__

@@ -170,7 +170,7 @@ def test_each_answer_in_process_is_the_answer_over_the_socket(
     assert any("Error', " in x for x in direct)  # a line dropped
 
 
-def test_the_in_process_path_is_taken_and_refused_when_marked() -> None:
+def test_requests_skip_the_socket_unless_told_to_go_over_it() -> None:
     with Sandbox(clock=FakeClock()) as sandbox:
         url = f"{sandbox.url}/api/v2/users/me.json"
         direct = requests.get(url, auth=sandbox.auth, timeout=5)
