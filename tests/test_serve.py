@@ -16,12 +16,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from automation.clock import FakeClock
+from automation.config import WorkflowConfig
 from automation.report_html import served_page
 from automation.sandbox import Account, Sandbox
 from automation.server import ReportPage, Secrets, build_app
 from automation.service import Service
 from automation.worker import Worker
-from tests.conftest import emergency_ticket, make_worker
+from tests.conftest import BRIDGE, emergency_ticket, fill_the_disk, make_worker, sandbox_worker
 from tests.test_webhooks import SECRET, pagerduty_delivery, zendesk_delivery
 
 POLL = 300.0  # the safety net only: webhooks and timers do the work
@@ -45,8 +46,9 @@ def service(worker: Worker, clock: FakeClock) -> Service:
 
 
 def client_for(service: Service, token: str | None = None,
-               report: ReportPage | None = None) -> TestClient:
-    secrets = Secrets(zendesk_webhook=SECRET, pagerduty_webhook=SECRET, web_token=token)
+               report: ReportPage | None = None, secrets: Secrets | None = None) -> TestClient:
+    if secrets is None:
+        secrets = Secrets(zendesk_webhook=SECRET, pagerduty_webhook=SECRET, web_token=token)
 
     def timeline(ticket_id: int):  # noqa: ANN202 - the page's reader, from the worker's own
         from automation.timeline import ticket_timeline
@@ -139,6 +141,34 @@ def test_bad_deliveries_are_refused_with_nothing_done_and_counted(
     assert delivered(client, 4242, clock) == 202  # a ticket Zendesk does not have
     service.step()
     assert delivered_count(client, "unknown ticket") == 1
+
+
+def test_a_webhook_without_its_secret_is_answered_503_with_nothing_handled(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock) -> None:
+    client = client_for(service, secrets=Secrets(zendesk_webhook=None, pagerduty_webhook=None))
+    service.step()  # the first pass: nothing yet
+    ticket_id = emergency_ticket(sandbox, account)
+    clock.advance(timedelta(seconds=3))
+    # Signed with the secret the other side has: without ours, nothing can be checked.
+    zendesk = zendesk_delivery({"ticket_id": str(ticket_id)}, at=clock.now())
+    pagerduty = pagerduty_delivery({"id": "P1", "type": "incident",
+                                    "incident_key": f"zendesk-{ticket_id}",
+                                    "title": f"Emergency ticket #{ticket_id}"}, at=clock.now())
+
+    answers = {source: client.post(f"/webhooks/{source}", content=body, headers=headers)
+               for source, (headers, body) in (("zendesk", zendesk), ("pagerduty", pagerduty))}
+
+    assert {s: a.status_code for s, a in answers.items()} == {"zendesk": 503, "pagerduty": 503}
+    assert answers["zendesk"].json() == {"outcome": "not configured", "ticket_id": None,
+                                         "detail": "no zendesk webhook secret is set"}
+    assert "no pagerduty webhook secret is set" in answers["pagerduty"].text
+    for source in ("zendesk", "pagerduty"):
+        assert metric(client, "emergency_webhook_deliveries_total"
+                              f'{{outcome="not configured",source="{source}"}}') == 1
+    assert service._hints == {}
+    service.step()  # no pass is due for 5 minutes: only a hint would handle the ticket
+    assert public_comments_by_us(sandbox, account, ticket_id) == []
+    assert 'handlings_total{reason="webhook"}' not in client.get("/metrics").text  # none
 
 
 def test_a_thousand_deliveries_for_one_ticket_are_one_handling(
@@ -328,6 +358,26 @@ def test_readyz_says_why_it_is_not_ready(
     assert down.status_code == 503 and "Zendesk" in json.dumps(down.json())
 
 
+def test_readyz_names_the_state_file_when_it_cannot_be_written(
+        sandbox: Sandbox, account: Account, service: Service, clock: FakeClock,
+        tmp_path: Path) -> None:
+    client = client_for(service)
+    service.step()
+    assert client.get("/readyz").json() == {"status": "ready"}
+    fill_the_disk(service.worker.store)
+    ticket_id = emergency_ticket(sandbox, account)
+    clock.advance(timedelta(seconds=POLL))
+
+    service.step()  # the pass writes what it did: the state file refuses it
+
+    assert len(public_comments_by_us(sandbox, account, ticket_id)) == 1  # customers first
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    [reason] = answer.json()["reasons"]  # the pass itself was on time, Zendesk answered
+    assert reason.startswith(f"state file {tmp_path / 'state.sqlite3'} cannot be used")
+    assert "full" in reason
+
+
 def test_serve_refuses_to_listen_beyond_loopback_without_the_web_token(
         tmp_path: Path, sandbox: Sandbox) -> None:
     from tests.test_cli import emergency, write_config
@@ -478,6 +528,32 @@ def test_metrics_count_contact_live_states_pending_lines_and_rate_limit_waits(
     assert metric(client, 'emergency_live{state="awaiting-customer"}') == 1
     assert metric(client, 'emergency_lines_pending{service="slack"}') == 0
     assert metric(client, 'emergency_steps_total{outcome="posted",step="acknowledge"}') == 1
+
+
+def test_metrics_count_the_slack_lines_pending_while_slack_is_down_and_none_after(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    worker = sandbox_worker(sandbox, account, clock, tmp_path / "state.sqlite3",
+                            workflow=WorkflowConfig(bridge_url=BRIDGE), slack=True)
+    service = Service(worker, clock, POLL)
+    client = client_for(service)
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    clock.advance(timedelta(seconds=3))
+    sandbox.faults.server_error("*", "", service="slack", times=None)
+
+    service.step()  # the acknowledgement goes out; its thread's lines wait for Slack
+
+    assert len(public_comments_by_us(sandbox, account, ticket_id)) == 1
+    pending = worker.store.outbox(ticket_id)
+    assert [q.kind for q in pending] == ["acknowledge"]  # the thread itself is not open yet
+    assert metric(client, 'emergency_lines_pending{service="slack"}') == 1
+    sandbox.faults.clear("slack")
+    clock.advance(timedelta(seconds=POLL))
+    service.step()  # Slack is back: the next pass sends them
+
+    assert worker.store.outbox() == []
+    assert sandbox.slack.messages(account.self_managed_channel)
+    assert metric(client, 'emergency_lines_pending{service="slack"}') == 0
+    worker.close()
 
 
 def test_the_loop_keeps_nothing_for_an_emergency_once_it_ended(
