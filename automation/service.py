@@ -21,7 +21,7 @@ from automation.heartbeat import Heartbeat
 from automation.metrics import Metrics
 from automation.store import TrackedTicket
 from automation.webhooks import UNKNOWN_TICKET
-from automation.worker import Facts, PassReport, Worker
+from automation.worker import Facts, PassReport, Worker, failed_pass, passed
 
 log = logging.getLogger(__name__)
 
@@ -177,32 +177,18 @@ class Service:
             report = self.worker.run_once()
         except CredentialsRejected:
             raise  # the service cannot go on without Zendesk; the operator must act
-        except Unreachable as exc:
-            self.health.zendesk_error = str(exc)
-            self._failed_pass("zendesk unreachable", started)
-            log.warning("pass skipped: %s", exc)
-            return
-        except AutomationError as exc:
-            self._failed_pass("failed", started)
-            log.warning("pass failed: %s", exc)
-            return
-        except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
-            self._failed_pass("bug", started)
-            log.exception("pass failed on an unexpected error; the next pass tries again")
+        except Exception as exc:  # noqa: BLE001 - logged; a bug keeps its traceback
+            if isinstance(exc, Unreachable):
+                self.health.zendesk_error = str(exc)
+            self.metrics.passes.labels(failed_pass(exc)).inc()
+            self._beat(started, 1)
             return
         self.health.zendesk_error = None
         self.health.last_pass_at = self.clock.now()
         self.metrics.passes.labels("ok" if report.ok else "step failed").inc()
         self.metrics.pass_seconds.observe((self.clock.now() - started).total_seconds())
         self._learn(report, due)
-        failures = len(report.failed) + (report.rejected is not None)
-        self._beat(started, failures)
-        if report.rejected is not None:
-            log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
-
-    def _failed_pass(self, outcome: str, started: datetime) -> None:
-        self.metrics.passes.labels(outcome).inc()
-        self._beat(started, 1)
+        self._beat(started, passed(report))
 
     def _beat(self, started: datetime, failures: int) -> None:
         """The heartbeat line every `heartbeat_passes` passes, as `run` says it."""

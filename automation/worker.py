@@ -697,25 +697,37 @@ class Worker:
 
     def _run_pass(self) -> int:
         """One pass of `run_forever`, which nothing but a refused Zendesk token stops; how
-        many failures it had (failed steps, a refused token, the state file unusable; 1 for a
-        pass that failed as a whole)."""
+        many failures it had (see `passed`; 1 for a pass that failed as a whole)."""
         try:
             report = self.run_once()
         except CredentialsRejected:
             raise
-        except Unreachable as exc:
-            log.warning("pass skipped: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - logged; a bug keeps its traceback
+            failed_pass(exc)
             return 1
-        except AutomationError as exc:
-            log.warning("pass failed: %s", exc)
-            return 1
-        except Exception:  # noqa: BLE001 - a bug: keep its traceback, keep the service up
-            log.exception("pass failed on an unexpected error; the next pass tries again")
-            return 1
-        if report.rejected is not None:
-            log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
-        if report.posted or report.failed:
-            log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
-                     report.read, len(report.posted), len(report.failed))
-        return len(report.failed) + (report.rejected is not None) \
-            + (report.state_problem is not None)
+        return passed(report)
+
+
+def passed(report: PassReport) -> int:
+    """Say what a pass did, as `run` and `serve` both say it; how many failures it had
+    (failed steps, a refused token, the state file unusable), as the heartbeat counts them."""
+    if report.rejected is not None:
+        log.error("%s; its part of the workflow waits until this is fixed", report.rejected)
+    if report.posted or report.failed:
+        log.info("pass: %d listed, %d read, %d posted, %d failed", report.listed,
+                 report.read, len(report.posted), len(report.failed))
+    return len(report.failed) + (report.rejected is not None) \
+        + (report.state_problem is not None)
+
+
+def failed_pass(exc: Exception) -> str:
+    """Say why a pass failed as a whole, as `run` and `serve` both say it; its outcome
+    (Zendesk unreachable, a known failure, or a bug, which keeps its traceback)."""
+    if isinstance(exc, Unreachable):
+        log.warning("pass skipped: %s", exc)
+        return "zendesk unreachable"
+    if isinstance(exc, AutomationError):
+        log.warning("pass failed: %s", exc)
+        return "failed"
+    log.error("pass failed on an unexpected error; the next pass tries again", exc_info=exc)
+    return "bug"

@@ -21,8 +21,9 @@ from automation.config import WorkflowConfig
 from automation.errors import Unreachable
 from automation.heartbeat import Heartbeat
 from automation.sandbox import Account, Sandbox
+from automation.service import Service
 from automation.worker import PassReport, Worker
-from tests.conftest import BRIDGE, emergency_ticket, sandbox_worker
+from tests.conftest import BRIDGE, emergency_ticket, fill_the_disk, sandbox_worker
 
 
 def test_run_forever_finishes_the_pass_in_hand_then_stops(worker: Worker, sandbox: Sandbox,
@@ -179,14 +180,17 @@ def heartbeats(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.fixture
 def worker_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """The worker's INFO lines, whatever an earlier CLI test made of the logger."""
+    """The worker's INFO lines, once each, whatever an earlier CLI test made of the logger
+    (the CLI stops it propagating; left propagating, caplog's own handler saw each twice)."""
     logger = logging.getLogger("automation")
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(caplog.handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     yield caplog
     logger.removeHandler(caplog.handler)
     logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def test_run_says_it_is_alive_every_n_passes_with_what_it_tracks(
@@ -224,6 +228,33 @@ def test_a_failed_step_counts_as_a_failure_in_the_next_heartbeat_only(
 
     # then the first heartbeat counts it; the second, after a pass that posted it, does not
     assert [b.failures for b in heartbeats(worker_log)] == [1, 0]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loop", ["run", "serve"])
+def test_run_and_serve_say_alike_what_a_pass_did_and_what_failed(
+        loop: str, sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        worker_log: pytest.LogCaptureFixture) -> None:
+    # given an emergency, a heartbeat every pass, and a state file whose disk is full
+    emergency_ticket(sandbox, account)
+    worker = heartbeat_worker(sandbox, clock, tmp_path, every=1)
+    fill_the_disk(worker.store)
+
+    # when a pass runs, in `run`'s loop or in `serve`'s, then one that fails as a whole
+    if loop == "run":
+        run_passes(worker, 2, failing=frozenset({2}))
+    else:
+        service = Service(worker, clock, poll_seconds=300)
+        service.step()
+        sandbox.faults.server_error("GET", "/api/v2/search", status=503, times=None)
+        clock.advance(timedelta(seconds=300))
+        service.step()
+
+    # then the pass line says what it posted, the failed pass says why, and each heartbeat
+    # counts its failures: the unusable state file, then the pass that failed
+    lines = [r.getMessage() for r in worker_log.records if r.name == "automation.worker"]
+    assert any(line.startswith("pass: 1 listed, 1 read, 1 posted, 0 failed") for line in lines)
+    assert any(line.startswith(("pass skipped: ", "pass failed: ")) for line in lines)
+    assert [b.failures for b in heartbeats(worker_log)] == [1, 1]  # type: ignore[attr-defined]
 
 
 def test_a_heartbeat_of_zero_passes_never_beats(
