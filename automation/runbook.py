@@ -233,11 +233,14 @@ class Runbook:
         return self._end(snapshot, intent, now)
 
     def pending_closes(self, skip: set[int]) -> list[IssueRow]:
-        """Issues whose emergency ended while GitLab was down (their tickets are no longer
-        listed): closed on a later pass."""
+        """Issues whose emergency ended but that are not closed yet (GitLab was down, or
+        another worker claimed the close), but for the tickets in ``skip``."""
         return [row for row in self.store.issues_to_close() if row.ticket_id not in skip]
 
-    def close_later(self, row: IssueRow) -> Made | None:
+    def close_later(self, row: IssueRow, now: datetime) -> Made | None:
+        """Close it now, unless another worker's claim on the ticket is still fresh."""
+        if not self._ours_to_close(self.zendesk.snapshot(row.ticket_id), now, claim=False):
+            return None
         return self._close(row.ticket_id, row.episode, Recorded(row.iid, row.url),
                            row.closing or "The emergency is over. Closing this issue.")
 
@@ -352,17 +355,24 @@ class Runbook:
         """Close the issue once, whichever worker saw the end: the one whose stamp (with
         its nonce) is first on the ticket does it; another takes over only if it is stale."""
         ticket_id, episode = snapshot.ticket.id, snapshot.episode_id
-        stamp = snapshot.done().get(CLOSE_STAMP)
-        if stamp is None:
-            snapshot = self.zendesk.record(snapshot, [CLOSED_TAG], {
-                "step": CLOSE_STAMP, "episode": episode, "by": self._nonce})
-            stamp = snapshot.done().get(CLOSE_STAMP)
-        if stamp is not None and stamp.detail.get("by") != self._nonce \
-                and now - stamp.at < CLAIM_TIMEOUT:
-            self.store.mark_issue_closed(ticket_id, episode)  # the other worker closes it
-            return None
+        # Kept until the issue is closed, by us or by the worker whose claim came first:
+        # should that one die, its ticket may no longer be listed, and this row brings us
+        # back once its claim is stale (`close_later`).
         self.store.close_issue_later(ticket_id, episode, intent.note)
+        if not self._ours_to_close(snapshot, now, claim=True):
+            return None
         return self._close(ticket_id, episode, intent.issue, intent.note)
+
+    def _ours_to_close(self, snapshot: Snapshot, now: datetime, claim: bool) -> bool:
+        """Whether this worker closes the issue: its claim is first on the ticket (stamped
+        now if ``claim`` and there is none), or another worker's claim has gone stale."""
+        stamp = snapshot.done().get(CLOSE_STAMP)
+        if stamp is None and claim:
+            snapshot = self.zendesk.record(snapshot, [CLOSED_TAG], {
+                "step": CLOSE_STAMP, "episode": snapshot.episode_id, "by": self._nonce})
+            stamp = snapshot.done().get(CLOSE_STAMP)
+        return stamp is None or stamp.detail.get("by") == self._nonce \
+            or now - stamp.at >= CLAIM_TIMEOUT
 
     def _close(self, ticket_id: int, episode: int, issue: Recorded, note: str) -> Made | None:
         """A note, then the issue closed; neither twice (a person's own close stands)."""

@@ -295,7 +295,7 @@ class Worker:
         for facts in run.handled:
             self._runbook(facts, run)
         if self.runbook is not None and drain_except is not None:
-            self._close_issues(run, drain_except)
+            self._close_issues(run, {facts.snapshot.ticket.id for facts in run.handled})
         for facts in run.handled:
             self._chat(facts, run)
         for facts in run.handled:
@@ -561,11 +561,13 @@ class Worker:
                 self._made(made, run)
 
     def _close_issues(self, run: Run, skip: set[int]) -> None:
-        """Issues of emergencies that ended while GitLab was down: closed now."""
+        """Issues still to close of tickets this pass did not handle (the emergency ended
+        while GitLab was down, or another worker claimed the close): closed now, unless that
+        worker's claim is still fresh."""
         assert self.runbook is not None
         for row in self.runbook.pending_closes(skip):
             ok, made = run.executor.call(GITLAB, row.ticket_id, "GitLab issue",
-                                         partial(self.runbook.close_later, row))
+                                         partial(self.runbook.close_later, row, run.now))
             if ok and made is not None:
                 self._made(made, run)
 

@@ -4,7 +4,9 @@ ends, and a GitLab outage delays nothing but GitLab."""
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,11 @@ from typing import Any
 from automation.cli import run as cli_run
 from automation.clock import FakeClock
 from automation.config import WorkflowConfig
-from automation.model import ISSUE_STAMP
+from automation.model import ISSUE_STAMP, Outcome
+from automation.runbook import CLAIM_TIMEOUT, CLOSE_STAMP, CLOSED_STEP
 from automation.sandbox import Account, Sandbox, sandbox_environ
-from automation.sandbox.config_file import write_config_file
+from automation.sandbox.config_file import STATE_FILE, write_config_file
+from automation.store import Store
 from automation.worker import Worker
 from tests.conftest import emergency_ticket, play_together, sandbox_worker
 
@@ -192,3 +196,119 @@ def test_runbook_issue_by_hand_is_previewed_then_opened_once(
     assert sandbox.gitlab.token not in text + again
 
 
+def cli_at(config: Path, sandbox: Sandbox, clock: FakeClock) -> Callable[..., tuple[int, str]]:
+    """`emergency --config <config> ...` as an engineer runs it: (exit code, what it said)."""
+    environ = sandbox_environ(sandbox)
+
+    def emergency(*args: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli_run(["--config", str(config), *args], out=out, err=err, environ=environ,
+                       clock=clock)
+        return code, out.getvalue() + err.getvalue()
+    return emergency
+
+
+def closer_dies_after_claiming(sandbox: Sandbox, account: Account, clock: FakeClock,
+                               tmp_path: Path) -> tuple[int, Worker]:
+    """Two workers on one emergency and its issue; post-call notes end it; the first worker
+    stamps its claim to close the issue on the ticket, GitLab fails under it, and it never
+    runs again. Returns the ticket and the surviving worker."""
+    first = worker_for(sandbox, account, clock, tmp_path / "first.sqlite3")
+    second = worker_for(sandbox, account, clock, tmp_path / "second.sqlite3")
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    for _ in range(3):
+        for worker in (first, second):
+            worker.run_once()
+        clock.advance(timedelta(minutes=1))
+    [issue] = issues(sandbox, account)
+    assert issue["state"] == "opened"
+    notes = tmp_path / "notes.md"
+    notes.write_text("We rolled back the upgrade.")
+    emergency = cli_at(write_config_file(tmp_path / "sandbox.toml", sandbox, account),
+                       sandbox, clock)
+    code, text = emergency("post-call", str(ticket_id), "--notes", str(notes), "--yes")
+    assert code == 0, text
+    clock.advance(timedelta(minutes=1))
+
+    sandbox.faults.server_error("*", EVERY_PATH, 503, times=None, service="gitlab")
+    first.run_once()
+    first.close()  # dead: it never closes the issue it claimed
+    sandbox.faults.clear("gitlab")
+
+    claims = [a["metadata"]["custom"]["emergency_automation"]
+              for a in sandbox.zendesk.audits(ticket_id)
+              if a["metadata"].get("custom", {}).get("emergency_automation", {}).get("step")
+              == CLOSE_STAMP]
+    assert len(claims) == 1 and claims[0]["by"]  # the claim, naming the dead worker
+    [issue] = issues(sandbox, account)
+    assert issue["state"] == "opened"
+    assert not sandbox.gitlab.calls("PUT", r"/issues/\d+$")
+    return ticket_id, second
+
+
+def test_a_closer_that_died_after_claiming_the_close_is_taken_over_once_its_claim_is_stale(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    ticket_id, second = closer_dies_after_claiming(sandbox, account, clock, tmp_path)
+
+    clock.advance(CLAIM_TIMEOUT)  # the second worker's next pass: the claim is stale
+    second.run_once()
+
+    [issue] = issues(sandbox, account)
+    assert issue["state"] == "closed"
+    assert len(sandbox.gitlab.calls("PUT", rf"/issues/{issue['iid']}$")) == 1
+    assert closing_notes(sandbox, account, issue["iid"]) == [
+        "The emergency is over: post-call notes were posted on the ticket. Closing this issue."]
+
+    play(second, clock, 10)  # and never again
+
+    assert [i["state"] for i in issues(sandbox, account)] == ["closed"]
+    assert len(sandbox.gitlab.calls("PUT", r"/issues/\d+$")) == 1
+    assert len(closing_notes(sandbox, account, issue["iid"])) == 1
+    [entry] = [e for e in second.store.journal(ticket_id) if e.step == CLOSED_STEP]
+    assert entry.outcome == Outcome.DONE and entry.actor == "GitLab"
+
+
+def test_a_worker_that_saw_the_dead_closers_claim_while_fresh_still_closes_the_issue(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    _, second = closer_dies_after_claiming(sandbox, account, clock, tmp_path)
+
+    play(second, clock, 2 * int(CLAIM_TIMEOUT.total_seconds() // 60))  # fresh, then stale
+
+    [issue] = issues(sandbox, account)
+    assert issue["state"] == "closed"
+    assert len(sandbox.gitlab.calls("PUT", r"/issues/\d+$")) == 1
+    assert len(closing_notes(sandbox, account, issue["iid"])) == 1
+
+
+def test_runbook_issue_by_hand_says_so_once_in_the_thread_and_in_the_journal(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    # the worker runs without GitLab: it opens the emergency's Slack thread, no issue
+    worker = sandbox_worker(sandbox, account, clock, tmp_path / "worker.sqlite3", slack=True,
+                            workflow=WorkflowConfig(bridge_url=BRIDGE))
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    play(worker, clock, 2)
+    channel = account.self_managed_channel
+    [parent] = [m for m in sandbox.slack.messages(channel) if m.get("thread_ts") in
+                (None, m["ts"])]
+    emergency = cli_at(write_config_file(tmp_path / "sandbox.toml", sandbox, account),
+                       sandbox, clock)
+
+    code, text = emergency("runbook-issue", str(ticket_id), "--yes")
+    assert code == 0, text
+    code, again = emergency("runbook-issue", str(ticket_id), "--yes")
+    assert code == 0 and "already has its Emergency Runbook issue" in again
+
+    [issue] = issues(sandbox, account)
+    url, project = issue["web_url"], account.gitlab_project
+    line = f"Emergency Runbook issue {project}#{issue['iid']} opened: <{url}|{url}>"
+    thread = [m["text"] for m in sandbox.slack.thread(channel, parent["ts"])]
+    assert thread.count(line) == 1
+    assert sum("Emergency Runbook issue" in t for t in thread) == 1
+    store = Store(tmp_path / STATE_FILE)  # the command's state file, beside its config
+    try:
+        entries = [e for e in store.journal(ticket_id) if e.step == ISSUE_STAMP]
+    finally:
+        store.close()
+    assert [(e.outcome, e.actor, e.detail) for e in entries] == [
+        (Outcome.DONE, "GitLab",
+         f"Emergency Runbook issue {project}#{issue['iid']} opened by hand: {url}")]

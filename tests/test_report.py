@@ -215,6 +215,23 @@ def test_weeks_without_emergencies_are_kept_for_the_trend() -> None:
     assert week_of(datetime(2025, 12, 29, tzinfo=UTC)) == "2026-W01"
 
 
+def test_the_last_partial_week_is_kept_when_the_daily_steps_stop_short_of_it() -> None:
+    # daily steps from a Sunday noon: the last one (Sunday noon) is in 2026-W03, the next one
+    # (Monday noon) already past `until`; the hours of Monday before it are 2026-W04's
+    since = datetime(2026, 1, 4, 12, tzinfo=UTC)  # a Sunday, the last day of 2026-W01
+    monday = datetime(2026, 1, 19, tzinfo=UTC)  # the first day of 2026-W04
+
+    assert weeks_between(since, monday + timedelta(hours=6)) == [
+        "2026-W01", "2026-W02", "2026-W03", "2026-W04"]
+    assert weeks_between(since, monday + timedelta(microseconds=1)) == [
+        "2026-W01", "2026-W02", "2026-W03", "2026-W04"]
+    # the window is half-open: one that ends as the week begins has none of it
+    assert weeks_between(since, monday) == ["2026-W01", "2026-W02", "2026-W03"]
+    # a window within one day's step
+    assert weeks_between(since, since + timedelta(hours=13)) == ["2026-W01", "2026-W02"]
+    assert weeks_between(since, since) == weeks_between(monday, since) == []
+
+
 def test_the_searches_find_urgent_tickets_and_those_our_steps_marked() -> None:
     urgent, marked = search_queries(datetime(2026, 1, 5, 9, 30, tzinfo=UTC))
 
