@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from automation import workflow
 from automation.config import GitLabConfig, WorkflowConfig
-from automation.errors import Conflict, Refused, WriteUncertain
+from automation.errors import Conflict, NotFound, Refused, WriteUncertain
 from automation.gitlab import GitLab, Issue
 from automation.model import ISSUE_STAMP, POST_CALL_STAMP, Assessment, Snapshot, State
 from automation.store import IssueRow, Store
@@ -238,8 +238,13 @@ class Runbook:
         return [row for row in self.store.issues_to_close() if row.ticket_id not in skip]
 
     def close_later(self, row: IssueRow, now: datetime) -> Made | None:
-        """Close it now, unless another worker's claim on the ticket is still fresh."""
-        if not self._ours_to_close(self.zendesk.snapshot(row.ticket_id), now, claim=False):
+        """Close it now, unless another worker's claim on the ticket is still fresh (a
+        ticket deleted since has no claim left to wait for)."""
+        try:
+            snapshot = self.zendesk.snapshot(row.ticket_id)
+        except NotFound:
+            snapshot = None
+        if snapshot is not None and not self._ours_to_close(snapshot, now, claim=False):
             return None
         return self._close(row.ticket_id, row.episode, Recorded(row.iid, row.url),
                            row.closing or "The emergency is over. Closing this issue.")
@@ -355,13 +360,12 @@ class Runbook:
         """Close the issue once, whichever worker saw the end: the one whose stamp (with
         its nonce) is first on the ticket does it; another takes over only if it is stale."""
         ticket_id, episode = snapshot.ticket.id, snapshot.episode_id
+        ours = self._ours_to_close(snapshot, now, claim=True)
         # Kept until the issue is closed, by us or by the worker whose claim came first:
-        # should that one die, its ticket may no longer be listed, and this row brings us
-        # back once its claim is stale (`close_later`).
+        # should that one die, this row brings us back once its claim is stale, listed or
+        # not (`close_later`).
         self.store.close_issue_later(ticket_id, episode, intent.note)
-        if not self._ours_to_close(snapshot, now, claim=True):
-            return None
-        return self._close(ticket_id, episode, intent.issue, intent.note)
+        return self._close(ticket_id, episode, intent.issue, intent.note) if ours else None
 
     def _ours_to_close(self, snapshot: Snapshot, now: datetime, claim: bool) -> bool:
         """Whether this worker closes the issue: its claim is first on the ticket (stamped

@@ -168,6 +168,23 @@ def test_an_emergency_that_ended_while_gitlab_was_down_has_its_issue_closed_afte
     assert issue["state"] == "closed"
 
 
+def test_an_issue_left_to_close_is_closed_though_its_ticket_was_deleted_since(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    worker = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3")
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    play(worker, clock, 20)
+    sandbox.faults.server_error("*", EVERY_PATH, 503, times=None, service="gitlab")
+    play(worker, clock, 20)  # ended while GitLab was down: its issue is left to close
+    sandbox.faults.clear("gitlab")  # and the ticket deleted since:
+    deleted = re.compile(rf"/api/v2/tickets/{ticket_id}(\.json|/)")
+    sandbox.faults.server_error("GET", deleted, status=404, times=None, service="zendesk")
+
+    play(worker, clock, 2)
+
+    assert [i["state"] for i in issues(sandbox, account)] == ["closed"]
+    assert worker.store.issues_to_close() == []
+
+
 def test_runbook_issue_by_hand_is_previewed_then_opened_once(
         sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
     path = write_config_file(tmp_path / "sandbox.toml", sandbox, account)
