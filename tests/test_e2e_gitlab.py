@@ -38,6 +38,18 @@ def play(worker: Worker, clock: FakeClock, minutes: int) -> None:
         clock.advance(timedelta(minutes=1))
 
 
+def cli_at(config: Path, sandbox: Sandbox, clock: FakeClock) -> Callable[..., tuple[int, str]]:
+    """`emergency --config <config> ...` as an engineer runs it: (exit code, what it said)."""
+    environ = sandbox_environ(sandbox)
+
+    def emergency(*args: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli_run(["--config", str(config), *args], out=out, err=err, environ=environ,
+                       clock=clock)
+        return code, out.getvalue() + err.getvalue()
+    return emergency
+
+
 def issues(sandbox: Sandbox, account: Account) -> list[dict[str, Any]]:
     return sandbox.gitlab.issues(account.gitlab_project)
 
@@ -187,17 +199,10 @@ def test_an_issue_left_to_close_is_closed_though_its_ticket_was_deleted_since(
 
 def test_runbook_issue_by_hand_is_previewed_then_opened_once(
         sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
-    path = write_config_file(tmp_path / "sandbox.toml", sandbox, account)
+    emergency = cli_at(write_config_file(tmp_path / "sandbox.toml", sandbox, account),
+                       sandbox, clock)
     ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
     clock.advance(timedelta(minutes=1))
-    environ = sandbox_environ(sandbox)
-
-    def emergency(*args: str) -> tuple[int, str]:
-        import io
-        out, err = io.StringIO(), io.StringIO()
-        code = cli_run(["--config", str(path), *args], out=out, err=err, environ=environ,
-                       clock=clock)
-        return code, out.getvalue() + err.getvalue()
 
     code, text = emergency("runbook-issue", str(ticket_id), "--dry-run")
     assert code == 0 and "dry run: nothing was sent" in text
@@ -211,18 +216,6 @@ def test_runbook_issue_by_hand_is_previewed_then_opened_once(
     assert len(issues(sandbox, account)) == 1
     assert len(issue_notes_on_ticket(sandbox, ticket_id)) == 1
     assert sandbox.gitlab.token not in text + again
-
-
-def cli_at(config: Path, sandbox: Sandbox, clock: FakeClock) -> Callable[..., tuple[int, str]]:
-    """`emergency --config <config> ...` as an engineer runs it: (exit code, what it said)."""
-    environ = sandbox_environ(sandbox)
-
-    def emergency(*args: str) -> tuple[int, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = cli_run(["--config", str(config), *args], out=out, err=err, environ=environ,
-                       clock=clock)
-        return code, out.getvalue() + err.getvalue()
-    return emergency
 
 
 def closer_dies_after_claiming(sandbox: Sandbox, account: Account, clock: FakeClock,
