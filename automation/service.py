@@ -97,6 +97,7 @@ class Service:
     _extras: dict[int, _Extra] = field(default_factory=dict)
     _contacted: set[tuple[int, int]] = field(default_factory=set)
     _page_checked: set[int] = field(default_factory=set)  # woken once to page: the poll after
+    _paging_failed: set[int] = field(default_factory=set)  # their PagerDuty step failed
     _settling: dict[int, datetime] = field(default_factory=dict)  # read again at (Zendesk's)
     _heartbeat: Heartbeat | None = None
     # The clock moves only when slept on (a test's FakeClock): a ticket changed in the second
@@ -187,7 +188,7 @@ class Service:
         self.health.last_pass_at = self.clock.now()
         self.metrics.passes.labels("ok" if report.ok else "step failed").inc()
         self.metrics.pass_seconds.observe((self.clock.now() - started).total_seconds())
-        self._learn(report, due)
+        self._learn(report, due, whole_pass=True)
         self._beat(started, passed(report))
 
     def _beat(self, started: datetime, failures: int) -> None:
@@ -227,8 +228,8 @@ class Service:
         else:
             self._retry_at.pop(ticket_id, None)
 
-    def _learn(self, report: PassReport,
-               due: dict[int, tuple[str | None, datetime | None]]) -> None:
+    def _learn(self, report: PassReport, due: dict[int, tuple[str | None, datetime | None]],
+               whole_pass: bool = False) -> None:
         """Count what the pass or handling did, and keep what the page shows of each ticket."""
         for result in report.posted:
             self.metrics.steps.labels(result.step, "posted").inc()
@@ -238,8 +239,14 @@ class Service:
                 self.metrics.lateness_seconds.labels(result.step).observe(max(late, 0.0))
         for result in report.failed:
             self.metrics.steps.labels(result.step, "failed").inc()
-        self.metrics.pending.labels("pagerduty").set(
-            sum(1 for r in report.failed if r.step == "pagerduty"))
+        # The tickets whose PagerDuty step waits (0: PagerDuty was down for the whole pass).
+        # A pass looks at every ticket that needs PagerDuty; a ticket handled alone, at
+        # itself only: the others' steps still wait.
+        if whole_pass:
+            self._paging_failed.clear()
+        self._paging_failed -= {facts.snapshot.ticket.id for facts in report.handled}
+        self._paging_failed |= {r.ticket_id for r in report.failed if r.step == "pagerduty"}
+        self.metrics.pending.labels("pagerduty").set(len(self._paging_failed))
         for facts in report.handled:
             self._remember(facts)
 
