@@ -30,11 +30,11 @@ from automation.wiring import build_worker
 from automation.worker import Worker
 from tests import in_process
 
-in_process.install()  # requests to this process's sandboxes skip the socket (tests/in_process.py)
+in_process.install()  # requests for this process's sandboxes skip the socket (in_process.py)
 
 TOKEN = DEFAULT_TOKEN  # the sandbox's Zendesk API token
 BRIDGE = "https://zoom.example.com/j/123"
-REAL_SEND = requests.adapters.HTTPAdapter.send
+REAL_SEND = requests.adapters.HTTPAdapter.send  # as every test must leave it (in_process's)
 
 
 @pytest.fixture(autouse=True)
