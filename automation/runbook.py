@@ -20,7 +20,7 @@ from automation import workflow
 from automation.config import GitLabConfig, WorkflowConfig
 from automation.errors import Conflict, NotFound, Refused, WriteUncertain
 from automation.gitlab import GitLab, Issue
-from automation.model import ISSUE_STAMP, POST_CALL_STAMP, Assessment, Snapshot, State
+from automation.model import ISSUE_STAMP, POST_CALL_STAMP, Assessment, Snapshot, Stamp, State
 from automation.store import IssueRow, Store
 from automation.templates import Templates
 from automation.workflow import Page
@@ -244,8 +244,11 @@ class Runbook:
             snapshot = self.zendesk.snapshot(row.ticket_id)
         except NotFound:
             snapshot = None
-        if snapshot is not None and not self._ours_to_close(snapshot, now, claim=False):
-            return None
+        if snapshot is not None:
+            claim = next((s for s in snapshot.stamps
+                          if s.step == CLOSE_STAMP and s.episode == row.episode), None)
+            if not self._ours(row.ticket_id, claim, now):
+                return None
         return self._close(row.ticket_id, row.episode, Recorded(row.iid, row.url),
                            row.closing or "The emergency is over. Closing this issue.")
 
@@ -360,23 +363,34 @@ class Runbook:
         """Close the issue once, whichever worker saw the end: the one whose stamp (with
         its nonce) is first on the ticket does it; another takes over only if it is stale."""
         ticket_id, episode = snapshot.ticket.id, snapshot.episode_id
-        ours = self._ours_to_close(snapshot, now, claim=True)
+        ours = self._ours_to_close(snapshot, now)
         # Kept until the issue is closed, by us or by the worker whose claim came first:
         # should that one die, this row brings us back once its claim is stale, listed or
         # not (`close_later`).
         self.store.close_issue_later(ticket_id, episode, intent.note)
         return self._close(ticket_id, episode, intent.issue, intent.note) if ours else None
 
-    def _ours_to_close(self, snapshot: Snapshot, now: datetime, claim: bool) -> bool:
+    def _ours_to_close(self, snapshot: Snapshot, now: datetime) -> bool:
         """Whether this worker closes the issue: its claim is first on the ticket (stamped
-        now if ``claim`` and there is none), or another worker's claim has gone stale."""
-        stamp = snapshot.done().get(CLOSE_STAMP)
-        if stamp is None and claim:
+        now if there is none), or another worker's claim has gone stale."""
+        ticket_id = snapshot.ticket.id
+        claim = snapshot.done().get(CLOSE_STAMP)
+        if claim is None:
+            # Ours, even if the answer is lost, and for this worker's next process too.
+            self.store.remember_claim(ticket_id, f"{CLOSE_STAMP}:{self._nonce}")
             snapshot = self.zendesk.record(snapshot, [CLOSED_TAG], {
                 "step": CLOSE_STAMP, "episode": snapshot.episode_id, "by": self._nonce})
-            stamp = snapshot.done().get(CLOSE_STAMP)
-        return stamp is None or stamp.detail.get("by") == self._nonce \
-            or now - stamp.at >= CLAIM_TIMEOUT
+            claim = snapshot.done().get(CLOSE_STAMP)
+        return self._ours(ticket_id, claim, now)
+
+    def _ours(self, ticket_id: int, claim: Stamp | None, now: datetime) -> bool:
+        """No claim, a claim of this worker's (this process or an earlier one on the same
+        state file), or another's gone stale."""
+        if claim is None:
+            return True
+        by = claim.detail.get("by", "")
+        mine = by == self._nonce or self.store.claimed(ticket_id, f"{CLOSE_STAMP}:{by}")
+        return mine or now - claim.at >= CLAIM_TIMEOUT
 
     def _close(self, ticket_id: int, episode: int, issue: Recorded, note: str) -> Made | None:
         """A note, then the issue closed; neither twice (a person's own close stands)."""

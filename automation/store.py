@@ -418,7 +418,8 @@ class Store:
         return (rows[0][0], rows[0][1]) if rows else None
 
     def remember_claim(self, ticket_id: int, tag: str) -> None:
-        """A Slack thread claim this worker wrote (so it never waits for its own claim)."""
+        """A claim this worker wrote on a ticket (a Slack thread's, a hand-over's, an issue's
+        close), so that it never waits for its own claim, whatever process wrote it."""
         self._run("INSERT OR IGNORE INTO claims (ticket_id, tag) VALUES (?, ?)",
                   (ticket_id, tag))
 

@@ -50,6 +50,14 @@ def cli_at(config: Path, sandbox: Sandbox, clock: FakeClock) -> Callable[..., tu
     return emergency
 
 
+def close_claims(sandbox: Sandbox, ticket_id: int) -> list[dict[str, Any]]:
+    """The claims to close the ticket's issue stamped on it, oldest first."""
+    return [a["metadata"]["custom"]["emergency_automation"]
+            for a in sandbox.zendesk.audits(ticket_id)
+            if a["metadata"].get("custom", {}).get("emergency_automation", {}).get("step")
+            == CLOSE_STAMP]
+
+
 def issues(sandbox: Sandbox, account: Account) -> list[dict[str, Any]]:
     return sandbox.gitlab.issues(account.gitlab_project)
 
@@ -180,6 +188,23 @@ def test_an_emergency_that_ended_while_gitlab_was_down_has_its_issue_closed_afte
     assert issue["state"] == "closed"
 
 
+def test_an_issue_left_to_close_is_closed_by_the_next_tick_of_the_same_worker_at_once(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite3"
+    worker = worker_for(sandbox, account, clock, state)
+    ticket_id = emergency_ticket(sandbox, account, organization_id=account.organization_id)
+    play(worker, clock, 20)
+    sandbox.faults.server_error("*", EVERY_PATH, 503, times=None, service="gitlab")
+    while not close_claims(sandbox, ticket_id):  # it ends while GitLab is down: claimed
+        play(worker, clock, 1)
+    worker.close()
+    sandbox.faults.clear("gitlab")
+
+    play(worker_for(sandbox, account, clock, state), clock, 1)  # a new process, as `tick`
+
+    assert [i["state"] for i in issues(sandbox, account)] == ["closed"]
+
+
 def test_an_issue_left_to_close_is_closed_though_its_ticket_was_deleted_since(
         sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
     worker = worker_for(sandbox, account, clock, tmp_path / "state.sqlite3")
@@ -245,10 +270,7 @@ def closer_dies_after_claiming(sandbox: Sandbox, account: Account, clock: FakeCl
     first.close()  # dead: it never closes the issue it claimed
     sandbox.faults.clear("gitlab")
 
-    claims = [a["metadata"]["custom"]["emergency_automation"]
-              for a in sandbox.zendesk.audits(ticket_id)
-              if a["metadata"].get("custom", {}).get("emergency_automation", {}).get("step")
-              == CLOSE_STAMP]
+    claims = close_claims(sandbox, ticket_id)
     assert len(claims) == 1 and claims[0]["by"]  # the claim, naming the dead worker
     [issue] = issues(sandbox, account)
     assert issue["state"] == "opened"
