@@ -239,16 +239,22 @@ class Service:
                 self.metrics.lateness_seconds.labels(result.step).observe(max(late, 0.0))
         for result in report.failed:
             self.metrics.steps.labels(result.step, "failed").inc()
-        # The tickets whose PagerDuty step waits (0: PagerDuty was down for the whole pass).
-        # A pass looks at every ticket that needs PagerDuty; a ticket handled alone, at
-        # itself only: the others' steps still wait.
-        if whole_pass:
-            self._paging_failed.clear()
-        self._paging_failed -= {facts.snapshot.ticket.id for facts in report.handled}
-        self._paging_failed |= {r.ticket_id for r in report.failed if r.step == "pagerduty"}
-        self.metrics.pending.labels("pagerduty").set(len(self._paging_failed))
+        self._count_paging(report, whole_pass)
         for facts in report.handled:
             self._remember(facts)
+
+    def _count_paging(self, report: PassReport, whole_pass: bool) -> None:
+        """The PagerDuty steps waiting: the tickets whose step PagerDuty refused, at least one
+        while it does not answer at all (its failure is then ticket 0's). With PagerDuty up,
+        a pass looks at every ticket that needs it; a ticket handled alone at itself only."""
+        failed = {r.ticket_id for r in report.failed if r.step == "pagerduty"}
+        if 0 not in failed:
+            if whole_pass:
+                self._paging_failed.clear()
+            self._paging_failed -= {facts.snapshot.ticket.id for facts in report.handled}
+        self._paging_failed |= failed
+        known = len(self._paging_failed - {0})
+        self.metrics.pending.labels("pagerduty").set(max(known, int(0 in self._paging_failed)))
 
     def _remember(self, facts: Facts) -> None:
         snapshot, assessment, page = facts.snapshot, facts.assessment, facts.page
