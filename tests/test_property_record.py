@@ -45,7 +45,7 @@ def kind_of(body: str) -> str | None:
 
 
 class Emergencies(RuleBasedStateMachine):
-    """Two workers (separate state files), customers, agents, time jumps and faults."""
+    """Two workers (each its own state, in memory), customers, agents, time jumps and faults."""
 
     tickets = Bundle("tickets")
 
