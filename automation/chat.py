@@ -29,6 +29,7 @@ from automation.executor import Executor
 from automation.facts import thread_note_context
 from automation.mentions import TOKEN, group_token, token_name, user_token
 from automation.model import (
+    CLAIM_TIMEOUT,
     THREAD_STAMP,
     Brief,
     Line,
@@ -50,8 +51,6 @@ THREAD_TAG = re.compile(r"^emergency_slack_thread_([a-z0-9]+)_(\d+)_(\d+)$")
 # A claim names its time and the worker process that made it (two workers may claim in the
 # same second: each must tell its own claim from the other's).
 CLAIM_TAG = re.compile(r"^emergency_slack_claim_(\d+)(?:_[a-z0-9]+)?$")
-# A claim older than this whose thread never got recorded (a worker died) may be taken over.
-CLAIM_TIMEOUT = timedelta(minutes=5)
 OPENING_KINDS = (Line.CC, Line.ASE, Line.BRIEF)
 SERVICE = "Slack"
 

@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from automation.chat import (
     Chat,
@@ -29,7 +29,7 @@ from automation.chat import (
 )
 from automation.config import Rotation
 from automation.errors import WriteUncertain
-from automation.model import Assessment, Outcome, Snapshot
+from automation.model import CLAIM_TIMEOUT, Assessment, Outcome, Snapshot
 from automation.pagerduty import PagerDuty
 from automation.store import Entry
 from automation.workflow import Page
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 # the request) and `slack-handover-claim:frt` (which worker process asks).
 HANDOVER_STAMP = "slack-handover"
 CLAIM_STAMP = "slack-handover-claim"
-# A claim older than this whose request never got recorded (a worker died) may be taken over.
-CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
 def stamp_step(kind: str, rotation: Rotation) -> str:
@@ -171,8 +169,7 @@ class Handover:
                 snapshot, [handover_tag(rotation, claim=True)],
                 {"step": step, "episode": snapshot.episode_id, "by": self._nonce})
         claim = snapshot.done()[step]
-        by = claim.detail.get("by", "")
-        mine = by == self._nonce or self.chat.store.claimed(ticket_id, f"{step}:{by}")
+        mine = self.chat.store.holds(ticket_id, step, claim.detail.get("by", ""), self._nonce)
         if not mine and now - claim.at < CLAIM_TIMEOUT:
             return None  # another worker is asking; the next pass sees its record
         return snapshot

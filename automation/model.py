@@ -78,6 +78,9 @@ THREAD_STAMP = "slack-thread"
 ISSUE_STAMP = "gitlab-issue"
 # The stamp of `emergency post-call`'s public notes (its issue is closed after them).
 POST_CALL_STAMP = "post-call"
+# A claim stamped on a ticket (a Slack thread, a hand-over, an issue's close) that was not
+# carried out within this time is another worker's to take over.
+CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,21 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from automation import workflow
 from automation.config import GitLabConfig, WorkflowConfig
 from automation.errors import Conflict, NotFound, Refused, WriteUncertain
 from automation.gitlab import GitLab, Issue
-from automation.model import ISSUE_STAMP, POST_CALL_STAMP, Assessment, Snapshot, Stamp, State
+from automation.model import (
+    CLAIM_TIMEOUT,
+    ISSUE_STAMP,
+    POST_CALL_STAMP,
+    Assessment,
+    Snapshot,
+    Stamp,
+    State,
+)
 from automation.store import IssueRow, Store
 from automation.templates import Templates
 from automation.workflow import Page
@@ -30,7 +38,6 @@ CLOSED_STEP = "gitlab-issue-closed"
 CLOSE_STAMP = "gitlab-issue-closing"  # the worker that closes the issue, on the ticket
 CLOSED_TAG = "emergency_gitlab_issue_closed"
 CLAIM_TAG = re.compile(r"^emergency_gitlab_claim_(\d+)(?:_[a-z0-9]+)?$")
-CLAIM_TIMEOUT = timedelta(minutes=5)
 MAX_TITLE = 255
 
 
@@ -388,9 +395,8 @@ class Runbook:
         state file), or another's gone stale."""
         if claim is None:
             return True
-        by = claim.detail.get("by", "")
-        mine = by == self._nonce or self.store.claimed(ticket_id, f"{CLOSE_STAMP}:{by}")
-        return mine or now - claim.at >= CLAIM_TIMEOUT
+        return self.store.holds(ticket_id, CLOSE_STAMP, claim.detail.get("by", ""),
+                                self._nonce) or now - claim.at >= CLAIM_TIMEOUT
 
     def _close(self, ticket_id: int, episode: int, issue: Recorded, note: str) -> Made | None:
         """A note, then the issue closed; neither twice (a person's own close stands)."""

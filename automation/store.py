@@ -421,6 +421,12 @@ class Store:
         self._run("INSERT OR IGNORE INTO claims (ticket_id, tag) VALUES (?, ?)",
                   (ticket_id, tag))
 
+    def holds(self, ticket_id: int, step: str, by: str, nonce: str) -> bool:
+        """Whether the claim of ``step`` stamped by ``by`` is this worker's: this process's
+        (its ``nonce``) or an earlier one's on this state file (remembered as
+        ``f"{step}:{by}"``)."""
+        return by == nonce or self.claimed(ticket_id, f"{step}:{by}")
+
     def claimed(self, ticket_id: int, tag: str) -> bool:
         return bool(self._run("SELECT 1 FROM claims WHERE ticket_id = ? AND tag = ?",
                               (ticket_id, tag)))
