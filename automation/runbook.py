@@ -32,7 +32,7 @@ from automation.model import (
 from automation.store import IssueRow, Store
 from automation.templates import Templates
 from automation.workflow import Page
-from automation.zendesk import Zendesk
+from automation.zendesk import Zendesk, audit_facts
 
 CLOSED_STEP = "gitlab-issue-closed"
 CLOSE_STAMP = "gitlab-issue-closing"  # the worker that closes the issue, on the ticket
@@ -245,17 +245,16 @@ class Runbook:
         return [row for row in self.store.issues_to_close() if row.ticket_id not in skip]
 
     def close_later(self, row: IssueRow, now: datetime) -> Made | None:
-        """Close it now, unless another worker's claim on the ticket is still fresh (a
-        ticket deleted since has no claim left to wait for)."""
+        """Close it now, unless another worker's claim on the ticket is still fresh (the
+        ticket's audits alone say; a ticket deleted since has no claim left to wait for)."""
         try:
-            snapshot = self.zendesk.snapshot(row.ticket_id)
+            stamps = audit_facts(self.zendesk.audits(row.ticket_id)).stamps
         except NotFound:
-            snapshot = None
-        if snapshot is not None:
-            claim = next((s for s in snapshot.stamps
-                          if s.step == CLOSE_STAMP and s.episode == row.episode), None)
-            if not self._ours(row.ticket_id, claim, now):
-                return None
+            stamps = ()
+        claim = next((s for s in stamps if s.step == CLOSE_STAMP and s.episode == row.episode),
+                     None)
+        if not self._ours(row.ticket_id, claim, now):
+            return None
         return self._close(row.ticket_id, row.episode, Recorded(row.iid, row.url),
                            row.closing or "The emergency is over. Closing this issue.")
 
