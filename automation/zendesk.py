@@ -453,6 +453,10 @@ class Zendesk:
             snapshot = self.fresh(snapshot)
         return snapshot if not snapshot.unsettled_for() else None
 
+    def close(self) -> None:
+        """Its HTTP connections closed (a client made for one request: the served pages)."""
+        self.session.close()
+
     def fresh(self, snapshot: Snapshot) -> Snapshot:
         """The ticket read again, keeping what the pass added (organization, briefs)."""
         return replace(self.snapshot(snapshot.ticket.id), organization=snapshot.organization,

@@ -578,3 +578,24 @@ def test_reading_a_timeline_closes_what_it_opened(
 
     assert ticket.id == ticket_id
     assert sorted(closed) == ["session", "store"]
+
+
+def test_making_the_served_report_closes_the_zendesk_client_it_opened(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from automation import config as config_module
+    from automation.cli.context import Context
+    from automation.cli.serving import _report
+    from automation.zendesk import ZendeskSession
+
+    closed: list[str] = []
+    close = ZendeskSession.close
+    monkeypatch.setattr(ZendeskSession, "close", lambda self: (closed.append("session"),
+                                                               close(self))[1])
+    cfg = config_module.load(write_config(tmp_path, sandbox.url))
+    ctx = Context(io.StringIO(), io.StringIO(), {"ZENDESK_API_TOKEN": TOKEN}, clock, io.StringIO())
+
+    page = _report(cfg, ctx, clock.now())
+
+    assert "No emergency in this window." in page  # read from the sandbox's Zendesk
+    assert closed == ["session"]

@@ -66,4 +66,4 @@ def read_timeline(cfg: config.Config, ctx: Context,
                                                 store.outbox(ticket_id, pending_only=False))
     finally:
         store.close()
-        zendesk.session.close()
+        zendesk.close()

@@ -157,5 +157,8 @@ def _report(cfg: config.Config, ctx: Context, now: datetime) -> str:
     from automation import wiring
     from automation.report_html import served_page
 
-    return served_page(wiring.build_zendesk(cfg, ctx.clock, ctx.environ), now,
-                       cfg.pagerduty.federal if cfg.pagerduty else None)
+    zendesk = wiring.build_zendesk(cfg, ctx.clock, ctx.environ)
+    try:  # closed after, as the timeline's: the page is made again at most once a minute
+        return served_page(zendesk, now, cfg.pagerduty.federal if cfg.pagerduty else None)
+    finally:
+        zendesk.close()
