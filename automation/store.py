@@ -324,7 +324,8 @@ class Store:
         return result
 
     def recall(self, kind: str, ids: Iterable[int], since: datetime) -> list[dict[str, Any]]:
-        """Cached Zendesk records (users, organizations, the API user) read since `since`."""
+        """What the cache kept of ``kind`` since ``since``: Zendesk's users, organizations and
+        API user, when briefs were last looked up, the templates last validated."""
         wanted = sorted(set(ids))
         found: list[dict[str, Any]] = []
         for start in range(0, len(wanted), 500):  # SQLite's bound parameters, with room
