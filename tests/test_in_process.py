@@ -146,6 +146,10 @@ def slack_calls(sandbox: Sandbox, account: Account, sockets: bool) -> list[Any]:
     return outcomes
 
 
+def went_over_the_socket(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a call meant for the sandbox went over the socket")
+
+
 def played(calls: Callable[[Sandbox, Account, bool], list[Any]], sockets: bool) -> list[Any]:
     """Every call's outcome on a fresh sandbox, then what the sandbox logged; the sandbox's
     ports, which differ from one sandbox to the next, read as SANDBOX and PAGERDUTY."""
@@ -163,8 +167,13 @@ def played(calls: Callable[[Sandbox, Account, bool], list[Any]], sockets: bool) 
 @pytest.mark.parametrize("calls", [zendesk_calls, pagerduty_calls, slack_calls],
                          ids=["requests", "httpx2", "urllib"])
 def test_each_answer_in_process_is_the_answer_over_the_socket(
-        calls: Callable[[Sandbox, Account, bool], list[Any]]) -> None:
-    direct, over_socket = played(calls, sockets=False), played(calls, sockets=True)
+        calls: Callable[[Sandbox, Account, bool], list[Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as no_socket:  # in-process, every one of them
+        for way_out in ("SOCKET_SEND", "SOCKET_HANDLE", "SOCKET_URLOPEN"):
+            no_socket.setattr(in_process, way_out, went_over_the_socket)
+        direct = played(calls, sockets=False)
+    over_socket = played(calls, sockets=True)
 
     assert direct == over_socket
     assert any(x.lstrip("[(").startswith("200, ") for x in direct)  # answers, and
@@ -182,15 +191,32 @@ def test_requests_skip_the_socket_unless_told_to_go_over_it() -> None:
     assert direct.json() == over_socket.json()
 
 
-def test_an_answer_later_than_the_read_timeout_is_a_read_timeout_once_applied() -> None:
+def test_an_answer_later_than_the_read_timeout_is_a_timeout_once_applied() -> None:
     with Sandbox(clock=FakeClock()) as sandbox:
         account = seed_account(sandbox)
         ticket_id = sandbox.zendesk.create_ticket(account.requester_id, "Down", "Down!")
         sandbox.faults.latency("PUT", f"/api/v2/tickets/{ticket_id}", seconds=0.05)
+        sandbox.faults.latency("GET", "/users", seconds=0.05, service="pagerduty")
+        sandbox.faults.latency("POST", "/chat.postMessage", seconds=0.05, service="slack")
+        headers = {"Authorization": f"Token token={sandbox.pagerduty.token}",
+                   "From": sandbox.email}
+        post = urllib.request.Request(
+            sandbox.slack_url + "chat.postMessage", method="POST",
+            data=f"channel={account.self_managed_channel}&text=late".encode(),
+            headers={"Authorization": f"Bearer {sandbox.slack.token}"})
 
         with pytest.raises(requests.ReadTimeout):
             requests.put(f"{sandbox.url}/api/v2/tickets/{ticket_id}.json", auth=sandbox.auth,
                          json={"ticket": {"status": "pending"}}, timeout=(2, 0.01))
+        with httpx2.Client(verify=ssl.create_default_context(cafile=sandbox.pagerduty_ca),
+                           timeout=httpx2.Timeout(2, read=0.01)) as client:
+            with pytest.raises(httpx2.ReadTimeout):
+                client.get(sandbox.pagerduty_url + "/users", headers=headers)
+        with pytest.raises(TimeoutError):
+            slack_sdk.web.base_client.urlopen(post, timeout=0.01)
 
-        # applied, as over a socket (where the client may hear of the timeout first)
+        # each applied, as over a socket (where the client may hear of the timeout first)
         assert sandbox.zendesk.ticket(ticket_id)["status"] == "pending"
+        assert ("GET", "/users", 200) in sandbox.requests
+        assert [m["text"] for m in sandbox.slack.messages(account.self_managed_channel)] == [
+            "late"]
