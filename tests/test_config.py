@@ -246,7 +246,7 @@ def test_unknown_key_is_named_with_the_known_ones(source, section, typo, meant):
 
 NUMBERS = [("zendesk", "timeout_seconds"), ("zendesk", "max_retry_seconds"),
            ("workflow", "follow_up_after_minutes"), ("workflow", "close_after_minutes"),
-           ("workflow", "poll_interval_seconds")]
+           ("workflow", "poll_interval_seconds"), ("zendesk", "updates_per_minute")]
 
 
 @pytest.mark.parametrize(("section", "key"), NUMBERS)
@@ -260,6 +260,14 @@ def test_negative_boolean_or_non_numeric_number_is_refused(source, section, key,
 def test_zero_duration_is_refused(source, section, key):
     message = config_error(data(**{section: {key: 0}}), source)
     assert_one_line_naming(message, source, f"[{section}] {key}", "expected a number from 1")
+
+
+def test_writes_are_paced_to_80_a_minute_unless_configured_up_to_zendesks_100(source):
+    assert parse(data(), source).zendesk.updates_per_minute == 80
+    assert parse(data(zendesk={"updates_per_minute": 40}), source).zendesk.updates_per_minute == 40
+    message = config_error(data(zendesk={"updates_per_minute": 101}), source)
+    assert_one_line_naming(message, source, "[zendesk] updates_per_minute",
+                           "expected a number from 1 to 100, got 101")
 
 
 def test_zero_retry_budget_is_allowed(source):

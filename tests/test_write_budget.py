@@ -11,11 +11,19 @@ import pytest
 import requests
 
 from automation.clock import FakeClock, TokenBucket
-from automation.errors import BudgetSpent
+from automation.config import WorkflowConfig
+from automation.errors import BudgetSpent, WriteUncertain
 from automation.sandbox import Account, Sandbox
 from automation.sandbox.zendesk import ApiError
 from automation.zendesk import Zendesk
-from tests.conftest import TOKEN, bot_comments, emergency_ticket, make_worker
+from tests.conftest import (
+    BRIDGE,
+    TOKEN,
+    bot_comments,
+    emergency_ticket,
+    make_worker,
+    sandbox_worker,
+)
 
 ACK = "join our bridge"
 
@@ -188,3 +196,36 @@ def test_an_idle_tick_process_reads_the_listing_alone() -> None:
         cost = idle_ticks(bench, runs=2, naive_runs=1)
 
     assert cost.requests == 1
+
+
+def test_a_429_on_a_write_spends_the_budget_until_retry_after_has_passed(
+        sandbox: Sandbox, account: Account, clock: FakeClock) -> None:
+    zendesk = Zendesk(sandbox.url, sandbox.email, TOKEN, clock, updates_per_minute=60)
+    ticket_id = emergency_ticket(sandbox, account, priority="normal")
+    zendesk.update(zendesk.snapshot(ticket_id).ticket, None, ["first"])  # the one saved up
+    clock.advance(timedelta(seconds=5))  # a write a second: five more saved up since
+    sandbox.faults.rate_limit("PUT", f"/api/v2/tickets/{ticket_id}", retry_after=10)
+    refused_at = clock.now()
+    with pytest.raises(WriteUncertain):
+        zendesk.update(zendesk.snapshot(ticket_id).ticket, None, ["second"])
+
+    zendesk.update(zendesk.snapshot(ticket_id).ticket, None, ["third"])
+
+    # Retry-After, then one write's interval: what was saved up before the 429 is gone
+    assert clock.now() - refused_at == timedelta(seconds=11)
+
+
+def test_the_worker_paces_its_writes_to_the_configured_updates_per_minute(
+        sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
+    tickets = [emergency_ticket(sandbox, account, subject=f"Down {n}") for n in range(4)]
+    clock.advance(timedelta(seconds=3))
+    worker = sandbox_worker(sandbox, None, clock, tmp_path / "state.sqlite3",
+                            workflow=WorkflowConfig(bridge_url=BRIDGE),
+                            zendesk={"updates_per_minute": 6})
+
+    worker.run_once()
+
+    acknowledged = [datetime.fromisoformat(sandbox.zendesk.public_comments(t)[-1]["created_at"])
+                    for t in tickets]
+    gaps = [b - a for a, b in zip(acknowledged, acknowledged[1:], strict=False)]
+    assert gaps == [timedelta(seconds=10)] * 3  # one write every 60 / 6 s
