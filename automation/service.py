@@ -98,6 +98,7 @@ class Service:
     _contacted: set[tuple[int, int]] = field(default_factory=set)
     _page_checked: set[int] = field(default_factory=set)  # woken once to page: the poll after
     _paging_failed: set[int] = field(default_factory=set)  # their PagerDuty step failed
+    _live: dict[int, TrackedTicket] | None = None  # the live rows at the end of the last step
     _settling: dict[int, datetime] = field(default_factory=dict)  # read again at (Zendesk's)
     _heartbeat: Heartbeat | None = None
     # The clock moves only when slept on (a test's FakeClock): a ticket changed in the second
@@ -162,7 +163,7 @@ class Service:
         waits = [(self._next_poll - now).total_seconds()] if self._next_poll else [0.0]
         service_now = self.service_now()
         waits += [(at - service_now).total_seconds() for at in self._settling.values()]
-        for ticket_id, due_at in self._due_times():
+        for ticket_id, due_at in self._due_times(self._live):  # as the step left them
             retry = self._retry_at.get(ticket_id)
             wake_at = max(due_at, retry) if retry else due_at
             waits.append((wake_at - service_now).total_seconds())
@@ -286,9 +287,13 @@ class Service:
         return [ticket_id for ticket_id, due_at in self._due_times()
                 if due_at <= now and self._retry_at.get(ticket_id, due_at) <= now]
 
-    def _due_times(self) -> Iterable[tuple[int, datetime]]:
-        """Each live emergency's next due time: its step's, or when it is to be paged."""
-        for tracked in self.worker.store.tracked(active_only=True).values():
+    def _due_times(self, live: dict[int, TrackedTicket] | None = None
+                   ) -> Iterable[tuple[int, datetime]]:
+        """Each live emergency's next due time: its step's, or when it is to be paged
+        (``live``: the rows as last read, else read now)."""
+        if live is None:
+            live = self.worker.store.tracked(active_only=True)
+        for tracked in live.values():
             times = [tracked.due_at] if tracked.due_at and tracked.next_step else []
             extra = self._extras.get(tracked.ticket_id)
             if extra and extra.page_due_at and tracked.ticket_id not in self._page_checked:
@@ -301,7 +306,7 @@ class Service:
         return self.worker.now()
 
     def _publish(self) -> None:
-        live = self.worker.store.tracked(active_only=True)
+        live = self._live = self.worker.store.tracked(active_only=True)
         self._forget_all_but(set(live))
         tracked = live.values()
         threads = self.worker.store.threads()  # one read, not one a ticket
