@@ -10,7 +10,7 @@ from pathlib import Path
 from automation import cli
 from automation.clock import FakeClock
 from automation.sandbox import Account, Sandbox, sandbox_environ
-from automation.sandbox.config_file import write_config_file
+from automation.sandbox.config_file import STATE_FILE, write_config_file
 from automation.store import Store
 from tests.test_cli import emergency
 
@@ -145,7 +145,7 @@ def test_a_new_sandbox_starts_its_state_file_afresh(
         sandbox: Sandbox, account: Account, clock: FakeClock, tmp_path: Path) -> None:
     # Given the state file of an earlier sandbox in the folder, its ticket #1 with a thread
     config = config_for(sandbox, account, tmp_path)
-    earlier = Store(tmp_path / "sandbox-state.sqlite3")
+    earlier = Store(tmp_path / STATE_FILE)
     earlier.keep("user", 1, {"id": 1, "name": "someone of the earlier sandbox"}, START)
     earlier.close()
 
@@ -156,4 +156,4 @@ def test_a_new_sandbox_starts_its_state_file_afresh(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("sandbox-state")] == []
     code, out, err = verb(config, "status", "--all", clock=clock, sandbox=sandbox)
     assert code == cli.EXIT_OK, err
-    assert not Store(tmp_path / "sandbox-state.sqlite3").recall("user", [1], START)
+    assert not Store(tmp_path / STATE_FILE).recall("user", [1], START)
